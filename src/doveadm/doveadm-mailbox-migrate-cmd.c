@@ -1,0 +1,130 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mailbox-list-iter.h"
+#include "doveadm-mail.h"
+#include "mailbox-migrate-settings.h"
+#include "mailbox-migrate-db.h"
+#include "doveadm-mailbox-migrate-cmd.h"
+
+#include <time.h>
+
+int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
+				   struct mail_user *user)
+{
+	enum mailbox_migrate_db_error code;
+	const char *error;
+
+	if (mailbox_migrate_settings_read(user, &ctx->set, &error) < 0) {
+		i_error("%s", error);
+		doveadm_mail_failed_error(&ctx->ctx, MAIL_ERROR_PARAMS);
+		return -1;
+	}
+	if (mailbox_migrate_db_open(ctx->set->db_path,
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
+				    ctx->set->lock_timeout_msecs,
+				    &ctx->db, &code, &error) < 0) {
+		i_error("Can't read state file of user %s: %s (%s)",
+			user->username, error,
+			mailbox_migrate_db_error_name(code));
+		switch (code) {
+		case MAILBOX_MIGRATE_DB_ERROR_LOCKED:
+			doveadm_mail_failed_error(&ctx->ctx,
+						  MAIL_ERROR_INUSE);
+			break;
+		case MAILBOX_MIGRATE_DB_ERROR_NOACCESS:
+			doveadm_mail_failed_error(&ctx->ctx, MAIL_ERROR_PERM);
+			break;
+		default:
+			doveadm_mail_failed_error(&ctx->ctx,
+						  MAIL_ERROR_TEMP);
+			break;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+void mailbox_migrate_cmd_close_state(struct mailbox_migrate_cmd_context *ctx)
+{
+	mailbox_migrate_db_close(&ctx->db);
+	ctx->set = NULL;
+}
+
+static bool mailbox_migrate_pattern_has_wildcards(const char *pattern)
+{
+	return strpbrk(pattern, "*%") != NULL;
+}
+
+int mailbox_migrate_cmd_mailboxes_foreach(
+	struct mailbox_migrate_cmd_context *ctx, struct mail_user *user,
+	const char *const *patterns,
+	mailbox_migrate_cmd_mailbox_callback_t *callback)
+{
+	static const char *const all_patterns[] = { "*", NULL };
+	const enum mailbox_list_iter_flags iter_flags =
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+		MAILBOX_LIST_ITER_RETURN_NO_FLAGS |
+		MAILBOX_LIST_ITER_SKIP_ALIASES;
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	HASH_TABLE(const char *, void *) seen;
+	struct mailbox *box;
+	unsigned int i;
+	int ret = 0;
+
+	if (patterns == NULL || patterns[0] == NULL)
+		patterns = all_patterns;
+	hash_table_create(&seen, pool_datastack_create(), 0, str_hash, strcmp);
+	iter = mailbox_list_iter_init_namespaces(user->namespaces, patterns,
+			MAIL_NAMESPACE_TYPE_PRIVATE, iter_flags);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		hash_table_update(seen, t_strdup(info->vname), POINTER_CAST(1));
+		box = mailbox_alloc(info->ns->list, info->vname,
+				    MAILBOX_FLAG_READONLY);
+		T_BEGIN {
+			if (callback(ctx, box) < 0)
+				ret = -1;
+		} T_END;
+		mailbox_free(&box);
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		i_error("Listing mailboxes failed: %s",
+			mailbox_list_get_last_internal_error(
+				user->namespaces->list, NULL));
+		doveadm_mail_failed_error(&ctx->ctx, MAIL_ERROR_TEMP);
+		ret = -1;
+	}
+	for (i = 0; patterns[i] != NULL; i++) {
+		if (!mailbox_migrate_pattern_has_wildcards(patterns[i]) &&
+		    hash_table_lookup(seen, patterns[i]) == NULL) {
+			i_error("Mailbox %s doesn't exist", patterns[i]);
+			doveadm_mail_failed_error(&ctx->ctx,
+						  MAIL_ERROR_NOTFOUND);
+			ret = -1;
+		}
+	}
+	hash_table_destroy(&seen);
+	return ret;
+}
+
+const char *mailbox_migrate_cmd_time(time_t t)
+{
+	char buf[64];
+	struct tm *tm;
+
+	if (t == 0)
+		return "";
+	tm = gmtime(&t);
+	if (tm == NULL || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ",
+				   tm) == 0)
+		return dec2str(t);
+	return t_strdup(buf);
+}

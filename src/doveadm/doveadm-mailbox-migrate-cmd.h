@@ -1,0 +1,47 @@
+#ifndef DOVEADM_MAILBOX_MIGRATE_CMD_H
+#define DOVEADM_MAILBOX_MIGRATE_CMD_H
+
+#include "doveadm-mail.h"
+
+struct mailbox_migrate_db;
+struct mailbox_migrate_settings;
+
+/* Base context of every doveadm mailbox-migrate command. */
+struct mailbox_migrate_cmd_context {
+	struct doveadm_mail_cmd_context ctx;
+
+	/* Set for the current user by mailbox_migrate_cmd_open_state(). */
+	const struct mailbox_migrate_settings *set;
+	/* The user's state file opened read-only; NULL when it doesn't
+	   exist yet. */
+	struct mailbox_migrate_db *db;
+};
+
+#define mailbox_migrate_cmd_alloc(type) \
+	(type *)doveadm_mail_cmd_alloc_size(sizeof(type))
+
+/* Read the user's settings and open the state file read-only. Returns 0
+   if ok (ctx->db may be NULL: no state yet), -1 after logging the error
+   and setting the exit code. */
+int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
+				   struct mail_user *user);
+void mailbox_migrate_cmd_close_state(struct mailbox_migrate_cmd_context *ctx);
+
+/* Calls callback for each selectable mailbox of the user matching the
+   patterns (all when patterns is empty). A pattern without wildcards that
+   matches no mailbox is an error: logged, exit code "not found". Returns
+   0 if ok, -1 if something failed (exit code set). */
+typedef int mailbox_migrate_cmd_mailbox_callback_t(
+	struct mailbox_migrate_cmd_context *ctx, struct mailbox *box);
+int mailbox_migrate_cmd_mailboxes_foreach(
+	struct mailbox_migrate_cmd_context *ctx, struct mail_user *user,
+	const char *const *patterns,
+	mailbox_migrate_cmd_mailbox_callback_t *callback);
+
+/* Time as printed by the commands: ISO 8601 in UTC, "" for 0. */
+const char *mailbox_migrate_cmd_time(time_t t);
+
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_seen;
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_journal;
+
+#endif

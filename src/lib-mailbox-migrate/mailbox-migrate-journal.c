@@ -1,0 +1,441 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "str.h"
+#include "strnum.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-sql.h"
+#include "mailbox-migrate-journal.h"
+
+struct mailbox_migrate_journal_iter {
+	pool_t pool;
+	struct mailbox_migrate_db *db;
+	sqlite3_stmt *stmt;
+	struct mailbox_migrate_journal_entry entry;
+	const char *error;
+	bool done;
+};
+
+static const char *const mailbox_migrate_journal_type_names[] = {
+	"save", "copy", "expunge", "flags", "keywords", "create", "delete",
+	"rename", "subscribe", "unsubscribe", "update", "gap",
+};
+
+const char *
+mailbox_migrate_journal_type_name(enum mailbox_migrate_journal_type type)
+{
+	i_assert(type < MAILBOX_MIGRATE_JOURNAL_TYPE_COUNT);
+	return mailbox_migrate_journal_type_names[type];
+}
+
+bool mailbox_migrate_journal_type_parse(const char *name,
+				enum mailbox_migrate_journal_type *type_r)
+{
+	unsigned int i;
+
+	for (i = 0; i < MAILBOX_MIGRATE_JOURNAL_TYPE_COUNT; i++) {
+		if (strcmp(mailbox_migrate_journal_type_names[i], name) == 0) {
+			*type_r = i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+static void
+mailbox_migrate_bind_text_or_null(sqlite3_stmt *stmt, int idx,
+				  const char *value)
+{
+	if (value == NULL)
+		(void)sqlite3_bind_null(stmt, idx);
+	else
+		(void)sqlite3_bind_text(stmt, idx, value, -1, SQLITE_STATIC);
+}
+
+static bool
+mailbox_migrate_journal_type_has_flags(enum mailbox_migrate_journal_type type)
+{
+	return type == MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE ||
+		type == MAILBOX_MIGRATE_JOURNAL_TYPE_COPY ||
+		type == MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS;
+}
+
+int mailbox_migrate_journal_append(struct mailbox_migrate_db *db,
+				   struct mailbox_migrate_journal_entry *entry,
+				   const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_insert,
+				       &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, entry->time);
+	(void)sqlite3_bind_text(stmt, 2,
+		mailbox_migrate_journal_type_name(entry->type), -1,
+		SQLITE_STATIC);
+	(void)sqlite3_bind_text(stmt, 3, entry->mailbox_guid, -1,
+				SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 4, entry->uidvalidity);
+	(void)sqlite3_bind_int64(stmt, 5, entry->uid);
+	mailbox_migrate_bind_text_or_null(stmt, 6, entry->message_guid);
+	if (mailbox_migrate_journal_type_has_flags(entry->type))
+		(void)sqlite3_bind_int(stmt, 7, entry->flags & ~MAIL_RECENT);
+	else
+		(void)sqlite3_bind_null(stmt, 7);
+	mailbox_migrate_bind_text_or_null(stmt, 8, entry->keywords);
+	mailbox_migrate_bind_text_or_null(stmt, 9, entry->name);
+	mailbox_migrate_bind_text_or_null(stmt, 10, entry->old_name);
+	mailbox_migrate_bind_text_or_null(stmt, 11, entry->service);
+	if (mailbox_migrate_db_exec_stmt(db, stmt, error_r) < 0)
+		return -1;
+	entry->seq = (uint64_t)sqlite3_last_insert_rowid(
+		sqlite3_db_handle(stmt));
+	return 0;
+}
+
+int mailbox_migrate_journal_update_mailbox(struct mailbox_migrate_db *db,
+					   const char *mailbox_guid,
+					   const char *name,
+					   uint32_t uidvalidity,
+					   uint64_t witness_modseq,
+					   const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_mailbox_upsert,
+				       &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_text(stmt, 2, name == NULL ? "" : name, -1,
+				SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
+	(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)witness_modseq);
+	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
+}
+
+int mailbox_migrate_journal_mark_deleted(struct mailbox_migrate_db *db,
+					 const char *mailbox_guid,
+					 const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_mailbox_deleted,
+				       &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
+}
+
+int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
+				const char *mailbox_guid,
+				struct mailbox_migrate_journal_mailbox *mbox_r,
+				const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	i_zero(mbox_r);
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_mailbox_get,
+				       &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret <= 0)
+		return ret;
+	mbox_r->guid = t_strdup(mailbox_guid);
+	mbox_r->name = t_strdup((const char *)sqlite3_column_text(stmt, 0));
+	mbox_r->uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 1);
+	mbox_r->witness_modseq = (uint64_t)sqlite3_column_int64(stmt, 2);
+	mbox_r->deleted = sqlite3_column_int(stmt, 3) != 0;
+	(void)sqlite3_reset(stmt);
+	return 1;
+}
+
+int mailbox_migrate_journal_get_range(struct mailbox_migrate_db *db,
+				      const char *mailbox_guid,
+				      struct mailbox_migrate_journal_range *range_r,
+				      const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	i_zero(range_r);
+	if (mailbox_migrate_db_prepare(db, mailbox_guid == NULL ?
+			mailbox_migrate_sql_journal_range :
+			mailbox_migrate_sql_journal_mailbox_range,
+			&stmt, error_r) < 0)
+		return -1;
+	if (mailbox_guid != NULL) {
+		(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1,
+					SQLITE_STATIC);
+	}
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		range_r->first_seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+		range_r->last_seq = (uint64_t)sqlite3_column_int64(stmt, 1);
+		range_r->entries = (uint64_t)sqlite3_column_int64(stmt, 2);
+		(void)sqlite3_reset(stmt);
+	}
+	return 0;
+}
+
+int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
+					 uint64_t *seq_r, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	*seq_r = 0;
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_max_seq,
+				       &stmt, error_r) < 0)
+		return -1;
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		*seq_r = (uint64_t)sqlite3_column_int64(stmt, 0);
+		(void)sqlite3_reset(stmt);
+	}
+	return 0;
+}
+
+bool mailbox_migrate_journal_prune_due(uint64_t seq, unsigned int max_entries)
+{
+	unsigned int interval = I_MIN(256U, max_entries / 4);
+
+	return interval <= 1 || seq % interval == 0;
+}
+
+static int
+mailbox_migrate_journal_delete_upto(struct mailbox_migrate_db *db,
+				    uint64_t seq, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_prune,
+				       &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
+}
+
+int mailbox_migrate_journal_prune(struct mailbox_migrate_db *db,
+				  unsigned int max_entries,
+				  const char **error_r)
+{
+	struct mailbox_migrate_journal_range range;
+	sqlite3_stmt *stmt;
+	uint64_t cut;
+	int ret;
+
+	if (mailbox_migrate_journal_get_range(db, NULL, &range, error_r) < 0)
+		return -1;
+	if (range.entries == 0)
+		return 0;
+
+	/* what every registered destination has taken */
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_destination_min_checkpoint,
+			&stmt, error_r) < 0)
+		return -1;
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0 && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
+		cut = (uint64_t)sqlite3_column_int64(stmt, 0);
+		(void)sqlite3_reset(stmt);
+		if (cut >= range.first_seq) {
+			if (mailbox_migrate_journal_delete_upto(db, cut,
+								error_r) < 0)
+				return -1;
+			range.entries -= I_MIN(range.entries,
+					       cut - range.first_seq + 1);
+			range.first_seq = cut + 1;
+		}
+	} else if (ret > 0) {
+		(void)sqlite3_reset(stmt);
+	}
+
+	if (range.entries <= max_entries)
+		return 0;
+	/* lossy: keep 90% of the bound so this doesn't run on every write */
+	cut = range.last_seq - (max_entries - max_entries / 10);
+	if (mailbox_migrate_journal_delete_upto(db, cut, error_r) < 0)
+		return -1;
+	return mailbox_migrate_db_meta_set(db, "pruned_seq", dec2str(cut),
+					   error_r);
+}
+
+int mailbox_migrate_journal_check(struct mailbox_migrate_db *db,
+			struct mailbox_migrate_journal_completeness *result_r,
+			const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	const char *value;
+	uint64_t pruned_seq;
+	int ret;
+
+	i_zero(result_r);
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_last_gap,
+				       &stmt, error_r) < 0)
+		return -1;
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		result_r->incomplete_since =
+			(uint64_t)sqlite3_column_int64(stmt, 0);
+		result_r->reason = t_strdup_printf("gap: %s",
+			(const char *)sqlite3_column_text(stmt, 1));
+		(void)sqlite3_reset(stmt);
+	}
+
+	ret = mailbox_migrate_db_meta_get(db, "pruned_seq", &value, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0 && str_to_uint64(value, &pruned_seq) == 0 &&
+	    pruned_seq > result_r->incomplete_since) {
+		result_r->incomplete_since = pruned_seq;
+		result_r->reason = t_strdup_printf(
+			"entries up to %s dropped by the size bound", value);
+	}
+	return 0;
+}
+
+void mailbox_migrate_journal_check_index(
+	const struct mailbox_migrate_journal_mailbox *known,
+	uint32_t index_uidvalidity, uint64_t index_highest_modseq,
+	uint64_t last_seq,
+	struct mailbox_migrate_journal_completeness *result)
+{
+	const char *reason = NULL;
+
+	if (known == NULL) {
+		/* An empty new mailbox has modseq 1; anything above means
+		   changes were made that the journal never recorded. */
+		if (index_highest_modseq > 1)
+			reason = "the journal never saw this mailbox";
+	} else if (known->uidvalidity != 0 &&
+		   known->uidvalidity != index_uidvalidity) {
+		reason = t_strdup_printf("UIDVALIDITY changed from %u to %u "
+			"outside the journal", known->uidvalidity,
+			index_uidvalidity);
+	} else if (index_highest_modseq > known->witness_modseq &&
+		   index_highest_modseq > 1) {
+		reason = t_strdup_printf("the index has changes up to modseq "
+			"%llu, the journal only up to %llu",
+			(unsigned long long)index_highest_modseq,
+			(unsigned long long)known->witness_modseq);
+	}
+	if (reason != NULL && result->incomplete_since <= last_seq) {
+		result->incomplete_since = last_seq + 1;
+		result->reason = reason;
+	}
+}
+
+struct mailbox_migrate_journal_iter *
+mailbox_migrate_journal_iter_init(struct mailbox_migrate_db *db,
+				  uint64_t since_seq, const char *mailbox_guid)
+{
+	struct mailbox_migrate_journal_iter *iter;
+	pool_t pool;
+	const char *error;
+
+	pool = pool_alloconly_create("mailbox-migrate journal iter", 1024);
+	iter = p_new(pool, struct mailbox_migrate_journal_iter, 1);
+	iter->pool = pool;
+	iter->db = db;
+	if (mailbox_migrate_db_prepare(db, mailbox_guid == NULL ?
+			mailbox_migrate_sql_journal_iter :
+			mailbox_migrate_sql_journal_iter_mailbox,
+			&iter->stmt, &error) < 0) {
+		iter->error = p_strdup(pool, error);
+		iter->done = TRUE;
+		return iter;
+	}
+	(void)sqlite3_bind_int64(iter->stmt, 1, (sqlite3_int64)since_seq);
+	if (mailbox_guid != NULL) {
+		(void)sqlite3_bind_text(iter->stmt, 2,
+					p_strdup(pool, mailbox_guid), -1,
+					SQLITE_STATIC);
+	}
+	return iter;
+}
+
+static const char *
+mailbox_migrate_column_text(sqlite3_stmt *stmt, int idx)
+{
+	if (sqlite3_column_type(stmt, idx) == SQLITE_NULL)
+		return NULL;
+	return (const char *)sqlite3_column_text(stmt, idx);
+}
+
+bool mailbox_migrate_journal_iter_next(struct mailbox_migrate_journal_iter *iter,
+			const struct mailbox_migrate_journal_entry **entry_r)
+{
+	struct mailbox_migrate_journal_entry *e = &iter->entry;
+	const char *error;
+	int ret, flags;
+
+	if (iter->done)
+		return FALSE;
+	ret = mailbox_migrate_db_step(iter->db, iter->stmt, &error);
+	if (ret <= 0) {
+		if (ret < 0)
+			iter->error = p_strdup(iter->pool, error);
+		iter->done = TRUE;
+		return FALSE;
+	}
+	i_zero(e);
+	e->seq = (uint64_t)sqlite3_column_int64(iter->stmt, 0);
+	e->time = (time_t)sqlite3_column_int64(iter->stmt, 1);
+	if (!mailbox_migrate_journal_type_parse(
+			(const char *)sqlite3_column_text(iter->stmt, 2),
+			&e->type)) {
+		iter->error = p_strdup_printf(iter->pool,
+			"Journal entry %llu has unknown type '%s'",
+			(unsigned long long)e->seq,
+			sqlite3_column_text(iter->stmt, 2));
+		iter->done = TRUE;
+		return FALSE;
+	}
+	e->mailbox_guid = (const char *)sqlite3_column_text(iter->stmt, 3);
+	e->uidvalidity = (uint32_t)sqlite3_column_int64(iter->stmt, 4);
+	e->uid = (uint32_t)sqlite3_column_int64(iter->stmt, 5);
+	e->message_guid = mailbox_migrate_column_text(iter->stmt, 6);
+	flags = sqlite3_column_int(iter->stmt, 7);
+	e->flags = flags;
+	e->keywords = mailbox_migrate_column_text(iter->stmt, 8);
+	e->name = mailbox_migrate_column_text(iter->stmt, 9);
+	e->old_name = mailbox_migrate_column_text(iter->stmt, 10);
+	e->service = mailbox_migrate_column_text(iter->stmt, 11);
+	*entry_r = e;
+	return TRUE;
+}
+
+int mailbox_migrate_journal_iter_deinit(
+	struct mailbox_migrate_journal_iter **_iter, const char **error_r)
+{
+	struct mailbox_migrate_journal_iter *iter = *_iter;
+	int ret = 0;
+
+	*_iter = NULL;
+	if (iter->stmt != NULL)
+		(void)sqlite3_reset(iter->stmt);
+	if (iter->error != NULL) {
+		*error_r = t_strdup(iter->error);
+		ret = -1;
+	}
+	pool_unref(&iter->pool);
+	return ret;
+}
+
+const char *
+mailbox_migrate_journal_keywords_join(const char *const *keywords)
+{
+	if (keywords == NULL || keywords[0] == NULL)
+		return "";
+	return t_strarray_join(keywords, " ");
+}

@@ -1,0 +1,166 @@
+#ifndef MAILBOX_MIGRATE_JOURNAL_H
+#define MAILBOX_MIGRATE_JOURNAL_H
+
+#include "mail-types.h"
+
+struct mailbox_migrate_db;
+
+/* The per-user change journal. Every entry has a sequence number that is
+   strictly increasing and never reused, and names its mailbox by GUID so
+   that history follows renames. A reader remembers the last seq it has
+   taken (its checkpoint) and asks the journal whether it can prove that it
+   holds every change since then. */
+
+enum mailbox_migrate_journal_type {
+	/* A message was saved (APPEND, delivery, doveadm save/import). */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE,
+	/* A message was copied or moved here from another mailbox. */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_COPY,
+	MAILBOX_MIGRATE_JOURNAL_TYPE_EXPUNGE,
+	/* The message's system flags are now `flags`. */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS,
+	/* The message's keywords are now `keywords`. */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_KEYWORDS,
+	MAILBOX_MIGRATE_JOURNAL_TYPE_CREATE,
+	MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE,
+	/* The mailbox is now called `name`; it was `old_name`. */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_RENAME,
+	MAILBOX_MIGRATE_JOURNAL_TYPE_SUBSCRIBE,
+	MAILBOX_MIGRATE_JOURNAL_TYPE_UNSUBSCRIBE,
+	/* Mailbox metadata changed (e.g. UIDVALIDITY, now `uidvalidity`). */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE,
+	/* Changes before this entry may be missing (`name` says why): a
+	   reader whose checkpoint is below this entry's seq must compare the
+	   whole mailbox store. mailbox_guid is "" (all mailboxes). */
+	MAILBOX_MIGRATE_JOURNAL_TYPE_GAP,
+
+	MAILBOX_MIGRATE_JOURNAL_TYPE_COUNT
+};
+
+struct mailbox_migrate_journal_entry {
+	/* Assigned when written. */
+	uint64_t seq;
+	time_t time;
+	enum mailbox_migrate_journal_type type;
+	/* 32 hex digits, "" for GAP. */
+	const char *mailbox_guid;
+	uint32_t uidvalidity;
+	uint32_t uid;
+	/* NULL when not applicable or unknown. */
+	const char *message_guid;
+	/* Flags after the change (SAVE, COPY, FLAGS); MAIL_RECENT never. */
+	enum mail_flags flags;
+	/* Keywords after the change (SAVE, COPY, KEYWORDS), space separated;
+	   NULL when not applicable. */
+	const char *keywords;
+	/* Mailbox name (UTF-8 vname) for mailbox entries; reason for GAP. */
+	const char *name;
+	const char *old_name;
+	/* Service that made the change (imap, lmtp, doveadm, ...). */
+	const char *service;
+};
+
+/* What the journal knows of one mailbox. */
+struct mailbox_migrate_journal_mailbox {
+	const char *guid;
+	const char *name;
+	uint32_t uidvalidity;
+	/* The mailbox index's highest modseq right after the last commit the
+	   journal recorded. */
+	uint64_t witness_modseq;
+	bool deleted;
+};
+
+struct mailbox_migrate_journal_range {
+	/* 0 when there are no entries. */
+	uint64_t first_seq, last_seq;
+	uint64_t entries;
+};
+
+struct mailbox_migrate_journal_completeness {
+	/* 0 when the journal is complete. Otherwise a reader whose
+	   checkpoint (last seq taken) is below this must compare in full. */
+	uint64_t incomplete_since;
+	/* Why, when incomplete. */
+	const char *reason;
+};
+
+const char *
+mailbox_migrate_journal_type_name(enum mailbox_migrate_journal_type type);
+/* Returns TRUE and the type if name is a known type name. */
+bool mailbox_migrate_journal_type_parse(const char *name,
+					enum mailbox_migrate_journal_type *type_r);
+
+/* Add an entry. Must be called inside a db write transaction. Sets
+   entry->seq. */
+int mailbox_migrate_journal_append(struct mailbox_migrate_db *db,
+				   struct mailbox_migrate_journal_entry *entry,
+				   const char **error_r);
+/* Record what the journal knows of a mailbox: name ("" keeps the known
+   one), uidvalidity (0 keeps the known one) and the witness modseq, which
+   is only ever raised. Clears the deleted mark. */
+int mailbox_migrate_journal_update_mailbox(struct mailbox_migrate_db *db,
+					   const char *mailbox_guid,
+					   const char *name,
+					   uint32_t uidvalidity,
+					   uint64_t witness_modseq,
+					   const char **error_r);
+int mailbox_migrate_journal_mark_deleted(struct mailbox_migrate_db *db,
+					 const char *mailbox_guid,
+					 const char **error_r);
+/* Returns 1 and the mailbox if the journal knows it, 0 if not, -1 on
+   error. Strings are allocated from the data stack. */
+int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
+				const char *mailbox_guid,
+				struct mailbox_migrate_journal_mailbox *mbox_r,
+				const char **error_r);
+
+/* Drop entries that every registered destination has taken, and beyond
+   max_entries the oldest ones anyway (then the journal reports itself
+   incomplete since the cut). Must be called in a write transaction. */
+int mailbox_migrate_journal_prune(struct mailbox_migrate_db *db,
+				  unsigned int max_entries,
+				  const char **error_r);
+/* TRUE if a writer that just wrote seq should call prune. */
+bool mailbox_migrate_journal_prune_due(uint64_t seq, unsigned int max_entries);
+
+/* Range of the entries of one mailbox (mailbox_guid != NULL), or of all. */
+int mailbox_migrate_journal_get_range(struct mailbox_migrate_db *db,
+				      const char *mailbox_guid,
+				      struct mailbox_migrate_journal_range *range_r,
+				      const char **error_r);
+/* Highest seq ever given (pruned or not), 0 if none. */
+int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
+					 uint64_t *seq_r, const char **error_r);
+
+/* Completeness of the journal as a whole: gap entries and lossy pruning. */
+int mailbox_migrate_journal_check(struct mailbox_migrate_db *db,
+			struct mailbox_migrate_journal_completeness *result_r,
+			const char **error_r);
+/* Merge into *result the cross-check of one mailbox against its index:
+   known is what the journal knows of it (NULL if nothing), and the index's
+   current UIDVALIDITY and highest modseq after a sync. If the index shows
+   changes the journal never saw, no reader can trust the journal for this
+   mailbox: incomplete_since becomes last_seq+1. Pure function. */
+void mailbox_migrate_journal_check_index(
+	const struct mailbox_migrate_journal_mailbox *known,
+	uint32_t index_uidvalidity, uint64_t index_highest_modseq,
+	uint64_t last_seq,
+	struct mailbox_migrate_journal_completeness *result);
+
+/* Iterate entries with seq > since_seq, of one mailbox (plus the GAP
+   entries, which concern every mailbox) or of all (mailbox_guid NULL).
+   Entry strings stay valid until the next call. */
+struct mailbox_migrate_journal_iter *
+mailbox_migrate_journal_iter_init(struct mailbox_migrate_db *db,
+				  uint64_t since_seq, const char *mailbox_guid);
+bool mailbox_migrate_journal_iter_next(struct mailbox_migrate_journal_iter *iter,
+			const struct mailbox_migrate_journal_entry **entry_r);
+int mailbox_migrate_journal_iter_deinit(
+	struct mailbox_migrate_journal_iter **iter, const char **error_r);
+
+/* Keywords as the space separated string stored in the journal. */
+const char *
+mailbox_migrate_journal_keywords_join(const char *const *keywords);
+
+#endif

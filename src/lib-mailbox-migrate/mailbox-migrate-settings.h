@@ -1,0 +1,46 @@
+#ifndef MAILBOX_MIGRATE_SETTINGS_H
+#define MAILBOX_MIGRATE_SETTINGS_H
+
+struct mail_user;
+
+/* Name of the state file inside the user's index directory when
+   mailbox_migrate_db is not set. */
+#define MAILBOX_MIGRATE_DB_DEFAULT_NAME "mailbox-migrate.db"
+
+#define MAILBOX_MIGRATE_DEFAULT_LOCK_TIMEOUT_MSECS (5 * 1000)
+#define MAILBOX_MIGRATE_DEFAULT_CUTOVER_WAIT_SECS 30
+#define MAILBOX_MIGRATE_DEFAULT_JOURNAL_MAX_ENTRIES 500000
+#define MAILBOX_MIGRATE_DEFAULT_BACKUP_DIRTY_PERCENT 20
+
+/* Every mailbox_migrate_* setting of one user, parsed once. This is the
+   only place that knows the setting names. */
+struct mailbox_migrate_settings {
+	/* Absolute path of the per-user state file (journal, seen UIDNEXT,
+	   destination checkpoints). */
+	const char *db_path;
+	/* mailbox_migrate_destination, mailbox_migrate_destination2, ...:
+	   destinations kept current by the logout hook. Never NULL. */
+	const char *const *destinations;
+	/* How long a writer waits for another process' lock on the state file
+	   before it gives up (and marks the journal incomplete). */
+	unsigned int lock_timeout_msecs;
+	/* Journal entries kept at most; beyond this the oldest are dropped and
+	   the journal reports itself incomplete since the drop. */
+	unsigned int journal_max_entries;
+	unsigned int cutover_wait_secs;
+	/* 0 means "number of CPUs". */
+	unsigned int workers;
+	const char *backup_compression;
+	unsigned int backup_dirty_percent;
+
+	bool on_logout;
+};
+
+/* Read the user's settings into a struct allocated from user->pool.
+   Returns 0 on success, -1 if a setting is invalid (error_r names the
+   setting and its value) or the state file's location can't be known. */
+int mailbox_migrate_settings_read(struct mail_user *user,
+				  const struct mailbox_migrate_settings **set_r,
+				  const char **error_r);
+
+#endif

@@ -1,0 +1,124 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "mailbox-migrate-sql.h"
+
+/* journal: one row per change, seq strictly increasing and never reused
+   (AUTOINCREMENT), keyed by mailbox GUID so history follows renames.
+   mailbox: what the journal knows of each mailbox; witness_modseq is the
+   mailbox index's highest modseq right after the last journaled commit, so
+   a reader can tell when the index holds changes the journal never saw.
+   seen: the highest UIDNEXT an IMAP/POP3 client was shown. destination:
+   per destination checkpoint (the journal seq it has taken). */
+static const char mailbox_migrate_sql_schema_v1[] =
+"CREATE TABLE meta (\n"
+"  key TEXT PRIMARY KEY NOT NULL,\n"
+"  value TEXT NOT NULL\n"
+");\n"
+"CREATE TABLE journal (\n"
+"  seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+"  time INTEGER NOT NULL,\n"
+"  type TEXT NOT NULL,\n"
+"  mailbox_guid TEXT NOT NULL,\n"
+"  uidvalidity INTEGER NOT NULL DEFAULT 0,\n"
+"  uid INTEGER NOT NULL DEFAULT 0,\n"
+"  message_guid TEXT,\n"
+"  flags INTEGER,\n"
+"  keywords TEXT,\n"
+"  name TEXT,\n"
+"  old_name TEXT,\n"
+"  service TEXT\n"
+");\n"
+"CREATE INDEX journal_mailbox_seq ON journal (mailbox_guid, seq);\n"
+"CREATE TABLE mailbox (\n"
+"  guid TEXT PRIMARY KEY NOT NULL,\n"
+"  name TEXT NOT NULL,\n"
+"  uidvalidity INTEGER NOT NULL DEFAULT 0,\n"
+"  witness_modseq INTEGER NOT NULL DEFAULT 0,\n"
+"  deleted INTEGER NOT NULL DEFAULT 0\n"
+");\n"
+"CREATE TABLE seen (\n"
+"  mailbox_guid TEXT NOT NULL,\n"
+"  uidvalidity INTEGER NOT NULL,\n"
+"  seen_uidnext INTEGER NOT NULL,\n"
+"  seen_at INTEGER NOT NULL,\n"
+"  seen_by TEXT NOT NULL,\n"
+"  PRIMARY KEY (mailbox_guid, uidvalidity)\n"
+");\n"
+"CREATE TABLE destination (\n"
+"  name TEXT PRIMARY KEY NOT NULL,\n"
+"  checkpoint_seq INTEGER NOT NULL DEFAULT 0,\n"
+"  last_pass INTEGER NOT NULL DEFAULT 0,\n"
+"  phase TEXT NOT NULL DEFAULT 'none'\n"
+");\n";
+
+const char *const mailbox_migrate_sql_upgrades[] = {
+	mailbox_migrate_sql_schema_v1,
+};
+
+const char mailbox_migrate_sql_meta_get[] =
+	"SELECT value FROM meta WHERE key = ?1";
+const char mailbox_migrate_sql_meta_set[] =
+	"INSERT INTO meta (key, value) VALUES (?1, ?2) "
+	"ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+const char mailbox_migrate_sql_journal_insert[] =
+	"INSERT INTO journal (time, type, mailbox_guid, uidvalidity, uid, "
+	"message_guid, flags, keywords, name, old_name, service) "
+	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const char mailbox_migrate_sql_journal_range[] =
+	"SELECT MIN(seq), MAX(seq), COUNT(*) FROM journal";
+const char mailbox_migrate_sql_journal_mailbox_range[] =
+	"SELECT MIN(seq), MAX(seq), COUNT(*) FROM journal "
+	"WHERE mailbox_guid = ?1";
+const char mailbox_migrate_sql_journal_last_gap[] =
+	"SELECT seq, name FROM journal WHERE type = 'gap' "
+	"ORDER BY seq DESC LIMIT 1";
+const char mailbox_migrate_sql_journal_iter[] =
+	"SELECT seq, time, type, mailbox_guid, uidvalidity, uid, "
+	"message_guid, flags, keywords, name, old_name, service "
+	"FROM journal WHERE seq > ?1 ORDER BY seq";
+const char mailbox_migrate_sql_journal_iter_mailbox[] =
+	"SELECT seq, time, type, mailbox_guid, uidvalidity, uid, "
+	"message_guid, flags, keywords, name, old_name, service "
+	"FROM journal WHERE seq > ?1 AND (mailbox_guid = ?2 OR type = 'gap') "
+	"ORDER BY seq";
+const char mailbox_migrate_sql_journal_prune[] =
+	"DELETE FROM journal WHERE seq <= ?1";
+const char mailbox_migrate_sql_journal_max_seq[] =
+	"SELECT seq FROM sqlite_sequence WHERE name = 'journal'";
+
+const char mailbox_migrate_sql_mailbox_upsert[] =
+	"INSERT INTO mailbox (guid, name, uidvalidity, witness_modseq, deleted) "
+	"VALUES (?1, ?2, ?3, ?4, 0) "
+	"ON CONFLICT (guid) DO UPDATE SET "
+	"name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END, "
+	"uidvalidity = CASE WHEN excluded.uidvalidity = 0 THEN uidvalidity "
+	"ELSE excluded.uidvalidity END, "
+	"witness_modseq = MAX(witness_modseq, excluded.witness_modseq), "
+	"deleted = 0";
+const char mailbox_migrate_sql_mailbox_deleted[] =
+	"UPDATE mailbox SET deleted = 1 WHERE guid = ?1";
+const char mailbox_migrate_sql_mailbox_get[] =
+	"SELECT name, uidvalidity, witness_modseq, deleted FROM mailbox "
+	"WHERE guid = ?1";
+const char mailbox_migrate_sql_mailbox_iter[] =
+	"SELECT guid, name, uidvalidity, witness_modseq, deleted FROM mailbox "
+	"ORDER BY name";
+
+const char mailbox_migrate_sql_seen_get[] =
+	"SELECT seen_uidnext, seen_at, seen_by FROM seen "
+	"WHERE mailbox_guid = ?1 AND uidvalidity = ?2";
+const char mailbox_migrate_sql_seen_raise[] =
+	"INSERT INTO seen (mailbox_guid, uidvalidity, seen_uidnext, seen_at, "
+	"seen_by) VALUES (?1, ?2, ?3, ?4, ?5) "
+	"ON CONFLICT (mailbox_guid, uidvalidity) DO UPDATE SET "
+	"seen_uidnext = excluded.seen_uidnext, seen_at = excluded.seen_at, "
+	"seen_by = excluded.seen_by "
+	"WHERE excluded.seen_uidnext > seen.seen_uidnext";
+const char mailbox_migrate_sql_seen_iter[] =
+	"SELECT mailbox_guid, uidvalidity, seen_uidnext, seen_at, seen_by "
+	"FROM seen ORDER BY mailbox_guid, uidvalidity";
+
+const char mailbox_migrate_sql_destination_min_checkpoint[] =
+	"SELECT MIN(checkpoint_seq) FROM destination";

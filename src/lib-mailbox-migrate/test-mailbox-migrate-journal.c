@@ -1,0 +1,402 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "unlink-directory.h"
+#include "test-common.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#define GUID_A "0123456789abcdef0123456789abcdef"
+#define GUID_B "fedcba9876543210fedcba9876543210"
+
+static const char *test_dir;
+
+static const char *test_db_path(const char *name)
+{
+	return t_strconcat(test_dir, "/", name, NULL);
+}
+
+static struct mailbox_migrate_db *test_db_open(const char *path)
+{
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *error;
+
+	if (mailbox_migrate_db_open(path, 0, 200, &db, &code, &error) <= 0)
+		i_fatal("open(%s): %s", path, error);
+	return db;
+}
+
+static void
+test_append(struct mailbox_migrate_db *db,
+	    enum mailbox_migrate_journal_type type, const char *mailbox_guid,
+	    uint32_t uid, uint64_t *seq_r)
+{
+	struct mailbox_migrate_journal_entry entry;
+	const char *error;
+
+	i_zero(&entry);
+	entry.time = 1700000000;
+	entry.type = type;
+	entry.mailbox_guid = mailbox_guid;
+	entry.uidvalidity = 1234;
+	entry.uid = uid;
+	entry.message_guid = "msgguid";
+	entry.flags = MAIL_SEEN | MAIL_RECENT;
+	entry.keywords = "$label1 work";
+	entry.name = type == MAILBOX_MIGRATE_JOURNAL_TYPE_GAP ? "test" : NULL;
+	entry.service = "imap";
+	test_assert(mailbox_migrate_journal_append(db, &entry, &error) == 0);
+	if (seq_r != NULL)
+		*seq_r = entry.seq;
+}
+
+static void test_journal_type_names(void)
+{
+	enum mailbox_migrate_journal_type type, parsed;
+
+	test_begin("journal type names");
+	for (type = 0; type < MAILBOX_MIGRATE_JOURNAL_TYPE_COUNT; type++) {
+		const char *name = mailbox_migrate_journal_type_name(type);
+
+		test_assert_idx(mailbox_migrate_journal_type_parse(name,
+								   &parsed),
+				type);
+		test_assert_idx(parsed == type, type);
+	}
+	test_assert(!mailbox_migrate_journal_type_parse("bogus", &parsed));
+	test_end();
+}
+
+static void test_journal_open(void)
+{
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *path = test_db_path("open/sub/state.db");
+	const char *error, *value;
+	struct stat st;
+
+	test_begin("journal open creates a private file");
+	test_assert(mailbox_migrate_db_open(path,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100,
+			&db, &code, &error) == 0);
+	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+					    &error) == 1);
+	test_assert(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	test_assert(mailbox_migrate_db_meta_get(db, "journal_id", &value,
+						&error) == 1 &&
+		    strlen(value) == 32);
+	mailbox_migrate_db_close(&db);
+	test_assert(db == NULL);
+	test_assert(mailbox_migrate_db_open(path,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100,
+			&db, &code, &error) == 1);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+static void test_journal_append_iter(void)
+{
+	struct mailbox_migrate_db *db;
+	struct mailbox_migrate_journal_iter *iter;
+	const struct mailbox_migrate_journal_entry *e;
+	struct mailbox_migrate_journal_range range;
+	const char *error;
+	uint64_t seqs[5], last_seq = 0;
+	unsigned int n;
+
+	test_begin("journal append and iterate");
+	db = test_db_open(test_db_path("append.db"));
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A, 1, &seqs[0]);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_B, 1, &seqs[1]);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS, GUID_A, 1, &seqs[2]);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+
+	/* a rolled back transaction leaves nothing, and its seq is reused
+	   by nobody who could have seen it */
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_EXPUNGE, GUID_A, 1, NULL);
+	mailbox_migrate_db_rollback(db);
+
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_GAP, "", 0, &seqs[3]);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_EXPUNGE, GUID_B, 1,
+		    &seqs[4]);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+	for (n = 1; n < N_ELEMENTS(seqs); n++)
+		test_assert_idx(seqs[n] > seqs[n-1], n);
+
+	n = 0;
+	iter = mailbox_migrate_journal_iter_init(db, 0, NULL);
+	while (mailbox_migrate_journal_iter_next(iter, &e)) {
+		test_assert_idx(n < N_ELEMENTS(seqs) && e->seq == seqs[n], n);
+		test_assert_idx(e->seq > last_seq, n);
+		last_seq = e->seq;
+		n++;
+	}
+	test_assert(mailbox_migrate_journal_iter_deinit(&iter, &error) == 0);
+	test_assert(n == 5);
+
+	/* one mailbox: its own entries plus the gap */
+	n = 0;
+	iter = mailbox_migrate_journal_iter_init(db, seqs[0], GUID_A);
+	while (mailbox_migrate_journal_iter_next(iter, &e)) {
+		if (n == 0) {
+			test_assert(e->seq == seqs[2]);
+			test_assert(e->type == MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS);
+			test_assert(e->flags == MAIL_SEEN);
+			test_assert_strcmp(e->keywords, "$label1 work");
+			test_assert_strcmp(e->message_guid, "msgguid");
+			test_assert_strcmp(e->service, "imap");
+			test_assert(e->uidvalidity == 1234 && e->uid == 1);
+		} else {
+			test_assert(e->type == MAILBOX_MIGRATE_JOURNAL_TYPE_GAP);
+			test_assert(e->message_guid != NULL);
+		}
+		n++;
+	}
+	test_assert(mailbox_migrate_journal_iter_deinit(&iter, &error) == 0);
+	test_assert(n == 2);
+
+	test_assert(mailbox_migrate_journal_get_range(db, GUID_B, &range,
+						      &error) == 0);
+	test_assert(range.first_seq == seqs[1] && range.last_seq == seqs[4] &&
+		    range.entries == 2);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+static void test_journal_gap_and_prune(void)
+{
+	struct mailbox_migrate_db *db;
+	struct mailbox_migrate_journal_completeness c;
+	struct mailbox_migrate_journal_range range;
+	const char *error;
+	uint64_t seq, gap_seq, last_seq;
+	unsigned int i;
+
+	test_begin("journal completeness: gaps and pruning");
+	db = test_db_open(test_db_path("prune.db"));
+	test_assert(mailbox_migrate_journal_check(db, &c, &error) == 0);
+	test_assert(c.incomplete_since == 0 && c.reason == NULL);
+
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	for (i = 0; i < 10; i++)
+		test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A,
+			    i + 1, &seq);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_GAP, "", 0, &gap_seq);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+	test_assert(mailbox_migrate_journal_check(db, &c, &error) == 0);
+	test_assert(c.incomplete_since == gap_seq);
+	test_assert(strstr(c.reason, "test") != NULL);
+
+	/* a destination that took up to seq 5: entries up to 5 go, and the
+	   journal stays as complete as it was */
+	test_assert(mailbox_migrate_db_exec(db,
+		"INSERT INTO destination (name, checkpoint_seq) "
+		"VALUES ('maildir:/x', 5)", &error) == 0);
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	test_assert(mailbox_migrate_journal_prune(db, 100, &error) == 0);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+	test_assert(mailbox_migrate_journal_get_range(db, NULL, &range,
+						      &error) == 0);
+	test_assert(range.first_seq == 6 && range.entries == 6);
+	test_assert(mailbox_migrate_journal_check(db, &c, &error) == 0);
+	test_assert(c.incomplete_since == gap_seq);
+
+	/* the size bound drops more and says since when */
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	for (i = 0; i < 30; i++)
+		test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A,
+			    100 + i, &seq);
+	test_assert(mailbox_migrate_journal_prune(db, 10, &error) == 0);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+	test_assert(mailbox_migrate_journal_get_range(db, NULL, &range,
+						      &error) == 0);
+	test_assert(range.entries <= 10 && range.last_seq == seq);
+	test_assert(mailbox_migrate_journal_check(db, &c, &error) == 0);
+	test_assert(c.incomplete_since == range.first_seq - 1);
+	test_assert(strstr(c.reason, "size bound") != NULL);
+
+	/* sequence numbers are never given twice, even after pruning all */
+	test_assert(mailbox_migrate_db_exec(db, "DELETE FROM journal",
+					    &error) == 0);
+	test_assert(mailbox_migrate_journal_get_last_seq(db, &last_seq,
+							 &error) == 0);
+	test_assert(last_seq == seq);
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A, 1, &seq);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+	test_assert(seq == last_seq + 1);
+
+	test_assert(mailbox_migrate_journal_prune_due(256, 500000));
+	test_assert(!mailbox_migrate_journal_prune_due(257, 500000));
+	test_assert(mailbox_migrate_journal_prune_due(3, 4));
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+static void test_journal_check_index(void)
+{
+	static const struct {
+		bool known;
+		uint32_t known_uidvalidity;
+		uint64_t witness;
+		uint32_t index_uidvalidity;
+		uint64_t index_modseq;
+		bool complete;
+	} tests[] = {
+		/* unknown empty mailbox, unknown mailbox with history */
+		{ FALSE, 0, 0, 5, 1, TRUE },
+		{ FALSE, 0, 0, 5, 7, FALSE },
+		/* journal saw everything, or more (concurrent writer) */
+		{ TRUE, 5, 10, 5, 10, TRUE },
+		{ TRUE, 5, 12, 5, 10, TRUE },
+		/* index has changes the journal didn't see */
+		{ TRUE, 5, 10, 5, 11, FALSE },
+		/* UIDVALIDITY changed behind the journal's back */
+		{ TRUE, 5, 10, 6, 10, FALSE },
+		/* uidvalidity not yet known */
+		{ TRUE, 0, 10, 6, 10, TRUE },
+	};
+	struct mailbox_migrate_journal_mailbox known;
+	struct mailbox_migrate_journal_completeness c;
+	unsigned int i;
+
+	test_begin("journal cross-check against the index");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		i_zero(&known);
+		known.uidvalidity = tests[i].known_uidvalidity;
+		known.witness_modseq = tests[i].witness;
+		i_zero(&c);
+		mailbox_migrate_journal_check_index(
+			tests[i].known ? &known : NULL,
+			tests[i].index_uidvalidity, tests[i].index_modseq,
+			41, &c);
+		test_assert_idx((c.incomplete_since == 0) == tests[i].complete,
+				i);
+		if (!tests[i].complete) {
+			test_assert_idx(c.incomplete_since == 42, i);
+			test_assert_idx(c.reason != NULL, i);
+		}
+	}
+	/* a known gap further on stays */
+	i_zero(&c);
+	c.incomplete_since = 50;
+	c.reason = "gap";
+	mailbox_migrate_journal_check_index(NULL, 1, 9, 41, &c);
+	test_assert(c.incomplete_since == 50);
+	test_end();
+}
+
+static void test_journal_mailbox(void)
+{
+	struct mailbox_migrate_db *db;
+	struct mailbox_migrate_journal_mailbox mbox;
+	const char *error;
+
+	test_begin("journal mailbox records");
+	db = test_db_open(test_db_path("mailbox.db"));
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
+							&error) == 0);
+	test_assert(mailbox_migrate_journal_update_mailbox(db, GUID_A,
+			"Work/2026", 77, 10, &error) == 0);
+	/* the witness never goes down; empty name keeps the old one */
+	test_assert(mailbox_migrate_journal_update_mailbox(db, GUID_A,
+			"", 0, 4, &error) == 0);
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
+							&error) == 1);
+	test_assert_strcmp(mbox.name, "Work/2026");
+	test_assert(mbox.uidvalidity == 77 && mbox.witness_modseq == 10);
+	test_assert(!mbox.deleted);
+	test_assert(mailbox_migrate_journal_mark_deleted(db, GUID_A,
+							 &error) == 0);
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
+							&error) == 1);
+	test_assert(mbox.deleted);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+static void test_journal_bad_files(void)
+{
+	struct mailbox_migrate_db *db, *db2;
+	enum mailbox_migrate_db_error code;
+	const char *path = test_db_path("corrupt.db"), *new_path, *error;
+	struct stat st;
+	int fd;
+
+	test_begin("journal state file corrupt, newer or locked");
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	test_assert(fd != -1);
+	test_assert(write(fd, "this is not sqlite at all, not at all.....",
+			  42) == 42);
+	i_close_fd(&fd);
+	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+					    &error) == -1);
+	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT);
+	test_assert(mailbox_migrate_db_open(path,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100,
+			&db, &code, &error) == -1);
+	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT);
+	test_assert(mailbox_migrate_db_move_aside(path, &new_path,
+						  &error) == 0);
+	test_assert(stat(new_path, &st) == 0 && st.st_size == 42);
+	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+					    &error) == 1);
+
+	/* another writer holds the lock past the timeout */
+	test_assert(mailbox_migrate_db_open(path, 0, 100, &db2, &code,
+					    &error) == 1);
+	test_assert(mailbox_migrate_db_begin(db2, &error) == 0);
+	test_assert(mailbox_migrate_db_begin(db, &error) == -1);
+	test_assert(mailbox_migrate_db_get_error(db) ==
+		    MAILBOX_MIGRATE_DB_ERROR_LOCKED);
+	mailbox_migrate_db_rollback(db2);
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	mailbox_migrate_db_rollback(db);
+
+	test_assert(mailbox_migrate_db_exec(db2, "PRAGMA user_version = 99",
+					    &error) == 0);
+	mailbox_migrate_db_close(&db2);
+	mailbox_migrate_db_close(&db);
+	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+					    &error) == -1);
+	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_VERSION);
+	test_end();
+}
+
+static void test_cleanup(void)
+{
+	const char *error;
+
+	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
+			     &error) < 0)
+		i_error("%s", error);
+}
+
+int main(void)
+{
+	static void (*const test_functions[])(void) = {
+		test_journal_type_names,
+		test_journal_open,
+		test_journal_append_iter,
+		test_journal_gap_and_prune,
+		test_journal_check_index,
+		test_journal_mailbox,
+		test_journal_bad_files,
+		test_cleanup,
+		NULL
+	};
+	char dir[] = "/tmp/test-mailbox-migrate-journal.XXXXXX";
+
+	if (mkdtemp(dir) == NULL)
+		i_fatal("mkdtemp() failed: %m");
+	test_dir = dir;
+	return test_run(test_functions);
+}

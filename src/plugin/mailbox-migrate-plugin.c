@@ -1,0 +1,245 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "hash.h"
+#include "guid.h"
+#include "mail-storage-private.h"
+#include "mail-storage-hooks.h"
+#include "mail-index-private.h"
+#include "mail-transaction-log-private.h"
+#include "notify-plugin.h"
+#include "mailbox-migrate-settings.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-plugin.h"
+
+struct event_category event_category_mailbox_migrate = {
+	.name = "mailbox-migrate",
+};
+
+const char *mailbox_migrate_plugin_dependencies[] = { "notify", NULL };
+const char mailbox_migrate_plugin_version[] = DOVECOT_ABI_VERSION;
+
+struct mailbox_migrate_user_module mailbox_migrate_user_module =
+	MODULE_CONTEXT_INIT(&mail_user_module_register);
+
+/* notify keeps one registry per process; this is our entry in it */
+static struct notify_context *mailbox_migrate_notify_ctx;
+
+struct mailbox_migrate_user *
+mailbox_migrate_user_get(struct mail_user *user)
+{
+	struct mailbox_migrate_user *muser =
+		MAILBOX_MIGRATE_USER_CONTEXT(user);
+
+	if (muser == NULL || user->dsyncing)
+		return NULL;
+	return muser;
+}
+
+void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
+				 const char *reason, const char *error)
+{
+	if (muser->gap_reason == NULL)
+		muser->gap_reason = p_strdup(muser->user->pool, reason);
+	if (!muser->failure_logged) {
+		e_error(muser->event, "%s - journal marked incomplete, the "
+			"next pass compares in full", error);
+		muser->failure_logged = TRUE;
+	}
+}
+
+static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
+{
+	enum mailbox_migrate_db_error code;
+	const char *path = muser->set->db_path;
+	const char *error, *moved_path, *move_error;
+	int ret;
+
+	if (muser->db != NULL)
+		return 0;
+	ret = mailbox_migrate_db_open(path, 0, muser->set->lock_timeout_msecs,
+				      &muser->db, &code, &error);
+	if (ret < 0 && code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
+		/* What it held is lost either way; a fresh file that starts
+		   with a gap entry keeps the journal working. */
+		if (mailbox_migrate_db_move_aside(path, &moved_path,
+						  &move_error) < 0) {
+			error = t_strdup_printf("%s; %s", error, move_error);
+		} else {
+			mailbox_migrate_user_failed(muser, t_strdup_printf(
+				"state file was corrupt, moved to %s",
+				moved_path), t_strdup_printf(
+				"State file %s is corrupt (%s): moved to %s, "
+				"starting a new journal",
+				path, error, moved_path));
+			ret = mailbox_migrate_db_open(path, 0,
+				muser->set->lock_timeout_msecs,
+				&muser->db, &code, &error);
+		}
+	}
+	if (ret < 0) {
+		mailbox_migrate_user_failed(muser, t_strdup_printf(
+			"state file not writable (%s)",
+			mailbox_migrate_db_error_name(code)), error);
+		return -1;
+	}
+	return 0;
+}
+
+struct mailbox_migrate_db *
+mailbox_migrate_user_write_begin(struct mailbox_migrate_user *muser)
+{
+	struct mailbox_migrate_journal_entry gap;
+	const char *error;
+
+	if (mailbox_migrate_user_open_db(muser) < 0)
+		return NULL;
+	if (mailbox_migrate_db_begin(muser->db, &error) < 0) {
+		mailbox_migrate_user_failed(muser, t_strdup_printf(
+			"state file write failed (%s)",
+			mailbox_migrate_db_error_name(
+				mailbox_migrate_db_get_error(muser->db))),
+			error);
+		return NULL;
+	}
+	if (muser->gap_reason != NULL) {
+		i_zero(&gap);
+		gap.time = ioloop_time;
+		gap.type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
+		gap.mailbox_guid = "";
+		gap.name = muser->gap_reason;
+		gap.service = muser->user->service;
+		if (mailbox_migrate_journal_append(muser->db, &gap,
+						   &error) < 0) {
+			mailbox_migrate_db_rollback(muser->db);
+			mailbox_migrate_user_failed(muser, muser->gap_reason,
+						    error);
+			return NULL;
+		}
+		/* cleared for good only when the commit succeeds */
+	}
+	return muser->db;
+}
+
+void mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
+				    bool success, const char *error)
+{
+	const char *commit_error;
+	enum mailbox_migrate_db_error code;
+
+	if (success) {
+		if (mailbox_migrate_db_commit(muser->db, &commit_error) == 0) {
+			muser->gap_reason = NULL;
+			return;
+		}
+		error = commit_error;
+	} else {
+		mailbox_migrate_db_rollback(muser->db);
+	}
+	code = mailbox_migrate_db_get_error(muser->db);
+	mailbox_migrate_user_failed(muser, t_strdup_printf(
+		"state file write failed (%s)",
+		mailbox_migrate_db_error_name(code)), error);
+	if (code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
+		/* reopened (and recovered) at the next write */
+		mailbox_migrate_db_close(&muser->db);
+	}
+}
+
+const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
+{
+	struct mailbox_metadata metadata;
+
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
+	    guid_128_is_empty(metadata.guid))
+		return NULL;
+	return guid_128_to_string(metadata.guid);
+}
+
+uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box)
+{
+	/* The log head's modseq is updated by our own append under the log
+	   lock, so right after our commit it covers every change made up to
+	   and including it. */
+	if (box->index == NULL || box->index->log == NULL ||
+	    box->index->log->head == NULL)
+		return 0;
+	return box->index->log->head->sync_highest_modseq;
+}
+
+static void mailbox_migrate_user_deinit(struct mail_user *user)
+{
+	struct mailbox_migrate_user *muser =
+		MAILBOX_MIGRATE_USER_CONTEXT_REQUIRE(user);
+	struct mailbox_migrate_db *db;
+
+	if (muser->gap_reason != NULL) {
+		/* last chance in this session to record the gap */
+		db = mailbox_migrate_user_write_begin(muser);
+		if (db != NULL)
+			mailbox_migrate_user_write_end(muser, TRUE, NULL);
+	}
+	mailbox_migrate_db_close(&muser->db);
+	if (hash_table_is_created(muser->seen_cache))
+		hash_table_destroy(&muser->seen_cache);
+	event_unref(&muser->event);
+	muser->module_ctx.super.deinit(user);
+}
+
+static void mailbox_migrate_mail_user_created(struct mail_user *user)
+{
+	struct mail_user_vfuncs *v = user->vlast;
+	struct mailbox_migrate_user *muser;
+	const struct mailbox_migrate_settings *set;
+	const char *error;
+
+	if (user->autocreated) {
+		/* raw user of LMTP/LDA or a shared namespace owner */
+		return;
+	}
+	if (mailbox_migrate_settings_read(user, &set, &error) < 0) {
+		/* G6: never fail the session, but say why nothing is
+		   recorded */
+		e_error(user->event, "mailbox-migrate: %s - "
+			"nothing is recorded for this user", error);
+		return;
+	}
+
+	muser = p_new(user->pool, struct mailbox_migrate_user, 1);
+	muser->user = user;
+	muser->set = set;
+	muser->event = event_create(user->event);
+	event_add_category(muser->event, &event_category_mailbox_migrate);
+	event_set_append_log_prefix(muser->event, "mailbox-migrate: ");
+	muser->track_seen = user->service != NULL &&
+		(strcmp(user->service, "imap") == 0 ||
+		 strcmp(user->service, "pop3") == 0);
+	e_debug(muser->event, "state file %s, seen UIDNEXT %s",
+		set->db_path, muser->track_seen ? "tracked" :
+		t_strdup_printf("not tracked for service %s", user->service));
+
+	muser->module_ctx.super = *v;
+	user->vlast = &muser->module_ctx.super;
+	v->deinit = mailbox_migrate_user_deinit;
+	MODULE_CONTEXT_SET(user, mailbox_migrate_user_module, muser);
+}
+
+static struct mail_storage_hooks mailbox_migrate_mail_storage_hooks = {
+	.mail_user_created = mailbox_migrate_mail_user_created,
+	.mailbox_allocated = mailbox_migrate_seen_mailbox_allocated,
+};
+
+void mailbox_migrate_plugin_init(struct module *module)
+{
+	mailbox_migrate_notify_ctx =
+		notify_register(&mailbox_migrate_notify_vfuncs);
+	mail_storage_hooks_add(module, &mailbox_migrate_mail_storage_hooks);
+}
+
+void mailbox_migrate_plugin_deinit(void)
+{
+	mail_storage_hooks_remove(&mailbox_migrate_mail_storage_hooks);
+	notify_unregister(mailbox_migrate_notify_ctx);
+}

@@ -1,0 +1,82 @@
+#ifndef MAILBOX_MIGRATE_PLUGIN_H
+#define MAILBOX_MIGRATE_PLUGIN_H
+
+#include "module-context.h"
+#include "hash.h"
+#include "mail-user.h"
+
+struct mailbox;
+struct mailbox_migrate_db;
+struct mailbox_migrate_settings;
+struct mailbox_migrate_journal_entry;
+
+#define MAILBOX_MIGRATE_USER_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, mailbox_migrate_user_module)
+#define MAILBOX_MIGRATE_USER_CONTEXT_REQUIRE(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, mailbox_migrate_user_module)
+
+struct mailbox_migrate_user {
+	union mail_user_module_context module_ctx;
+	struct mail_user *user;
+	const struct mailbox_migrate_settings *set;
+	struct event *event;
+
+	/* Opened at the first write, closed at user deinit. */
+	struct mailbox_migrate_db *db;
+	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
+	   stored, so that a value is written only when it rises. */
+	HASH_TABLE(char *, void *) seen_cache;
+	/* Set when a change could not be journaled: written as a gap entry
+	   by the next write that succeeds. */
+	const char *gap_reason;
+
+	/* IMAP or POP3 session: record what the client is shown. */
+	bool track_seen:1;
+	/* A state file failure was already logged in this session. */
+	bool failure_logged:1;
+};
+
+extern MODULE_CONTEXT_DEFINE(mailbox_migrate_user_module,
+			     &mail_user_module_register);
+extern const char *mailbox_migrate_plugin_dependencies[];
+extern const char mailbox_migrate_plugin_version[];
+
+void mailbox_migrate_plugin_init(struct module *module);
+void mailbox_migrate_plugin_deinit(void);
+
+/* Returns the user's context, or NULL when the plugin does nothing for
+   this user (disabled, raw or shared user, or dsync/migrator writes). */
+struct mailbox_migrate_user *
+mailbox_migrate_user_get(struct mail_user *user);
+
+/* Start a write to the state file. Returns the db inside a write
+   transaction, with any pending gap entry already written, or NULL after
+   logging the failure (once per session) and remembering the gap. */
+struct mailbox_migrate_db *
+mailbox_migrate_user_write_begin(struct mailbox_migrate_user *muser);
+/* Commit (success) or roll back the write. A failure is handled like in
+   write_begin: logged once, journal marked incomplete. Never fails the
+   caller. */
+void mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
+				    bool success, const char *error);
+/* Remember that changes were lost and log why (once per session). */
+void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
+				 const char *reason, const char *error);
+
+/* Mailbox GUID as 32 hex digits, or NULL if it can't be known. */
+const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box);
+/* Highest modseq of the mailbox's index as this process knows it, right
+   after this process committed to it. 0 if unknown. */
+uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box);
+
+/* Notify callbacks turning changes into journal entries. */
+extern const struct notify_vfuncs mailbox_migrate_notify_vfuncs;
+
+/* Seen-UIDNEXT tracking (IMAP and POP3 sessions). */
+void mailbox_migrate_seen_mailbox_allocated(struct mailbox *box);
+/* The client may have been shown UIDs up to uidnext-1 of box. */
+void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
+			       struct mailbox *box, uint32_t uidvalidity,
+			       uint32_t uidnext);
+
+#endif

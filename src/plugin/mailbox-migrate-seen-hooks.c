@@ -1,0 +1,153 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "hash.h"
+#include "mail-storage-private.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-seen.h"
+#include "mailbox-migrate-plugin.h"
+
+#define MAILBOX_MIGRATE_CONTEXT_REQUIRE(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, mailbox_migrate_storage_module)
+
+struct mailbox_migrate_mailbox {
+	union mailbox_module_context module_ctx;
+	/* cached "<guid>/" prefix of the seen cache key */
+	const char *guid_prefix;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(mailbox_migrate_storage_module,
+				  &mail_storage_module_register);
+
+static const char *
+mailbox_migrate_seen_key_prefix(struct mailbox *box)
+{
+	struct mailbox_migrate_mailbox *mbox =
+		MAILBOX_MIGRATE_CONTEXT_REQUIRE(box);
+	const char *guid;
+
+	if (mbox->guid_prefix == NULL) {
+		guid = mailbox_migrate_get_mailbox_guid(box);
+		if (guid == NULL)
+			return NULL;
+		mbox->guid_prefix = p_strconcat(box->pool, guid, "/", NULL);
+	}
+	return mbox->guid_prefix;
+}
+
+void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
+			       struct mailbox *box, uint32_t uidvalidity,
+			       uint32_t uidnext)
+{
+	struct mailbox_migrate_db *db;
+	struct mailbox_migrate_seen_record rec;
+	const char *prefix, *key, *error;
+	char *orig_key;
+	void *value;
+	uint32_t known = 0;
+	bool ok;
+	int ret;
+
+	if (uidvalidity == 0 || uidnext == 0)
+		return;
+	prefix = mailbox_migrate_seen_key_prefix(box);
+	if (prefix == NULL)
+		return;
+
+	if (!hash_table_is_created(muser->seen_cache)) {
+		hash_table_create(&muser->seen_cache, muser->user->pool, 0,
+				  str_hash, strcmp);
+	}
+	key = t_strdup_printf("%s%u", prefix, uidvalidity);
+	if (hash_table_lookup_full(muser->seen_cache, key, &orig_key, &value)) {
+		known = POINTER_CAST_TO(value, uint32_t);
+		if (known >= uidnext)
+			return;
+	} else {
+		orig_key = p_strdup(muser->user->pool, key);
+	}
+
+	db = mailbox_migrate_user_write_begin(muser);
+	if (db == NULL) {
+		/* don't retry on every command of this session */
+		hash_table_update(muser->seen_cache, orig_key,
+				  POINTER_CAST(uidnext));
+		return;
+	}
+	ret = mailbox_migrate_seen_get(db, t_strndup(prefix, 32), uidvalidity,
+				       &rec, &error);
+	ok = ret >= 0;
+	if (ret > 0 && rec.seen_uidnext >= uidnext)
+		uidnext = rec.seen_uidnext;
+	else if (ok) {
+		ok = mailbox_migrate_seen_raise(db, t_strndup(prefix, 32),
+						uidvalidity, uidnext,
+						ioloop_time,
+						muser->user->service,
+						&error) >= 0;
+	}
+	mailbox_migrate_user_write_end(muser, ok, error);
+	hash_table_update(muser->seen_cache, orig_key, POINTER_CAST(uidnext));
+}
+
+static int
+mailbox_migrate_get_status(struct mailbox *box, enum mailbox_status_items items,
+			   struct mailbox_status *status_r)
+{
+	struct mailbox_migrate_mailbox *mbox =
+		MAILBOX_MIGRATE_CONTEXT_REQUIRE(box);
+	struct mailbox_migrate_user *muser;
+	bool shown;
+
+	/* STATUS (MESSAGES) or (UIDNEXT) tells the client about UIDs */
+	shown = (items & (STATUS_UIDNEXT | STATUS_MESSAGES)) != 0;
+	if (shown)
+		items |= STATUS_UIDNEXT | STATUS_UIDVALIDITY;
+	if (mbox->module_ctx.super.get_status(box, items, status_r) < 0)
+		return -1;
+	muser = mailbox_migrate_user_get(box->storage->user);
+	if (shown && muser != NULL) T_BEGIN {
+		mailbox_migrate_seen_note(muser, box, status_r->uidvalidity,
+					  status_r->uidnext);
+	} T_END;
+	return 0;
+}
+
+static int
+mailbox_migrate_sync_deinit(struct mailbox_sync_context *ctx,
+			    struct mailbox_sync_status *status_r)
+{
+	struct mailbox *box = ctx->box;
+	struct mailbox_migrate_mailbox *mbox =
+		MAILBOX_MIGRATE_CONTEXT_REQUIRE(box);
+	struct mailbox_status status;
+
+	if (mbox->module_ctx.super.sync_deinit(ctx, status_r) < 0)
+		return -1;
+	/* After a sync (SELECT, NOOP, IDLE, the end of any command, POP3
+	   login) the client is told of every message in the synced view; its
+	   UIDNEXT is an upper bound of the UIDs it could have seen. Going
+	   through get_status records it. */
+	mailbox_get_open_status(box, STATUS_UIDNEXT | STATUS_UIDVALIDITY,
+				&status);
+	return 0;
+}
+
+void mailbox_migrate_seen_mailbox_allocated(struct mailbox *box)
+{
+	struct mailbox_vfuncs *v = box->vlast;
+	struct mailbox_migrate_user *muser;
+	struct mailbox_migrate_mailbox *mbox;
+
+	muser = mailbox_migrate_user_get(box->storage->user);
+	if (muser == NULL || !muser->track_seen)
+		return;
+
+	mbox = p_new(box->pool, struct mailbox_migrate_mailbox, 1);
+	mbox->module_ctx.super = *v;
+	box->vlast = &mbox->module_ctx.super;
+	v->get_status = mailbox_migrate_get_status;
+	v->sync_deinit = mailbox_migrate_sync_deinit;
+	MODULE_CONTEXT_SET(box, mailbox_migrate_storage_module, mbox);
+}
