@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-dev
 	libsqlite3-dev zlib1g-dev sqlite3 autoconf automake libtool pkg-config
-	make gcc valgrind python3 strace rsync"
+	make gcc valgrind python3 python3-pytest strace rsync"
 
 missing=""
 for p in $PACKAGES; do

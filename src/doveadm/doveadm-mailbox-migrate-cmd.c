@@ -17,14 +17,15 @@ int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
 				   struct mail_user *user)
 {
 	enum mailbox_migrate_db_error code;
-	const char *error;
+	const char *path, *error;
 
-	if (mailbox_migrate_settings_read(user, &ctx->set, &error) < 0) {
+	if (mailbox_migrate_settings_read(user, &ctx->set, &error) < 0 ||
+	    mailbox_migrate_settings_get_db_path(user, &path, &error) < 0) {
 		i_error("%s", error);
 		doveadm_mail_failed_error(&ctx->ctx, MAIL_ERROR_PARAMS);
 		return -1;
 	}
-	if (mailbox_migrate_db_open(ctx->set->db_path,
+	if (mailbox_migrate_db_open(path,
 				    MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
 				    ctx->set->lock_timeout_msecs,
 				    &ctx->db, &code, &error) < 0) {

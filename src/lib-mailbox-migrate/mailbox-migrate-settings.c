@@ -52,9 +52,9 @@ mailbox_migrate_settings_get_uint(struct mail_user *user, const char *name,
 	return 0;
 }
 
-static int
-mailbox_migrate_settings_get_db_path(struct mail_user *user,
-				     const char **path_r, const char **error_r)
+int mailbox_migrate_settings_get_db_path(struct mail_user *user,
+					 const char **path_r,
+					 const char **error_r)
 {
 	struct mail_namespace *ns;
 	const char *value, *dir;
@@ -112,12 +112,9 @@ int mailbox_migrate_settings_read(struct mail_user *user,
 {
 	struct mailbox_migrate_settings *set;
 	unsigned int cutover_wait_msecs;
-	const char *db_path, *value;
+	const char *value;
 
 	set = p_new(user->pool, struct mailbox_migrate_settings, 1);
-	if (mailbox_migrate_settings_get_db_path(user, &db_path, error_r) < 0)
-		return -1;
-	set->db_path = p_strdup(user->pool, db_path);
 	set->destinations = mailbox_migrate_settings_get_destinations(user);
 	set->on_logout = mail_user_plugin_getenv_bool(user,
 		"mailbox_migrate_on_logout");

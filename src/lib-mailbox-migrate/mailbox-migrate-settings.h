@@ -15,9 +15,6 @@ struct mail_user;
 /* Every mailbox_migrate_* setting of one user, parsed once. This is the
    only place that knows the setting names. */
 struct mailbox_migrate_settings {
-	/* Absolute path of the per-user state file (journal, seen UIDNEXT,
-	   destination checkpoints). */
-	const char *db_path;
 	/* mailbox_migrate_destination, mailbox_migrate_destination2, ...:
 	   destinations kept current by the logout hook. Never NULL. */
 	const char *const *destinations;
@@ -38,9 +35,17 @@ struct mailbox_migrate_settings {
 
 /* Read the user's settings into a struct allocated from user->pool.
    Returns 0 on success, -1 if a setting is invalid (error_r names the
-   setting and its value) or the state file's location can't be known. */
+   setting and its value). */
 int mailbox_migrate_settings_read(struct mail_user *user,
 				  const struct mailbox_migrate_settings **set_r,
 				  const char **error_r);
+
+/* Absolute path of the user's state file (journal, seen UIDNEXT,
+   destination checkpoints): mailbox_migrate_db, or by default a file in
+   the INBOX namespace's index directory. Needs the user's namespaces.
+   Returns 0 on success, -1 if it can't be known. */
+int mailbox_migrate_settings_get_db_path(struct mail_user *user,
+					 const char **path_r,
+					 const char **error_r);
 
 #endif

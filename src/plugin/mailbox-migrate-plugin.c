@@ -19,7 +19,7 @@ struct event_category event_category_mailbox_migrate = {
 };
 
 const char *mailbox_migrate_plugin_dependencies[] = { "notify", NULL };
-const char mailbox_migrate_plugin_version[] = DOVECOT_ABI_VERSION;
+const char *mailbox_migrate_plugin_version = DOVECOT_ABI_VERSION;
 
 struct mailbox_migrate_user_module mailbox_migrate_user_module =
 	MODULE_CONTEXT_INIT(&mail_user_module_register);
@@ -53,12 +53,21 @@ void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 {
 	enum mailbox_migrate_db_error code;
-	const char *path = muser->set->db_path;
-	const char *error, *moved_path, *move_error;
+	const char *path, *error, *moved_path, *move_error;
 	int ret;
 
 	if (muser->db != NULL)
 		return 0;
+	if (muser->db_path == NULL) {
+		if (mailbox_migrate_settings_get_db_path(muser->user, &path,
+							 &error) < 0) {
+			mailbox_migrate_user_failed(muser,
+				"state file location unknown", error);
+			return -1;
+		}
+		muser->db_path = p_strdup(muser->user->pool, path);
+	}
+	path = muser->db_path;
 	ret = mailbox_migrate_db_open(path, 0, muser->set->lock_timeout_msecs,
 				      &muser->db, &code, &error);
 	if (ret < 0 && code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
@@ -216,8 +225,7 @@ static void mailbox_migrate_mail_user_created(struct mail_user *user)
 	muser->track_seen = user->service != NULL &&
 		(strcmp(user->service, "imap") == 0 ||
 		 strcmp(user->service, "pop3") == 0);
-	e_debug(muser->event, "state file %s, seen UIDNEXT %s",
-		set->db_path, muser->track_seen ? "tracked" :
+	e_debug(muser->event, "seen UIDNEXT %s", muser->track_seen ? "tracked" :
 		t_strdup_printf("not tracked for service %s", user->service));
 
 	muser->module_ctx.super = *v;
@@ -228,7 +236,7 @@ static void mailbox_migrate_mail_user_created(struct mail_user *user)
 
 static struct mail_storage_hooks mailbox_migrate_mail_storage_hooks = {
 	.mail_user_created = mailbox_migrate_mail_user_created,
-	.mailbox_allocated = mailbox_migrate_seen_mailbox_allocated,
+	.mailbox_allocated = mailbox_migrate_mailbox_allocated,
 };
 
 void mailbox_migrate_plugin_init(struct module *module)

@@ -3,13 +3,19 @@
 
 #include "module-context.h"
 #include "hash.h"
+#include "guid.h"
 #include "mail-user.h"
+#include "mail-storage-private.h"
 
 struct mailbox;
 struct mailbox_migrate_db;
 struct mailbox_migrate_settings;
 struct mailbox_migrate_journal_entry;
 
+#define MAILBOX_MIGRATE_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, mailbox_migrate_storage_module)
+#define MAILBOX_MIGRATE_CONTEXT_REQUIRE(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, mailbox_migrate_storage_module)
 #define MAILBOX_MIGRATE_USER_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, mailbox_migrate_user_module)
 #define MAILBOX_MIGRATE_USER_CONTEXT_REQUIRE(obj) \
@@ -21,6 +27,8 @@ struct mailbox_migrate_user {
 	const struct mailbox_migrate_settings *set;
 	struct event *event;
 
+	/* State file path, known once the namespaces exist. */
+	const char *db_path;
 	/* Opened at the first write, closed at user deinit. */
 	struct mailbox_migrate_db *db;
 	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
@@ -36,10 +44,22 @@ struct mailbox_migrate_user {
 	bool failure_logged:1;
 };
 
+struct mailbox_migrate_mailbox {
+	union mailbox_module_context module_ctx;
+	/* "<guid>/" prefix of the seen cache key, once known */
+	const char *seen_key_prefix;
+	/* The mail being saved and the GUID chosen for it: backends free
+	   the save data before notify reports the save. */
+	struct mail *saving_mail;
+	char saving_guid[GUID_128_SIZE * 2 + 1];
+};
+
+extern MODULE_CONTEXT_DEFINE(mailbox_migrate_storage_module,
+			     &mail_storage_module_register);
 extern MODULE_CONTEXT_DEFINE(mailbox_migrate_user_module,
 			     &mail_user_module_register);
 extern const char *mailbox_migrate_plugin_dependencies[];
-extern const char mailbox_migrate_plugin_version[];
+extern const char *mailbox_migrate_plugin_version;
 
 void mailbox_migrate_plugin_init(struct module *module);
 void mailbox_migrate_plugin_deinit(void);
@@ -72,8 +92,11 @@ uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box);
 /* Notify callbacks turning changes into journal entries. */
 extern const struct notify_vfuncs mailbox_migrate_notify_vfuncs;
 
-/* Seen-UIDNEXT tracking (IMAP and POP3 sessions). */
-void mailbox_migrate_seen_mailbox_allocated(struct mailbox *box);
+void mailbox_migrate_mailbox_allocated(struct mailbox *box);
+
+/* Seen-UIDNEXT tracking (IMAP and POP3 sessions): override v's status and
+   sync vfuncs of a mailbox whose context is mbox. */
+void mailbox_migrate_seen_hooks_init(struct mailbox_vfuncs *v);
 /* The client may have been shown UIDs up to uidnext-1 of box. */
 void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 			       struct mailbox *box, uint32_t uidvalidity,

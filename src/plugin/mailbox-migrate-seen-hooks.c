@@ -8,18 +8,6 @@
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-plugin.h"
 
-#define MAILBOX_MIGRATE_CONTEXT_REQUIRE(obj) \
-	MODULE_CONTEXT_REQUIRE(obj, mailbox_migrate_storage_module)
-
-struct mailbox_migrate_mailbox {
-	union mailbox_module_context module_ctx;
-	/* cached "<guid>/" prefix of the seen cache key */
-	const char *guid_prefix;
-};
-
-static MODULE_CONTEXT_DEFINE_INIT(mailbox_migrate_storage_module,
-				  &mail_storage_module_register);
-
 static const char *
 mailbox_migrate_seen_key_prefix(struct mailbox *box)
 {
@@ -27,13 +15,13 @@ mailbox_migrate_seen_key_prefix(struct mailbox *box)
 		MAILBOX_MIGRATE_CONTEXT_REQUIRE(box);
 	const char *guid;
 
-	if (mbox->guid_prefix == NULL) {
+	if (mbox->seen_key_prefix == NULL) {
 		guid = mailbox_migrate_get_mailbox_guid(box);
 		if (guid == NULL)
 			return NULL;
-		mbox->guid_prefix = p_strconcat(box->pool, guid, "/", NULL);
+		mbox->seen_key_prefix = p_strconcat(box->pool, guid, "/", NULL);
 	}
-	return mbox->guid_prefix;
+	return mbox->seen_key_prefix;
 }
 
 void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
@@ -134,20 +122,8 @@ mailbox_migrate_sync_deinit(struct mailbox_sync_context *ctx,
 	return 0;
 }
 
-void mailbox_migrate_seen_mailbox_allocated(struct mailbox *box)
+void mailbox_migrate_seen_hooks_init(struct mailbox_vfuncs *v)
 {
-	struct mailbox_vfuncs *v = box->vlast;
-	struct mailbox_migrate_user *muser;
-	struct mailbox_migrate_mailbox *mbox;
-
-	muser = mailbox_migrate_user_get(box->storage->user);
-	if (muser == NULL || !muser->track_seen)
-		return;
-
-	mbox = p_new(box->pool, struct mailbox_migrate_mailbox, 1);
-	mbox->module_ctx.super = *v;
-	box->vlast = &mbox->module_ctx.super;
 	v->get_status = mailbox_migrate_get_status;
 	v->sync_deinit = mailbox_migrate_sync_deinit;
-	MODULE_CONTEXT_SET(box, mailbox_migrate_storage_module, mbox);
 }

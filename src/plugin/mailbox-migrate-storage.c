@@ -4,6 +4,7 @@
 #include "array.h"
 #include "ioloop.h"
 #include "seq-range-array.h"
+#include "guid.h"
 #include "mail-storage-private.h"
 #include "notify-plugin.h"
 #include "mailbox-migrate-settings.h"
@@ -27,6 +28,54 @@ struct mailbox_migrate_delete_txn {
 	char *name;
 };
 
+struct mailbox_migrate_storage_module mailbox_migrate_storage_module =
+	MODULE_CONTEXT_INIT(&mail_storage_module_register);
+
+static int
+mailbox_migrate_save_begin(struct mail_save_context *ctx,
+			   struct istream *input)
+{
+	struct mailbox_migrate_mailbox *mbox =
+		MAILBOX_MIGRATE_CONTEXT_REQUIRE(ctx->transaction->box);
+	guid_128_t guid;
+
+	/* Choose the GUID of new mail ourselves unless the caller did, so
+	   that the journal knows it whatever the backend: maildir can't tell
+	   a GUID before its commit renames the file. */
+	if (ctx->data.guid == NULL) {
+		guid_128_generate(guid);
+		mailbox_save_set_guid(ctx, guid_128_to_string(guid));
+	}
+	if (i_strocpy(mbox->saving_guid, ctx->data.guid,
+		      sizeof(mbox->saving_guid)) < 0)
+		mbox->saving_guid[0] = '\0';
+	if (mbox->module_ctx.super.save_begin(ctx, input) < 0) {
+		mbox->saving_mail = NULL;
+		return -1;
+	}
+	mbox->saving_mail = ctx->dest_mail;
+	return 0;
+}
+
+void mailbox_migrate_mailbox_allocated(struct mailbox *box)
+{
+	struct mailbox_vfuncs *v = box->vlast;
+	struct mailbox_migrate_user *muser;
+	struct mailbox_migrate_mailbox *mbox;
+
+	muser = mailbox_migrate_user_get(box->storage->user);
+	if (muser == NULL)
+		return;
+
+	mbox = p_new(box->pool, struct mailbox_migrate_mailbox, 1);
+	mbox->module_ctx.super = *v;
+	box->vlast = &mbox->module_ctx.super;
+	v->save_begin = mailbox_migrate_save_begin;
+	if (muser->track_seen)
+		mailbox_migrate_seen_hooks_init(v);
+	MODULE_CONTEXT_SET(box, mailbox_migrate_storage_module, mbox);
+}
+
 static void *
 mailbox_migrate_mail_transaction_begin(struct mailbox_transaction_context *t)
 {
@@ -47,21 +96,40 @@ mailbox_migrate_mail_transaction_begin(struct mailbox_transaction_context *t)
 	return txn;
 }
 
+/* GUID of a mail, also of one being saved in this transaction (some
+   backends can't look that up before the commit, but the save context
+   has the one mailbox_migrate_save_begin() chose). */
+static const char *mailbox_migrate_mail_get_guid(struct mail *mail)
+{
+	struct mailbox_migrate_mailbox *mbox =
+		MAILBOX_MIGRATE_CONTEXT(mail->box);
+	const char *guid;
+
+	if (mail->saving) {
+		if (mbox != NULL && mbox->saving_mail == mail &&
+		    mbox->saving_guid[0] != '\0')
+			return mbox->saving_guid;
+		return NULL;
+	}
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0 ||
+	    guid[0] == '\0')
+		return NULL;
+	return guid;
+}
+
 static struct mailbox_migrate_journal_entry *
 mailbox_migrate_txn_add(struct mailbox_migrate_txn *txn,
 			enum mailbox_migrate_journal_type type,
 			struct mail *mail)
 {
 	struct mailbox_migrate_journal_entry *entry;
-	const char *guid;
 
 	entry = array_append_space(&txn->entries);
 	entry->time = ioloop_time;
 	entry->type = type;
 	entry->uid = mail->uid;
-	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) == 0 &&
-	    guid[0] != '\0')
-		entry->message_guid = p_strdup(txn->pool, guid);
+	entry->message_guid = p_strdup(txn->pool,
+				       mailbox_migrate_mail_get_guid(mail));
 	return entry;
 }
 
@@ -95,17 +163,17 @@ mailbox_migrate_mail_copy(void *_txn, struct mail *src, struct mail *dst)
 {
 	struct mailbox_migrate_txn *txn = _txn;
 	struct mailbox_migrate_journal_entry *entry;
-	const char *guid;
 
 	if (txn == NULL)
 		return;
 	dst->transaction->flags |= MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS;
 	entry = mailbox_migrate_txn_add(txn, MAILBOX_MIGRATE_JOURNAL_TYPE_COPY,
 					dst);
-	if (entry->message_guid == NULL &&
-	    mail_get_special(src, MAIL_FETCH_GUID, &guid) == 0 &&
-	    guid[0] != '\0')
-		entry->message_guid = p_strdup(txn->pool, guid);
+	if (entry->message_guid == NULL) {
+		/* a copy keeps the GUID */
+		entry->message_guid = p_strdup(txn->pool,
+			mailbox_migrate_mail_get_guid(src));
+	}
 	mailbox_migrate_txn_add_state(txn, entry, dst);
 }
 

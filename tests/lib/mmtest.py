@@ -1,0 +1,326 @@
+"""A private Dovecot on 127.0.0.1 for mailbox-migrate's integration tests.
+
+Each Dovecot instance has its own directory (base_dir, state, homes, log),
+its own ports, passwd-file users and the non-root mail user nobody. Every
+wait is bounded; stop() always stops what start() started.
+"""
+
+import contextlib
+import email.utils
+import imaplib
+import json
+import os
+import poplib
+import pwd
+import shutil
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+DOVECOT = "/usr/sbin/dovecot"
+DOVEADM = "/usr/bin/doveadm"
+HOST = "127.0.0.1"
+PASSWORD = "secret"
+MAIL_USER = "nobody"
+MAIL_GROUP = "nogroup"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def clean_env():
+    # A Dovecot binary started from one of ours would otherwise inherit its
+    # configuration through the environment.
+    return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+
+def make_message(subject, body="hello\n", size=0, sender="alice@example.com",
+                 to="user@example.com", msgid=None):
+    msgid = msgid or email.utils.make_msgid(domain="mmtest.example")
+    if size > len(body):
+        line = "x" * 72 + "\n"
+        body = body + line * ((size - len(body)) // len(line) + 1)
+    return ("From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\n"
+            "Message-ID: %s\r\n\r\n%s" % (
+                sender, to, subject, email.utils.formatdate(), msgid,
+                body.replace("\n", "\r\n"))).encode()
+
+
+class DoveadmError(Exception):
+    def __init__(self, args, proc):
+        super().__init__("doveadm %s failed (%d): %s" % (
+            " ".join(args), proc.returncode, proc.stderr.strip()))
+        self.proc = proc
+
+
+class Dovecot:
+    def __init__(self, users=("alice", "bob"), mail_location=None,
+                 plugin_settings=None, plugin=True, name="mmtest"):
+        self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
+        os.chmod(self.root, 0o755)
+        self.users = list(users)
+        self.mail_location = mail_location or "maildir:~/Maildir"
+        self.plugin = plugin
+        self.plugin_settings = dict(plugin_settings or {})
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
+        self.lmtp_port = free_port()
+        self.config = os.path.join(self.root, "dovecot.conf")
+        self.log_path = os.path.join(self.root, "dovecot.log")
+        self.passwd = os.path.join(self.root, "passwd")
+        self.pw = pwd.getpwnam(MAIL_USER)
+        self.started = False
+        for d in ("run", "state", "home"):
+            os.mkdir(os.path.join(self.root, d))
+        self.write_passwd()
+        self.write_config()
+
+    # --- configuration -------------------------------------------------
+    def home(self, user):
+        return os.path.join(self.root, "home", user)
+
+    def write_passwd(self):
+        with open(self.passwd, "w") as f:
+            for user in self.users:
+                f.write("%s:{PLAIN}%s:%d:%d::%s::\n" % (
+                    user, PASSWORD, self.pw.pw_uid, self.pw.pw_gid,
+                    self.home(user)))
+                os.makedirs(self.home(user), exist_ok=True)
+                os.chown(self.home(user), self.pw.pw_uid, self.pw.pw_gid)
+
+    def write_config(self):
+        plugins = "notify mailbox_migrate" if self.plugin else ""
+        settings = "\n".join("  %s = %s" % kv
+                             for kv in sorted(self.plugin_settings.items()))
+        conf = """
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = mmtest-{port}
+log_path = {log}
+listen = {host}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+protocols = imap pop3 lmtp
+first_valid_uid = 1
+mail_location = {location}
+mail_plugins = $mail_plugins {plugins}
+mail_fsync = never
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {passwd}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {host}
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {host}
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = {host}
+    port = {lmtp}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+lmtp_save_to_detail_mailbox = no
+pop3_uidl_format = %08Xu%08Xv
+plugin {{
+{settings}
+}}
+""".format(root=self.root, port=self.imap_port, log=self.log_path,
+           host=HOST, location=self.mail_location, plugins=plugins,
+           passwd=self.passwd, imap=self.imap_port, pop3=self.pop3_port,
+           lmtp=self.lmtp_port, settings=settings)
+        with open(self.config, "w") as f:
+            f.write(conf)
+
+    def set_plugin_settings(self, **settings):
+        """Change plugin settings; new sessions read them at once."""
+        self.plugin_settings.update(settings)
+        self.write_config()
+        if self.started:
+            self.reload()
+
+    # --- lifecycle ------------------------------------------------------
+    def start(self):
+        subprocess.run([DOVECOT, "-c", self.config], check=True,
+                       env=clean_env(), timeout=30)
+        self.started = True
+        deadline = time.monotonic() + START_TIMEOUT
+        for port in (self.imap_port, self.pop3_port, self.lmtp_port):
+            while True:
+                try:
+                    socket.create_connection((HOST, port), 1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("dovecot did not listen on %d:\n%s"
+                                           % (port, self.log()))
+                    time.sleep(0.05)
+
+    def reload(self):
+        subprocess.run([DOVEADM, "-c", self.config, "reload"], check=True,
+                       env=clean_env(), timeout=30)
+        time.sleep(0.5)
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.root, "run", "master.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self):
+        if not self.started:
+            return
+        pid = self.master_pid()
+        subprocess.run([DOVEADM, "-c", self.config, "stop"], env=clean_env(),
+                       timeout=30, capture_output=True)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while pid is not None and time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.started = False
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # --- clients --------------------------------------------------------
+    def imap(self, user):
+        conn = imaplib.IMAP4(HOST, self.imap_port, timeout=30)
+        conn.login(user, PASSWORD)
+        return conn
+
+    def pop3(self, user):
+        conn = poplib.POP3(HOST, self.pop3_port, timeout=30)
+        conn.user(user)
+        conn.pass_(PASSWORD)
+        return conn
+
+    def deliver(self, user, message):
+        """LMTP delivery; returns the server's reply code for the user."""
+        with smtplib.LMTP(HOST, self.lmtp_port, timeout=30) as lmtp:
+            refused = lmtp.sendmail("sender@example.com", [user], message)
+            return refused.get(user, (250,))[0]
+
+    def doveadm(self, *args, check=True, fmt=None):
+        cmd = [DOVEADM, "-c", self.config]
+        if fmt:
+            cmd += ["-f", fmt]
+        cmd += list(args)
+        proc = subprocess.run(cmd, env=clean_env(), capture_output=True,
+                              text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise DoveadmError(args, proc)
+        return proc
+
+    def doveadm_json(self, *args):
+        proc = self.doveadm(*args, fmt="json")
+        return json.loads(proc.stdout) if proc.stdout.strip() else []
+
+    # --- what the plugin recorded -----------------------------------------
+    def journal(self, user, *mailboxes):
+        return self.doveadm_json("mailbox-migrate", "journal", "-u", user,
+                                 *mailboxes)
+
+    def journal_entries(self, user, *mailboxes, since=None):
+        args = ["mailbox-migrate", "journal", "-u", user, "--list"]
+        if since is not None:
+            args += ["--since", str(since)]
+        rows = self.doveadm_json(*args, *mailboxes)
+        for row in rows:
+            for key in ("seq", "uid", "uidvalidity"):
+                row[key] = int(row[key])
+        return rows
+
+    def seen(self, user, *masks):
+        rows = self.doveadm_json("mailbox-migrate", "seen", "-u", user,
+                                 *masks)
+        return {r["mailbox"]: r for r in rows}
+
+    def fetch(self, user, mailbox, fields="uid guid flags"):
+        rows = self.doveadm_json("fetch", "-u", user, fields,
+                                 "mailbox", mailbox)
+        for row in rows:
+            if "uid" in row:
+                row["uid"] = int(row["uid"])
+        return rows
+
+    def mailbox_status(self, user, mailbox,
+                       fields="guid uidvalidity uidnext messages"):
+        rows = self.doveadm_json("mailbox", "status", "-u", user, fields,
+                                 mailbox)
+        return rows[0]
+
+    def db_path(self, user):
+        override = self.plugin_settings.get("mailbox_migrate_db")
+        if override:
+            return override.replace("%u", user).replace("~", self.home(user))
+        return os.path.join(self.home(user), "Maildir",
+                            "mailbox-migrate.db")
+
+    def chown_to_mail_user(self, path):
+        os.chown(path, self.pw.pw_uid, self.pw.pw_gid)
+
+
+def db_query(path, sql, *params):
+    """Read the state file directly (for assertions only)."""
+    conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def imap_uidnext_from_select(conn, mailbox):
+    typ, _ = conn.select('"%s"' % mailbox)
+    assert typ == "OK"
+    code, data = conn.response("UIDNEXT")
+    return int(data[0])
