@@ -10,7 +10,7 @@
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
 #include "mailbox-migrate-db.h"
-#include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-journal-verify.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
 struct journal_cmd_context {
@@ -56,18 +56,13 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 		       struct mailbox *box)
 {
 	struct journal_cmd_context *ctx = (struct journal_cmd_context *)_ctx;
-	struct mailbox_migrate_journal_mailbox known;
 	struct mailbox_migrate_journal_range range;
 	struct mailbox_migrate_journal_completeness c;
-	struct mailbox_status status;
 	struct mailbox_metadata metadata;
 	const char *guid, *error;
-	int ret = 0;
 
 	/* a sync makes the index show changes made behind Dovecot's back */
 	if (mailbox_sync(box, 0) < 0 ||
-	    mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
-			       &status) < 0 ||
 	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
 		i_error("Mailbox %s: %s", mailbox_get_vname(box),
 			mailbox_get_last_internal_error(box, NULL));
@@ -83,28 +78,16 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 
 	i_zero(&range);
 	c = ctx->global;
-	if (_ctx->db != NULL) {
-		ret = mailbox_migrate_journal_get_mailbox(_ctx->db, guid,
-							  &known, &error);
-		if (ret >= 0 &&
-		    mailbox_migrate_journal_get_range(_ctx->db, guid, &range,
-						      &error) < 0)
-			ret = -1;
-		if (ret < 0) {
-			i_error("Can't read state file %s: %s",
-				mailbox_migrate_db_get_path(_ctx->db), error);
-			doveadm_mail_failed_error(&_ctx->ctx, MAIL_ERROR_TEMP);
-			return -1;
-		}
-	}
-	mailbox_migrate_journal_check_index(ret > 0 ? &known : NULL,
-					    status.uidvalidity,
-					    status.highest_modseq,
-					    ctx->last_seq, &c);
-	if (_ctx->db == NULL && c.incomplete_since == 0 &&
-	    status.highest_modseq > 1) {
-		c.incomplete_since = 1;
-		c.reason = "no state file";
+	if ((_ctx->db != NULL &&
+	     mailbox_migrate_journal_get_range(_ctx->db, guid, &range,
+					       &error) < 0) ||
+	    mailbox_migrate_journal_verify_mailbox(_ctx->db, box, guid,
+						   ctx->last_seq, &c,
+						   &error) < 0) {
+		i_error("Mailbox %s: can't verify the journal: %s",
+			mailbox_get_vname(box), error);
+		doveadm_mail_failed_error(&_ctx->ctx, MAIL_ERROR_TEMP);
+		return -1;
 	}
 	journal_merge_total(ctx, &c);
 	journal_print_row(mailbox_get_vname(box), guid, &range, &c);

@@ -98,6 +98,7 @@ int mailbox_migrate_journal_update_mailbox(struct mailbox_migrate_db *db,
 					   const char *name,
 					   uint32_t uidvalidity,
 					   uint64_t witness_modseq,
+					   uint64_t witness_seq,
 					   const char **error_r)
 {
 	sqlite3_stmt *stmt;
@@ -110,6 +111,7 @@ int mailbox_migrate_journal_update_mailbox(struct mailbox_migrate_db *db,
 				SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
 	(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)witness_modseq);
+	(void)sqlite3_bind_int64(stmt, 5, (sqlite3_int64)witness_seq);
 	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
 }
 
@@ -146,7 +148,8 @@ int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
 	mbox_r->name = t_strdup((const char *)sqlite3_column_text(stmt, 0));
 	mbox_r->uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 1);
 	mbox_r->witness_modseq = (uint64_t)sqlite3_column_int64(stmt, 2);
-	mbox_r->deleted = sqlite3_column_int(stmt, 3) != 0;
+	mbox_r->witness_seq = (uint64_t)sqlite3_column_int64(stmt, 3);
+	mbox_r->deleted = sqlite3_column_int(stmt, 4) != 0;
 	(void)sqlite3_reset(stmt);
 	return 1;
 }
@@ -201,11 +204,17 @@ int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
 	return 0;
 }
 
+/* Entries written between two prunes at most (one transaction may write
+   more, so the bound is not exact). */
+static unsigned int
+mailbox_migrate_journal_prune_interval(unsigned int max_entries)
+{
+	return I_MAX(1U, I_MIN(256U, max_entries / 10));
+}
+
 bool mailbox_migrate_journal_prune_due(uint64_t seq, unsigned int max_entries)
 {
-	unsigned int interval = I_MIN(256U, max_entries / 4);
-
-	return interval <= 1 || seq % interval == 0;
+	return seq % mailbox_migrate_journal_prune_interval(max_entries) == 0;
 }
 
 static int
@@ -258,10 +267,12 @@ int mailbox_migrate_journal_prune(struct mailbox_migrate_db *db,
 		(void)sqlite3_reset(stmt);
 	}
 
-	if (range.entries <= max_entries)
+	if (range.entries +
+	    mailbox_migrate_journal_prune_interval(max_entries) <= max_entries)
 		return 0;
-	/* lossy: keep 90% of the bound so this doesn't run on every write */
-	cut = range.last_seq - (max_entries - max_entries / 10);
+	/* lossy: leave room for the writes until the next prune */
+	cut = range.last_seq - (max_entries -
+		mailbox_migrate_journal_prune_interval(max_entries));
 	if (mailbox_migrate_journal_delete_upto(db, cut, error_r) < 0)
 		return -1;
 	return mailbox_migrate_db_meta_set(db, "pruned_seq", dec2str(cut),
@@ -304,35 +315,85 @@ int mailbox_migrate_journal_check(struct mailbox_migrate_db *db,
 	return 0;
 }
 
-void mailbox_migrate_journal_check_index(
+enum mailbox_migrate_journal_index_check
+mailbox_migrate_journal_check_index(
 	const struct mailbox_migrate_journal_mailbox *known,
 	uint32_t index_uidvalidity, uint64_t index_highest_modseq,
-	uint64_t last_seq,
-	struct mailbox_migrate_journal_completeness *result)
+	const char **reason_r)
 {
-	const char *reason = NULL;
-
+	*reason_r = NULL;
 	if (known == NULL) {
 		/* An empty new mailbox has modseq 1; anything above means
 		   changes were made that the journal never recorded. */
-		if (index_highest_modseq > 1)
-			reason = "the journal never saw this mailbox";
-	} else if (known->uidvalidity != 0 &&
-		   known->uidvalidity != index_uidvalidity) {
-		reason = t_strdup_printf("UIDVALIDITY changed from %u to %u "
+		if (index_highest_modseq <= 1)
+			return MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE;
+		*reason_r = "the journal never saw this mailbox";
+		return MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE;
+	}
+	if (known->uidvalidity != 0 &&
+	    known->uidvalidity != index_uidvalidity) {
+		*reason_r = t_strdup_printf("UIDVALIDITY changed from %u to %u "
 			"outside the journal", known->uidvalidity,
 			index_uidvalidity);
-	} else if (index_highest_modseq > known->witness_modseq &&
-		   index_highest_modseq > 1) {
-		reason = t_strdup_printf("the index has changes up to modseq "
-			"%llu, the journal only up to %llu",
-			(unsigned long long)index_highest_modseq,
-			(unsigned long long)known->witness_modseq);
+		return MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE;
 	}
-	if (reason != NULL && result->incomplete_since <= last_seq) {
+	if (index_highest_modseq <= known->witness_modseq ||
+	    index_highest_modseq <= 1)
+		return MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE;
+	return MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES;
+}
+
+void mailbox_migrate_journal_set_incomplete(
+	struct mailbox_migrate_journal_completeness *result,
+	uint64_t last_seq, const char *reason)
+{
+	if (result->incomplete_since <= last_seq) {
 		result->incomplete_since = last_seq + 1;
 		result->reason = reason;
 	}
+}
+
+static int
+mailbox_migrate_journal_exists(struct mailbox_migrate_db *db, const char *sql,
+			       const char *mailbox_guid, uint32_t uidvalidity,
+			       uint32_t uid, bool with_seq, uint64_t seq,
+			       const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	if (mailbox_migrate_db_prepare(db, sql, &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 2, uid);
+	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
+	if (with_seq)
+		(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)seq);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret > 0)
+		(void)sqlite3_reset(stmt);
+	return ret;
+}
+
+int mailbox_migrate_journal_has_expunge(struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					uint32_t uidvalidity, uint32_t uid,
+					const char **error_r)
+{
+	return mailbox_migrate_journal_exists(db,
+		mailbox_migrate_sql_journal_has_expunge, mailbox_guid,
+		uidvalidity, uid, FALSE, 0, error_r);
+}
+
+int mailbox_migrate_journal_has_change_after(struct mailbox_migrate_db *db,
+					     const char *mailbox_guid,
+					     uint32_t uidvalidity, uint32_t uid,
+					     uint64_t seq,
+					     const char **error_r)
+{
+	return mailbox_migrate_journal_exists(db,
+		mailbox_migrate_sql_journal_has_change, mailbox_guid,
+		uidvalidity, uid, TRUE, seq, error_r);
 }
 
 struct mailbox_migrate_journal_iter *

@@ -66,9 +66,22 @@ struct mailbox_migrate_journal_mailbox {
 	const char *name;
 	uint32_t uidvalidity;
 	/* The mailbox index's highest modseq right after the last commit the
-	   journal recorded. */
+	   journal recorded, and the journal's last seq when it was raised. A
+	   change the index shows above witness_modseq must have an entry
+	   after witness_seq (or, for an expunge, any entry). */
 	uint64_t witness_modseq;
+	uint64_t witness_seq;
 	bool deleted;
+};
+
+enum mailbox_migrate_journal_index_check {
+	/* The index shows no change after the journal's witness. */
+	MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE,
+	/* The index shows changes the journal can't have seen. */
+	MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE,
+	/* The index has changes above the witness: each must be checked
+	   against the journal (mailbox_migrate_journal_verify_mailbox()). */
+	MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES,
 };
 
 struct mailbox_migrate_journal_range {
@@ -98,12 +111,14 @@ int mailbox_migrate_journal_append(struct mailbox_migrate_db *db,
 				   const char **error_r);
 /* Record what the journal knows of a mailbox: name ("" keeps the known
    one), uidvalidity (0 keeps the known one) and the witness modseq, which
-   is only ever raised. Clears the deleted mark. */
+   is only ever raised; when it is, witness_seq (the last seq written) is
+   stored with it. Clears the deleted mark. */
 int mailbox_migrate_journal_update_mailbox(struct mailbox_migrate_db *db,
 					   const char *mailbox_guid,
 					   const char *name,
 					   uint32_t uidvalidity,
 					   uint64_t witness_modseq,
+					   uint64_t witness_seq,
 					   const char **error_r);
 int mailbox_migrate_journal_mark_deleted(struct mailbox_migrate_db *db,
 					 const char *mailbox_guid,
@@ -137,16 +152,32 @@ int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
 int mailbox_migrate_journal_check(struct mailbox_migrate_db *db,
 			struct mailbox_migrate_journal_completeness *result_r,
 			const char **error_r);
-/* Merge into *result the cross-check of one mailbox against its index:
-   known is what the journal knows of it (NULL if nothing), and the index's
-   current UIDVALIDITY and highest modseq after a sync. If the index shows
-   changes the journal never saw, no reader can trust the journal for this
-   mailbox: incomplete_since becomes last_seq+1. Pure function. */
-void mailbox_migrate_journal_check_index(
+/* Compare what the journal knows of a mailbox (known, NULL if nothing)
+   with the index's current UIDVALIDITY and highest modseq after a sync.
+   Sets *reason_r when it returns INCOMPLETE. Pure function. */
+enum mailbox_migrate_journal_index_check
+mailbox_migrate_journal_check_index(
 	const struct mailbox_migrate_journal_mailbox *known,
 	uint32_t index_uidvalidity, uint64_t index_highest_modseq,
-	uint64_t last_seq,
-	struct mailbox_migrate_journal_completeness *result);
+	const char **reason_r);
+/* Mark *result incomplete for every reader (since last_seq+1) for reason,
+   unless it already is so since later. */
+void mailbox_migrate_journal_set_incomplete(
+	struct mailbox_migrate_journal_completeness *result,
+	uint64_t last_seq, const char *reason);
+/* Returns 1 if the journal has an expunge of uid in the mailbox, 0 if
+   not, -1 on error. */
+int mailbox_migrate_journal_has_expunge(struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					uint32_t uidvalidity, uint32_t uid,
+					const char **error_r);
+/* Returns 1 if the journal has a save, copy, flag or keyword change of uid
+   in the mailbox written after seq, 0 if not, -1 on error. */
+int mailbox_migrate_journal_has_change_after(struct mailbox_migrate_db *db,
+					     const char *mailbox_guid,
+					     uint32_t uidvalidity, uint32_t uid,
+					     uint64_t seq,
+					     const char **error_r);
 
 /* Iterate entries with seq > since_seq, of one mailbox (plus the GAP
    entries, which concern every mailbox) or of all (mailbox_guid NULL).

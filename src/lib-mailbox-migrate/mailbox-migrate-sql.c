@@ -6,8 +6,9 @@
 /* journal: one row per change, seq strictly increasing and never reused
    (AUTOINCREMENT), keyed by mailbox GUID so history follows renames.
    mailbox: what the journal knows of each mailbox; witness_modseq is the
-   mailbox index's highest modseq right after the last journaled commit, so
-   a reader can tell when the index holds changes the journal never saw.
+   mailbox index's highest modseq right after the last journaled commit,
+   witness_seq the journal's seq when it was raised, so that a reader can
+   tell when the index holds changes the journal never saw.
    seen: the highest UIDNEXT an IMAP/POP3 client was shown. destination:
    per destination checkpoint (the journal seq it has taken). */
 static const char mailbox_migrate_sql_schema_v1[] =
@@ -30,11 +31,13 @@ static const char mailbox_migrate_sql_schema_v1[] =
 "  service TEXT\n"
 ");\n"
 "CREATE INDEX journal_mailbox_seq ON journal (mailbox_guid, seq);\n"
+"CREATE INDEX journal_mailbox_uid ON journal (mailbox_guid, uid);\n"
 "CREATE TABLE mailbox (\n"
 "  guid TEXT PRIMARY KEY NOT NULL,\n"
 "  name TEXT NOT NULL,\n"
 "  uidvalidity INTEGER NOT NULL DEFAULT 0,\n"
 "  witness_modseq INTEGER NOT NULL DEFAULT 0,\n"
+"  witness_seq INTEGER NOT NULL DEFAULT 0,\n"
 "  deleted INTEGER NOT NULL DEFAULT 0\n"
 ");\n"
 "CREATE TABLE seen (\n"
@@ -89,22 +92,28 @@ const char mailbox_migrate_sql_journal_max_seq[] =
 	"SELECT seq FROM sqlite_sequence WHERE name = 'journal'";
 
 const char mailbox_migrate_sql_mailbox_upsert[] =
-	"INSERT INTO mailbox (guid, name, uidvalidity, witness_modseq, deleted) "
-	"VALUES (?1, ?2, ?3, ?4, 0) "
+	"INSERT INTO mailbox (guid, name, uidvalidity, witness_modseq, "
+	"witness_seq, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0) "
 	"ON CONFLICT (guid) DO UPDATE SET "
 	"name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END, "
 	"uidvalidity = CASE WHEN excluded.uidvalidity = 0 THEN uidvalidity "
 	"ELSE excluded.uidvalidity END, "
+	"witness_seq = CASE WHEN excluded.witness_modseq > witness_modseq "
+	"THEN excluded.witness_seq ELSE witness_seq END, "
 	"witness_modseq = MAX(witness_modseq, excluded.witness_modseq), "
 	"deleted = 0";
 const char mailbox_migrate_sql_mailbox_deleted[] =
 	"UPDATE mailbox SET deleted = 1 WHERE guid = ?1";
 const char mailbox_migrate_sql_mailbox_get[] =
-	"SELECT name, uidvalidity, witness_modseq, deleted FROM mailbox "
-	"WHERE guid = ?1";
-const char mailbox_migrate_sql_mailbox_iter[] =
-	"SELECT guid, name, uidvalidity, witness_modseq, deleted FROM mailbox "
-	"ORDER BY name";
+	"SELECT name, uidvalidity, witness_modseq, witness_seq, deleted "
+	"FROM mailbox WHERE guid = ?1";
+const char mailbox_migrate_sql_journal_has_expunge[] =
+	"SELECT 1 FROM journal WHERE mailbox_guid = ?1 AND uid = ?2 "
+	"AND uidvalidity = ?3 AND type = 'expunge' LIMIT 1";
+const char mailbox_migrate_sql_journal_has_change[] =
+	"SELECT 1 FROM journal WHERE mailbox_guid = ?1 AND uid = ?2 "
+	"AND uidvalidity = ?3 AND seq > ?4 "
+	"AND type IN ('save', 'copy', 'flags', 'keywords') LIMIT 1";
 
 const char mailbox_migrate_sql_seen_get[] =
 	"SELECT seen_uidnext, seen_at, seen_by FROM seen "

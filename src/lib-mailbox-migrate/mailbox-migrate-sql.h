@@ -24,7 +24,8 @@ extern const char mailbox_migrate_sql_journal_max_seq[];
 extern const char mailbox_migrate_sql_mailbox_upsert[];
 extern const char mailbox_migrate_sql_mailbox_deleted[];
 extern const char mailbox_migrate_sql_mailbox_get[];
-extern const char mailbox_migrate_sql_mailbox_iter[];
+extern const char mailbox_migrate_sql_journal_has_expunge[];
+extern const char mailbox_migrate_sql_journal_has_change[];
 
 extern const char mailbox_migrate_sql_seen_get[];
 extern const char mailbox_migrate_sql_seen_raise[];

@@ -167,6 +167,19 @@ static void test_journal_append_iter(void)
 						      &error) == 0);
 	test_assert(range.first_seq == seqs[1] && range.last_seq == seqs[4] &&
 		    range.entries == 2);
+
+	test_assert(mailbox_migrate_journal_has_expunge(db, GUID_B, 1234, 1,
+							&error) == 1);
+	test_assert(mailbox_migrate_journal_has_expunge(db, GUID_A, 1234, 1,
+							&error) == 0);
+	test_assert(mailbox_migrate_journal_has_expunge(db, GUID_B, 99, 1,
+							&error) == 0);
+	test_assert(mailbox_migrate_journal_has_change_after(db, GUID_A, 1234,
+			1, seqs[1], &error) == 1);
+	test_assert(mailbox_migrate_journal_has_change_after(db, GUID_A, 1234,
+			1, seqs[2], &error) == 0);
+	test_assert(mailbox_migrate_journal_has_change_after(db, GUID_B, 1234,
+			1, 0, &error) == 1);
 	mailbox_migrate_db_close(&db);
 	test_end();
 }
@@ -218,7 +231,7 @@ static void test_journal_gap_and_prune(void)
 	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
 	test_assert(mailbox_migrate_journal_get_range(db, NULL, &range,
 						      &error) == 0);
-	test_assert(range.entries <= 10 && range.last_seq == seq);
+	test_assert(range.entries == 9 && range.last_seq == seq);
 	test_assert(mailbox_migrate_journal_check(db, &c, &error) == 0);
 	test_assert(c.incomplete_since == range.first_seq - 1);
 	test_assert(strstr(c.reason, "size bound") != NULL);
@@ -237,6 +250,8 @@ static void test_journal_gap_and_prune(void)
 	test_assert(mailbox_migrate_journal_prune_due(256, 500000));
 	test_assert(!mailbox_migrate_journal_prune_due(257, 500000));
 	test_assert(mailbox_migrate_journal_prune_due(3, 4));
+	test_assert(mailbox_migrate_journal_prune_due(30, 100));
+	test_assert(!mailbox_migrate_journal_prune_due(31, 100));
 	mailbox_migrate_db_close(&db);
 	test_end();
 }
@@ -249,23 +264,26 @@ static void test_journal_check_index(void)
 		uint64_t witness;
 		uint32_t index_uidvalidity;
 		uint64_t index_modseq;
-		bool complete;
+		enum mailbox_migrate_journal_index_check result;
 	} tests[] = {
 		/* unknown empty mailbox, unknown mailbox with history */
-		{ FALSE, 0, 0, 5, 1, TRUE },
-		{ FALSE, 0, 0, 5, 7, FALSE },
+		{ FALSE, 0, 0, 5, 1, MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE },
+		{ FALSE, 0, 0, 5, 7, MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE },
 		/* journal saw everything, or more (concurrent writer) */
-		{ TRUE, 5, 10, 5, 10, TRUE },
-		{ TRUE, 5, 12, 5, 10, TRUE },
-		/* index has changes the journal didn't see */
-		{ TRUE, 5, 10, 5, 11, FALSE },
+		{ TRUE, 5, 10, 5, 10, MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE },
+		{ TRUE, 5, 12, 5, 10, MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE },
+		/* index has changes after the witness: check them */
+		{ TRUE, 5, 10, 5, 11,
+		  MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES },
 		/* UIDVALIDITY changed behind the journal's back */
-		{ TRUE, 5, 10, 6, 10, FALSE },
+		{ TRUE, 5, 10, 6, 10, MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE },
 		/* uidvalidity not yet known */
-		{ TRUE, 0, 10, 6, 10, TRUE },
+		{ TRUE, 0, 10, 6, 10, MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE },
 	};
 	struct mailbox_migrate_journal_mailbox known;
 	struct mailbox_migrate_journal_completeness c;
+	enum mailbox_migrate_journal_index_check result;
+	const char *reason;
 	unsigned int i;
 
 	test_begin("journal cross-check against the index");
@@ -273,23 +291,23 @@ static void test_journal_check_index(void)
 		i_zero(&known);
 		known.uidvalidity = tests[i].known_uidvalidity;
 		known.witness_modseq = tests[i].witness;
-		i_zero(&c);
-		mailbox_migrate_journal_check_index(
+		result = mailbox_migrate_journal_check_index(
 			tests[i].known ? &known : NULL,
 			tests[i].index_uidvalidity, tests[i].index_modseq,
-			41, &c);
-		test_assert_idx((c.incomplete_since == 0) == tests[i].complete,
-				i);
-		if (!tests[i].complete) {
-			test_assert_idx(c.incomplete_since == 42, i);
-			test_assert_idx(c.reason != NULL, i);
-		}
+			&reason);
+		test_assert_idx(result == tests[i].result, i);
+		test_assert_idx((reason != NULL) ==
+			(result == MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE), i);
 	}
-	/* a known gap further on stays */
+	/* incompleteness found in the index concerns every reader */
 	i_zero(&c);
+	mailbox_migrate_journal_set_incomplete(&c, 41, "lost");
+	test_assert(c.incomplete_since == 42);
+	test_assert_strcmp(c.reason, "lost");
+	/* a later known gap stays */
 	c.incomplete_since = 50;
 	c.reason = "gap";
-	mailbox_migrate_journal_check_index(NULL, 1, 9, 41, &c);
+	mailbox_migrate_journal_set_incomplete(&c, 41, "lost");
 	test_assert(c.incomplete_since == 50);
 	test_end();
 }
@@ -305,14 +323,21 @@ static void test_journal_mailbox(void)
 	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
 							&error) == 0);
 	test_assert(mailbox_migrate_journal_update_mailbox(db, GUID_A,
-			"Work/2026", 77, 10, &error) == 0);
-	/* the witness never goes down; empty name keeps the old one */
+			"Work/2026", 77, 10, 3, &error) == 0);
+	/* the witness never goes down, and its seq moves only with it;
+	   an empty name keeps the old one */
 	test_assert(mailbox_migrate_journal_update_mailbox(db, GUID_A,
-			"", 0, 4, &error) == 0);
+			"", 0, 4, 5, &error) == 0);
 	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
 							&error) == 1);
 	test_assert_strcmp(mbox.name, "Work/2026");
 	test_assert(mbox.uidvalidity == 77 && mbox.witness_modseq == 10);
+	test_assert(mbox.witness_seq == 3);
+	test_assert(mailbox_migrate_journal_update_mailbox(db, GUID_A,
+			"", 0, 11, 6, &error) == 0);
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
+							&error) == 1);
+	test_assert(mbox.witness_modseq == 11 && mbox.witness_seq == 6);
 	test_assert(!mbox.deleted);
 	test_assert(mailbox_migrate_journal_mark_deleted(db, GUID_A,
 							 &error) == 0);

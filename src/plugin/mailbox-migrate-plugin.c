@@ -8,6 +8,7 @@
 #include "mail-storage-hooks.h"
 #include "mail-index-private.h"
 #include "mail-transaction-log-private.h"
+#include "mail-index-modseq.h"
 #include "notify-plugin.h"
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
@@ -176,6 +177,24 @@ uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box)
 	    box->index->log->head == NULL)
 		return 0;
 	return box->index->log->head->sync_highest_modseq;
+}
+
+int mailbox_migrate_get_index_state(struct mailbox *box,
+				    uint32_t *uidvalidity_r,
+				    uint64_t *modseq_r)
+{
+	struct mail_index_view *view;
+
+	*uidvalidity_r = 0;
+	*modseq_r = 0;
+	if (mailbox_open(box) < 0)
+		return -1;
+	(void)mail_index_refresh(box->index);
+	view = mail_index_view_open(box->index);
+	*uidvalidity_r = mail_index_get_header(view)->uid_validity;
+	*modseq_r = mail_index_modseq_get_highest(view);
+	mail_index_view_close(&view);
+	return 0;
 }
 
 static void mailbox_migrate_user_deinit(struct mail_user *user)

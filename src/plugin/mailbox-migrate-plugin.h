@@ -89,6 +89,13 @@ const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box);
    after this process committed to it. 0 if unknown. */
 uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box);
 
+/* The mailbox's UIDVALIDITY and highest modseq as its index has them now,
+   also right after a change made outside any view (mailbox_update()).
+   Returns 0, or -1 if the mailbox can't be opened. */
+int mailbox_migrate_get_index_state(struct mailbox *box,
+				    uint32_t *uidvalidity_r,
+				    uint64_t *modseq_r);
+
 /* Notify callbacks turning changes into journal entries. */
 extern const struct notify_vfuncs mailbox_migrate_notify_vfuncs;
 

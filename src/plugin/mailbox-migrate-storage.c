@@ -71,6 +71,10 @@ void mailbox_migrate_mailbox_allocated(struct mailbox *box)
 	mbox->module_ctx.super = *v;
 	box->vlast = &mbox->module_ctx.super;
 	v->save_begin = mailbox_migrate_save_begin;
+	/* Per-message modseqs let a reader prove that every change the index
+	   shows is in the journal. Enabling them is internal to the storage:
+	   IMAP clients see CONDSTORE data only if they enable it. */
+	(void)mailbox_enable(box, MAILBOX_FEATURE_CONDSTORE);
 	if (muser->track_seen)
 		mailbox_migrate_seen_hooks_init(v);
 	MODULE_CONTEXT_SET(box, mailbox_migrate_storage_module, mbox);
@@ -298,13 +302,18 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		}
 		last_seq = entry->seq;
 	}
+	if (ok && last_seq == 0) {
+		/* no entries, but the index moved (e.g. a no-op store) */
+		ok = mailbox_migrate_journal_get_last_seq(db, &last_seq,
+							  &error) == 0;
+	}
 	if (ok) {
 		ok = mailbox_migrate_journal_update_mailbox(db, mailbox_guid,
 			mailbox_get_vname(txn->box), uidvalidity,
-			mailbox_migrate_get_index_modseq(txn->box),
+			mailbox_migrate_get_index_modseq(txn->box), last_seq,
 			&error) == 0;
 	}
-	if (ok && last_seq != 0 &&
+	if (ok && array_count(&txn->entries) > 0 &&
 	    mailbox_migrate_journal_prune_due(last_seq,
 					      muser->set->journal_max_entries)) {
 		ok = mailbox_migrate_journal_prune(db,
@@ -356,7 +365,6 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 {
 	struct mailbox_migrate_journal_entry entry;
 	struct mailbox_migrate_db *db;
-	struct mailbox_status status;
 	uint64_t modseq = 0;
 	const char *error = NULL;
 	bool ok;
@@ -368,11 +376,17 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 	entry.name = name;
 	entry.old_name = old_name;
 	entry.service = muser->user->service;
-	if (box != NULL && mailbox_get_status(box, STATUS_UIDVALIDITY |
-					      STATUS_HIGHESTMODSEQ,
-					      &status) == 0) {
-		entry.uidvalidity = status.uidvalidity;
-		modseq = status.highest_modseq;
+	if (box != NULL) {
+		if (type == MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE) {
+			/* A new UIDVALIDITY resets the index and the next sync
+			   adds every mail again. Readers take the whole mailbox
+			   anew after this entry, so the witness may cover that
+			   sync: do it now. Only doveadm updates mailboxes
+			   (dsync's writes aren't journaled). */
+			(void)mailbox_sync(box, 0);
+		}
+		(void)mailbox_migrate_get_index_state(box, &entry.uidvalidity,
+						      &modseq);
 	}
 
 	db = mailbox_migrate_user_write_begin(muser);
@@ -384,7 +398,8 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 							  &error) == 0;
 	} else if (ok && mailbox_guid[0] != '\0') {
 		ok = mailbox_migrate_journal_update_mailbox(db, mailbox_guid,
-			name, entry.uidvalidity, modseq, &error) == 0;
+			name, entry.uidvalidity, modseq, entry.seq,
+			&error) == 0;
 	}
 	mailbox_migrate_user_write_end(muser, ok, error);
 }

@@ -324,3 +324,25 @@ def imap_uidnext_from_select(conn, mailbox):
     assert typ == "OK"
     code, data = conn.response("UIDNEXT")
     return int(data[0])
+
+
+def imap_utf7(name):
+    """Mailbox name in IMAP's modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    import base64
+    out, run = [], []
+
+    def flush():
+        if run:
+            data = "".join(run).encode("utf-16-be")
+            out.append("&" + base64.b64encode(data).decode()
+                       .rstrip("=").replace("/", ",") + "-")
+            run.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7e:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    flush()
+    return '"%s"' % "".join(out).replace("\\", "\\\\").replace('"', '\\"')

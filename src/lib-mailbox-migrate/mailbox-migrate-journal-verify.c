@@ -1,0 +1,146 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "seq-range-array.h"
+#include "mail-storage.h"
+#include "mail-search-build.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal-verify.h"
+
+/* Every UID expunged since the witness must have its expunge entry. */
+static int
+mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
+				struct mailbox *box, const char *mailbox_guid,
+				const struct mailbox_migrate_journal_mailbox *known,
+				uint32_t uidvalidity, const char **reason_r,
+				const char **error_r)
+{
+	ARRAY_TYPE(seq_range) uids_filter, expunged;
+	struct seq_range_iter iter;
+	unsigned int n = 0;
+	uint32_t uid;
+	int ret;
+
+	t_array_init(&uids_filter, 1);
+	seq_range_array_add_range(&uids_filter, 1, (uint32_t)-1);
+	t_array_init(&expunged, 16);
+	if (!mailbox_get_expunged_uids(box, known->witness_modseq,
+				       &uids_filter, &expunged)) {
+		*reason_r = "the index no longer tells what was expunged "
+			"since the journal's witness";
+		return 0;
+	}
+	seq_range_array_iter_init(&iter, &expunged);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		ret = mailbox_migrate_journal_has_expunge(db, mailbox_guid,
+							  uidvalidity, uid,
+							  error_r);
+		if (ret < 0)
+			return -1;
+		if (ret == 0) {
+			*reason_r = t_strdup_printf("UID %u was expunged "
+				"without a journal entry", uid);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* Every mail changed since the witness must have an entry after it. */
+static int
+mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
+				struct mailbox *box, const char *mailbox_guid,
+				const struct mailbox_migrate_journal_mailbox *known,
+				uint32_t uidvalidity, const char **reason_r,
+				const char **error_r)
+{
+	struct mail_search_args *search_args;
+	struct mail_search_arg *arg;
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *ctx;
+	struct mail *mail;
+	int ret = 0;
+
+	search_args = mail_search_build_init();
+	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
+	arg->value.modseq = p_new(search_args->pool,
+				  struct mail_search_modseq, 1);
+	arg->value.modseq->modseq = known->witness_modseq + 1;
+	arg->value.modseq->type = MAIL_SEARCH_MODSEQ_TYPE_ANY;
+
+	t = mailbox_transaction_begin(box, 0, __func__);
+	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
+	mail_search_args_unref(&search_args);
+	while (ret == 0 && *reason_r == NULL &&
+	       mailbox_search_next(ctx, &mail)) {
+		ret = mailbox_migrate_journal_has_change_after(db,
+			mailbox_guid, uidvalidity, mail->uid,
+			known->witness_seq, error_r);
+		if (ret > 0)
+			ret = 0;
+		else if (ret == 0) {
+			*reason_r = t_strdup_printf("UID %u changed (modseq "
+				"%llu) without a journal entry", mail->uid,
+				(unsigned long long)mail_get_modseq(mail));
+		}
+	}
+	if (mailbox_search_deinit(&ctx) < 0 && ret == 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	return ret;
+}
+
+int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
+		struct mailbox *box, const char *mailbox_guid,
+		uint64_t last_seq,
+		struct mailbox_migrate_journal_completeness *result,
+		const char **error_r)
+{
+	struct mailbox_migrate_journal_mailbox known;
+	struct mailbox_status status;
+	const char *reason = NULL;
+	int ret = 0;
+
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
+			       &status) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	if (db == NULL) {
+		if (status.highest_modseq > 1) {
+			mailbox_migrate_journal_set_incomplete(result,
+				last_seq, "no state file");
+		}
+		return 0;
+	}
+	ret = mailbox_migrate_journal_get_mailbox(db, mailbox_guid, &known,
+						  error_r);
+	if (ret < 0)
+		return -1;
+	switch (mailbox_migrate_journal_check_index(ret > 0 ? &known : NULL,
+			status.uidvalidity, status.highest_modseq, &reason)) {
+	case MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE:
+		return 0;
+	case MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE:
+		break;
+	case MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES:
+		/* Expunges done by a later sync and commits still being
+		   journaled by another process land here. */
+		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
+				&known, status.uidvalidity, &reason,
+				error_r) < 0)
+			return -1;
+		if (reason == NULL &&
+		    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
+				&known, status.uidvalidity, &reason,
+				error_r) < 0)
+			return -1;
+		break;
+	}
+	if (reason != NULL)
+		mailbox_migrate_journal_set_incomplete(result, last_seq, reason);
+	return 0;
+}

@@ -1,0 +1,240 @@
+"""The change journal under real IMAP, LMTP and doveadm traffic."""
+
+import socket
+
+import os
+
+from mmtest import HOST, PASSWORD, db_query, imap_utf7, make_message
+
+
+def by_type(entries, type_):
+    return [e for e in entries if e["type"] == type_]
+
+
+def guid_of(d, user, mailbox, uid):
+    rows = d.fetch(user, mailbox)
+    return {r["uid"]: r["guid"] for r in rows}[uid]
+
+
+def test_every_entry_kind_with_uid_and_guid(dovecot):
+    d = dovecot
+    assert d.deliver("alice", make_message("first")) == 250
+    assert d.deliver("alice", make_message("second")) == 250
+    c = d.imap("alice")
+    c.create("Work")
+    typ, data = c.append("Work", r"(\Seen $label1)", None,
+                         make_message("appended"))
+    assert typ == "OK"
+    append_uid = int(data[0].split()[2].decode().rstrip("]"))
+    c.select("INBOX")
+    typ, data = c.uid("COPY", "1", "Work")
+    assert typ == "OK"
+    c.uid("MOVE", "2", "Work")
+    c.select("Work")
+    # Work: the appended message, then the copy, then the moved one
+    c.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+    c.uid("STORE", "2", "+FLAGS", "(project-x)")
+    c.uid("STORE", str(append_uid), "+FLAGS", r"(\Deleted)")
+    c.expunge()
+    c.subscribe("Work")
+    c.unsubscribe("Work")
+    c.create("Trash")
+    c.logout()
+
+    entries = d.journal_entries("alice")
+    seqs = [e["seq"] for e in entries]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+    inbox_saves = [e for e in by_type(entries, "save")
+                   if e["mailbox"] == "INBOX"]
+    assert [e["uid"] for e in inbox_saves] == [1, 2]
+    assert all(e["service"] == "lmtp" for e in inbox_saves)
+
+    work_status = d.mailbox_status("alice", "Work")
+    work_rows = {r["uid"]: r for r in d.fetch("alice", "Work")}
+    work = [e for e in entries if e["mailbox_guid"] == work_status["guid"]]
+    saves = by_type(work, "save")
+    assert len(saves) == 1 and saves[0]["uid"] == append_uid
+    assert saves[0]["flags"] == r"\Seen" and saves[0]["keywords"] == "$label1"
+    assert saves[0]["service"] == "imap"
+    copies = by_type(work, "copy")
+    assert len(copies) == 2
+    # COPY and MOVE keep the message GUID; the journal has the final UIDs
+    inbox_guids = {e["uid"]: e["guid"] for e in inbox_saves}
+    assert [c_["guid"] for c_ in copies] == [inbox_guids[1], inbox_guids[2]]
+    for copy in copies:
+        if copy["uid"] in work_rows:
+            assert work_rows[copy["uid"]]["guid"] == copy["guid"]
+    # MOVE expunged the source
+    inbox_expunges = [e for e in by_type(entries, "expunge")
+                      if e["mailbox"] == "INBOX"]
+    assert [(e["uid"], e["guid"]) for e in inbox_expunges] == \
+        [(2, inbox_guids[2])]
+    # flags and keywords carry the state after the change
+    assert [c_["uid"] for c_ in copies] == [2, 3]
+    flags = [e for e in by_type(work, "flags") if e["uid"] == 2]
+    assert flags[0]["flags"] == r"\Flagged"
+    assert flags[0]["guid"] == inbox_guids[1]
+    kws = by_type(work, "keywords")
+    assert kws[0]["uid"] == 2 and kws[0]["keywords"] == "project-x"
+    # EXPUNGE of the appended message, with its GUID
+    expunged = by_type(work, "expunge")
+    assert [(e["uid"], e["guid"]) for e in expunged] == \
+        [(append_uid, saves[0]["guid"])]
+    assert [e["type"] for e in work
+            if e["type"] in ("subscribe", "unsubscribe")] == \
+        ["subscribe", "unsubscribe"]
+    creates = by_type(entries, "create")
+    assert {e["name"] for e in creates} >= {"INBOX", "Work", "Trash"}
+
+    # the journal agrees with the mailboxes
+    for row in d.journal("alice"):
+        assert row["complete"] == "yes", (row["mailbox"], row["reason"])
+
+
+def test_saved_guids_match_the_index(dovecot):
+    d = dovecot
+    for i in range(5):
+        assert d.deliver("bob", make_message("m%d" % i)) == 250
+    c = d.imap("bob")
+    c.append("INBOX", None, None, make_message("appended", size=200000))
+    c.logout()
+    journal = {e["uid"]: e["guid"] for e in d.journal_entries("bob", "INBOX")
+               if e["type"] == "save"}
+    index = {r["uid"]: r["guid"] for r in d.fetch("bob", "INBOX")}
+    assert journal == index and len(index) == 6
+
+
+def test_doveadm_changes_are_journaled(dovecot):
+    d = dovecot
+    d.deliver("alice", make_message("one"))
+    d.deliver("alice", make_message("two"))
+    d.doveadm("flags", "add", "-u", "alice", r"\Answered", "mailbox", "INBOX",
+              "uid", "1")
+    d.doveadm("expunge", "-u", "alice", "mailbox", "INBOX", "uid", "2")
+    d.doveadm("mailbox", "create", "-u", "alice", "From doveadm")
+    entries = d.journal_entries("alice")
+    mine = [e for e in entries if e["service"] == "doveadm"]
+    assert [(e["type"], e["uid"]) for e in mine] == \
+        [("flags", 1), ("expunge", 2), ("create", 0)]
+    assert mine[0]["flags"] == r"\Answered"
+    assert mine[2]["name"] == "From doveadm"
+
+
+def test_rolled_back_transaction_leaves_nothing(maildir_dovecot):
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    before = d.journal_entries("alice")
+    # MULTIAPPEND whose second message has a bad date: the server saves
+    # the first one inside the transaction, then rolls it back.
+    s = socket.create_connection((HOST, d.imap_port), timeout=30)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b'a LOGIN alice %s\r\n' % PASSWORD.encode())
+    while not f.readline().startswith(b"a "):
+        pass
+    msg = make_message("never")
+    s.sendall(b"b APPEND INBOX {%d}\r\n" % len(msg))
+    assert f.readline().startswith(b"+")
+    s.sendall(msg + b' "not a date" {%d}\r\n' % len(msg))
+    line = f.readline()
+    while not line.startswith(b"b "):
+        if line.startswith(b"+"):
+            s.sendall(msg + b"\r\n")
+        line = f.readline()
+    assert not line.startswith(b"b OK"), line
+    s.sendall(b"c LOGOUT\r\n")
+    s.close()
+    after = d.journal_entries("alice")
+    assert after == before
+    assert len(d.fetch("alice", "INBOX")) == 1
+
+
+def test_rename_keeps_history_by_guid(dovecot):
+    d = dovecot
+    c = d.imap("alice")
+    c.create("Projects")
+    c.create("Projects/2026")
+    c.append("Projects", None, None, make_message("before rename"))
+    status = d.mailbox_status("alice", "Projects")
+    assert c.rename("Projects", imap_utf7("Archive/Old projects"))[0] == "OK"
+    c.append(imap_utf7("Archive/Old projects"), None, None,
+             make_message("after"))
+    c.logout()
+    after = d.mailbox_status("alice", "Archive/Old projects")
+    assert after["guid"] == status["guid"]
+    entries = d.journal_entries("alice", "Archive/Old projects")
+    types = [e["type"] for e in entries]
+    assert types == ["create", "save", "rename", "save"]
+    rename = entries[2]
+    assert rename["name"] == "Archive/Old projects"
+    assert rename["old_name"] == "Projects"
+    assert {e["mailbox_guid"] for e in entries} == {status["guid"]}
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert int(rows["Archive/Old projects"]["entries"]) == 4
+    assert rows["Archive/Old projects"]["complete"] == "yes"
+    # the child moved with its parent
+    assert "Archive/Old projects/2026" in rows
+
+
+def test_delete_and_odd_names(dovecot):
+    d = dovecot
+    c = d.imap("alice")
+    names = ["Ünïcødé & more", "with space", "Über/tiefe/Ebene"]
+    if d.mail_location.startswith("sdbox"):
+        # maildir++ keeps '.' for its own hierarchy
+        names += ["dotted.name", "a..b"]
+    for name in names:
+        typ, _ = c.create(imap_utf7(name))
+        assert typ == "OK", name
+    c.append(imap_utf7(names[0]), None, None, make_message("unicode"))
+    c.logout()
+    listed = {r["mailbox"]: r for r in d.journal("alice")}
+    for name in names:
+        assert listed[name]["complete"] == "yes"
+    assert int(listed[names[0]]["entries"]) == 2
+    seen = d.seen("alice", names[0])
+    assert int(seen[names[0]]["seen_uidnext"]) == 2
+    creates = [e["name"] for e in d.journal_entries("alice")
+               if e["type"] == "create"]
+    assert "with space" in creates
+    d.doveadm("mailbox", "delete", "-u", "alice", "with space")
+    deletes = [e for e in d.journal_entries("alice") if e["type"] == "delete"]
+    assert [e["name"] for e in deletes] == ["with space"]
+
+
+def test_uidvalidity_change(maildir_dovecot):
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    old = d.mailbox_status("alice", "INBOX")
+    new_uv = int(old["uidvalidity"]) + 1000
+    d.doveadm("mailbox", "update", "-u", "alice", "--uid-validity",
+              str(new_uv), "INBOX")
+    updates = [e for e in d.journal_entries("alice") if e["type"] == "update"]
+    assert updates and updates[-1]["uidvalidity"] == new_uv
+    row = {r["mailbox"]: r for r in d.journal("alice")}["INBOX"]
+    assert row["complete"] == "yes", row["reason"]
+
+
+def test_size_bound_makes_journal_incomplete(make_dovecot):
+    d = make_dovecot(plugin_settings={
+        "mailbox_migrate_journal_max_entries": "8"})
+    for i in range(20):
+        d.deliver("alice", make_message("m%d" % i))
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    total = rows["(total)"]
+    assert int(total["entries"]) <= 8
+    assert total["complete"] == "no"
+    assert int(total["incomplete_since"]) == int(total["first_seq"]) - 1
+    assert "size bound" in total["reason"]
+    # sequence numbers went on increasing
+    assert int(total["last_seq"]) == 21
+
+
+def test_journal_file_is_private(maildir_dovecot):
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    st = os.stat(d.db_path("alice"))
+    assert st.st_mode & 0o777 == 0o600
+    assert st.st_uid == d.pw.pw_uid
+    assert db_query(d.db_path("alice"), "PRAGMA journal_mode")[0][0] == "wal"
