@@ -3,9 +3,11 @@
 #include "lib.h"
 #include "array.h"
 #include "seq-range-array.h"
+#include "time-util.h"
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "mailbox-migrate-db.h"
+#include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-journal-verify.h"
 
 /* Every UID expunged since the witness must have its expunge entry. */
@@ -100,6 +102,7 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		const char **error_r)
 {
 	struct mailbox_migrate_journal_mailbox known;
+	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_status status;
 	const char *reason = NULL;
 	int ret = 0;
@@ -120,6 +123,16 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 						  error_r);
 	if (ret < 0)
 		return -1;
+	mailbox_migrate_index_ext_get(box, &lost);
+	if (lost.lost_count > (ret > 0 ? known.lost_acked : 0)) {
+		mailbox_migrate_journal_set_incomplete(result, last_seq,
+			t_strdup_printf("%u commit(s) could not be journaled, "
+				"the last at %s", lost.lost_count -
+				(ret > 0 ? known.lost_acked : 0),
+				t_strflocaltime("%Y-%m-%d %H:%M:%S",
+						lost.last_lost_time)));
+		return 0;
+	}
 	switch (mailbox_migrate_journal_check_index(ret > 0 ? &known : NULL,
 			status.uidvalidity, status.highest_modseq, &reason)) {
 	case MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE:

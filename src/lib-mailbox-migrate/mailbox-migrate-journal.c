@@ -150,6 +150,7 @@ int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
 	mbox_r->witness_modseq = (uint64_t)sqlite3_column_int64(stmt, 2);
 	mbox_r->witness_seq = (uint64_t)sqlite3_column_int64(stmt, 3);
 	mbox_r->deleted = sqlite3_column_int(stmt, 4) != 0;
+	mbox_r->lost_acked = (uint32_t)sqlite3_column_int64(stmt, 5);
 	(void)sqlite3_reset(stmt);
 	return 1;
 }

@@ -71,6 +71,8 @@ struct mailbox_migrate_journal_mailbox {
 	   after witness_seq (or, for an expunge, any entry). */
 	uint64_t witness_modseq;
 	uint64_t witness_seq;
+	/* Lost commits (counted in the mailbox index) made good so far. */
+	uint32_t lost_acked;
 	bool deleted;
 };
 

@@ -8,7 +8,9 @@
    mailbox: what the journal knows of each mailbox; witness_modseq is the
    mailbox index's highest modseq right after the last journaled commit,
    witness_seq the journal's seq when it was raised, so that a reader can
-   tell when the index holds changes the journal never saw.
+   tell when the index holds changes the journal never saw; lost_acked
+   how many of the commits the mailbox index counts as not journaled a
+   full comparison has made good.
    seen: the highest UIDNEXT an IMAP/POP3 client was shown. destination:
    per destination checkpoint (the journal seq it has taken). */
 static const char mailbox_migrate_sql_schema_v1[] =
@@ -38,6 +40,7 @@ static const char mailbox_migrate_sql_schema_v1[] =
 "  uidvalidity INTEGER NOT NULL DEFAULT 0,\n"
 "  witness_modseq INTEGER NOT NULL DEFAULT 0,\n"
 "  witness_seq INTEGER NOT NULL DEFAULT 0,\n"
+"  lost_acked INTEGER NOT NULL DEFAULT 0,\n"
 "  deleted INTEGER NOT NULL DEFAULT 0\n"
 ");\n"
 "CREATE TABLE seen (\n"
@@ -105,8 +108,8 @@ const char mailbox_migrate_sql_mailbox_upsert[] =
 const char mailbox_migrate_sql_mailbox_deleted[] =
 	"UPDATE mailbox SET deleted = 1 WHERE guid = ?1";
 const char mailbox_migrate_sql_mailbox_get[] =
-	"SELECT name, uidvalidity, witness_modseq, witness_seq, deleted "
-	"FROM mailbox WHERE guid = ?1";
+	"SELECT name, uidvalidity, witness_modseq, witness_seq, deleted, "
+	"lost_acked FROM mailbox WHERE guid = ?1";
 const char mailbox_migrate_sql_journal_has_expunge[] =
 	"SELECT 1 FROM journal WHERE mailbox_guid = ?1 AND uid = ?2 "
 	"AND uidvalidity = ?3 AND type = 'expunge' LIMIT 1";

@@ -13,6 +13,7 @@
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-plugin.h"
 
 struct event_category event_category_mailbox_migrate = {
@@ -133,8 +134,8 @@ mailbox_migrate_user_write_begin(struct mailbox_migrate_user *muser)
 	return muser->db;
 }
 
-void mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
-				    bool success, const char *error)
+int mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
+				   bool success, const char *error)
 {
 	const char *commit_error;
 	enum mailbox_migrate_db_error code;
@@ -142,7 +143,7 @@ void mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
 	if (success) {
 		if (mailbox_migrate_db_commit(muser->db, &commit_error) == 0) {
 			muser->gap_reason = NULL;
-			return;
+			return 0;
 		}
 		error = commit_error;
 	} else {
@@ -155,6 +156,19 @@ void mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
 	if (code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
 		/* reopened (and recovered) at the next write */
 		mailbox_migrate_db_close(&muser->db);
+	}
+	return -1;
+}
+
+void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
+				  struct mailbox *box)
+{
+	const char *error;
+
+	if (mailbox_migrate_index_ext_add_lost(box, ioloop_time, &error) < 0) {
+		e_error(muser->event, "Mailbox %s: can't mark the journal "
+			"incomplete in its index: %s",
+			mailbox_get_vname(box), error);
 	}
 }
 
@@ -207,7 +221,7 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		/* last chance in this session to record the gap */
 		db = mailbox_migrate_user_write_begin(muser);
 		if (db != NULL)
-			mailbox_migrate_user_write_end(muser, TRUE, NULL);
+			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
 	}
 	mailbox_migrate_db_close(&muser->db);
 	if (hash_table_is_created(muser->seen_cache))

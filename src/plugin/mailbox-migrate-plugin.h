@@ -75,10 +75,14 @@ mailbox_migrate_user_get(struct mail_user *user);
 struct mailbox_migrate_db *
 mailbox_migrate_user_write_begin(struct mailbox_migrate_user *muser);
 /* Commit (success) or roll back the write. A failure is handled like in
-   write_begin: logged once, journal marked incomplete. Never fails the
-   caller. */
-void mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
-				    bool success, const char *error);
+   write_begin: logged once, journal marked incomplete. Returns 0 if the
+   write was committed, -1 if not; never fails the caller's command. */
+int mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
+				   bool success, const char *error);
+/* The journal entries of a commit to box were lost: count it in the
+   mailbox's own index so readers know (errors are logged). */
+void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
+				  struct mailbox *box);
 /* Remember that changes were lost and log why (once per session). */
 void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 				 const char *reason, const char *error);

@@ -75,7 +75,7 @@ void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 						muser->user->service,
 						&error) >= 0;
 	}
-	mailbox_migrate_user_write_end(muser, ok, error);
+	(void)mailbox_migrate_user_write_end(muser, ok, error);
 	hash_table_update(muser->seen_cache, orig_key, POINTER_CAST(uidnext));
 }
 

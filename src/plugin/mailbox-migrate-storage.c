@@ -274,6 +274,7 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 				mailbox_get_vname(txn->box),
 				mailbox_get_last_internal_error(txn->box,
 								NULL)));
+		mailbox_migrate_mailbox_lost(muser, txn->box);
 		return;
 	}
 	uidvalidity = changes->uid_validity;
@@ -286,12 +287,15 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 			t_strdup_printf("Mailbox %s: the commit assigned no "
 					"UIDs to saved mail",
 					mailbox_get_vname(txn->box)));
+		mailbox_migrate_mailbox_lost(muser, txn->box);
 		return;
 	}
 
 	db = mailbox_migrate_user_write_begin(muser);
-	if (db == NULL)
+	if (db == NULL) {
+		mailbox_migrate_mailbox_lost(muser, txn->box);
 		return;
+	}
 	array_foreach_modifiable(&txn->entries, entry) {
 		entry->mailbox_guid = mailbox_guid;
 		entry->uidvalidity = uidvalidity;
@@ -319,7 +323,8 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		ok = mailbox_migrate_journal_prune(db,
 			muser->set->journal_max_entries, &error) == 0;
 	}
-	mailbox_migrate_user_write_end(muser, ok, error);
+	if (mailbox_migrate_user_write_end(muser, ok, error) < 0)
+		mailbox_migrate_mailbox_lost(muser, txn->box);
 
 	if (muser->track_seen && max_uid > 0) {
 		/* APPENDUID / COPYUID told the client these UIDs */
@@ -390,8 +395,11 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 	}
 
 	db = mailbox_migrate_user_write_begin(muser);
-	if (db == NULL)
+	if (db == NULL) {
+		if (box != NULL)
+			mailbox_migrate_mailbox_lost(muser, box);
 		return;
+	}
 	ok = mailbox_migrate_journal_append(db, &entry, &error) == 0;
 	if (ok && type == MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE) {
 		ok = mailbox_migrate_journal_mark_deleted(db, mailbox_guid,
@@ -401,7 +409,8 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 			name, entry.uidvalidity, modseq, entry.seq,
 			&error) == 0;
 	}
-	mailbox_migrate_user_write_end(muser, ok, error);
+	if (mailbox_migrate_user_write_end(muser, ok, error) < 0 && box != NULL)
+		mailbox_migrate_mailbox_lost(muser, box);
 }
 
 static void

@@ -14,9 +14,11 @@ def make_dovecot():
     end of the test."""
     instances = []
 
-    def make(**kwargs):
+    def make(setup=None, **kwargs):
         d = Dovecot(**kwargs)
         instances.append(d)
+        if setup is not None:
+            setup(d)
         d.start()
         return d
 

@@ -1,0 +1,200 @@
+"""G6: when the state file can't be written, IMAP, POP3 and LMTP behave as
+without the plugin, the failure is logged once per session, and the
+journal reports itself incomplete afterwards."""
+
+import contextlib
+import glob
+import os
+import re
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from mmtest import make_message
+
+
+def state_dir_dovecot(make_dovecot, **settings):
+    """A Dovecot whose state files live on their own small filesystem (or
+    at least in their own directory), so that it can be made read-only or
+    full without touching the mail."""
+    def setup(d):
+        d.plugin_settings.update(settings)
+        d.plugin_settings["mailbox_migrate_db"] = \
+            "%s/statedb/%%u/state.db" % d.root
+        d.write_config()
+        mnt = os.path.join(d.root, "statedb")
+        os.makedirs(mnt)
+        d.state_tmpfs = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs",
+             mnt], capture_output=True).returncode == 0
+        d.chown_to_mail_user(mnt)
+        for user in d.users:
+            path = os.path.join(mnt, user)
+            os.makedirs(path)
+            d.chown_to_mail_user(path)
+    d = make_dovecot(setup=setup)
+    return d
+
+
+def unmount_state(d):
+    d.stop()
+    if d.state_tmpfs:
+        subprocess.run(["umount", "-l", os.path.join(d.root, "statedb")],
+                       capture_output=True)
+
+
+@contextlib.contextmanager
+def state_read_only(d):
+    """A read-only filesystem under the state file, or if no filesystem can
+    be mounted here, a read-only file in a read-only directory."""
+    mnt = os.path.join(d.root, "statedb")
+    state = os.path.join(mnt, "alice")
+    files = glob.glob(os.path.join(state, "*"))
+    if d.state_tmpfs:
+        subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+    else:
+        for path in files:
+            os.chmod(path, 0o400)
+        os.chmod(state, 0o500)
+    try:
+        yield
+    finally:
+        if d.state_tmpfs:
+            subprocess.run(["mount", "-o", "remount,rw", mnt], check=True)
+        else:
+            os.chmod(state, 0o700)
+            for path in files:
+                os.chmod(path, 0o600)
+
+
+def mm_errors(d, service, user="alice"):
+    return [line for line in d.log().splitlines()
+            if re.search(r"%s\(%s\).*Error: .*mailbox-migrate: " %
+                         (service, user), line)]
+
+
+def clients_still_work(d, tag):
+    """LMTP 250 and IMAP APPEND OK, returning the new UIDs."""
+    assert d.deliver("alice", make_message("lmtp " + tag)) == 250
+    c = d.imap("alice")
+    typ, data = c.append("INBOX", r"(\Flagged)", None,
+                         make_message("imap " + tag))
+    assert typ == "OK", data
+    typ, data = c.append("INBOX", None, None, make_message("imap2 " + tag))
+    assert typ == "OK", data
+    c.select("INBOX")
+    typ, data = c.store("1", "+FLAGS", r"(\Seen)")
+    assert typ == "OK", data
+    c.logout()
+    p = d.pop3("alice")
+    assert len(p.uidl()[1]) >= 3
+    p.quit()
+
+
+def inbox_row(d):
+    return {r["mailbox"]: r for r in d.journal("alice")}["INBOX"]
+
+
+def test_read_only_state_file(make_dovecot):
+    d = state_dir_dovecot(make_dovecot)
+    try:
+        assert d.deliver("alice", make_message("before")) == 250
+        assert inbox_row(d)["complete"] == "yes"
+        with state_read_only(d):
+            clients_still_work(d, "read-only")
+            # the reader says why it can't read, and changes nothing
+            proc = d.doveadm("mailbox-migrate", "journal", "-u", "alice",
+                             check=False)
+            assert proc.returncode != 0 or "no" in proc.stdout
+        row = inbox_row(d)
+        assert row["complete"] == "no"
+        assert "could not be journaled" in row["reason"]
+        # logged, once per session
+        imap_errors = mm_errors(d, "imap")
+        assert len(imap_errors) == 1, imap_errors
+        assert "journal marked incomplete" in imap_errors[0]
+        assert len(mm_errors(d, "lmtp")) == 1
+        # writable again: new changes are journaled, the loss stays known
+        assert d.deliver("alice", make_message("after")) == 250
+        row = inbox_row(d)
+        assert row["complete"] == "no"
+        assert int(row["last_seq"]) == 3
+    finally:
+        unmount_state(d)
+
+
+def test_corrupt_state_file(make_dovecot):
+    d = make_dovecot(mail_location="maildir:~/Maildir")
+    assert d.deliver("alice", make_message("before")) == 250
+    path = d.db_path("alice")
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+    with open(path, "r+b") as f:
+        f.write(b"garbage!" * 512)
+    clients_still_work(d, "corrupt")
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["(total)"]["complete"] == "no"
+    assert "corrupt" in rows["INBOX"]["reason"]
+    moved = glob.glob(path + ".corrupt-*")
+    assert len(moved) == 1
+    errors = mm_errors(d, "lmtp")
+    assert any("is corrupt" in line for line in errors), d.log()
+    # the new journal works again for what follows
+    entries = d.journal_entries("alice")
+    assert entries[0]["type"] == "gap"
+    assert "corrupt" in entries[0]["name"]
+    assert [e["type"] for e in entries[1:4]] == ["save", "save", "save"]
+
+
+def test_locked_past_timeout(make_dovecot):
+    d = make_dovecot(plugin_settings={
+        "mailbox_migrate_db_lock_timeout": "300 ms"})
+    assert d.deliver("alice", make_message("before")) == 250
+    locker = sqlite3.connect(d.db_path("alice"), timeout=5,
+                             isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        clients_still_work(d, "locked")
+        # the clients waited for the lock timeout, not for the lock
+        assert time.monotonic() - start < 20
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    row = inbox_row(d)
+    assert row["complete"] == "no", row
+    assert any("locked" in line or "database is locked" in line
+               for line in mm_errors(d, "imap"))
+
+
+def test_disk_full(make_dovecot):
+    d = state_dir_dovecot(make_dovecot)
+    if not d.state_tmpfs:
+        unmount_state(d)
+        pytest.skip("can't mount a small filesystem here")
+    try:
+        assert d.deliver("alice", make_message("before")) == 250
+        filler = os.path.join(d.root, "statedb", "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            for _ in range(1024):
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        clients_still_work(d, "full")
+        os.unlink(filler)
+        row = inbox_row(d)
+        assert row["complete"] == "no", row
+    finally:
+        unmount_state(d)
+
+
+def test_bad_setting_disables_but_never_fails(make_dovecot):
+    d = make_dovecot(plugin_settings={
+        "mailbox_migrate_db_lock_timeout": "soon"})
+    clients_still_work(d, "bad setting")
+    assert any("mailbox_migrate_db_lock_timeout" in line
+               for line in d.log().splitlines())
