@@ -1,0 +1,68 @@
+"""The plugin and the doveadm commands under valgrind: IMAP, POP3 and LDA
+sessions run as standalone processes (doveadm exec / dovecot-lda) so that
+valgrind sees every line of the plugin that a session runs."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from mmtest import DOVEADM, clean_env, make_message
+
+VALGRIND = ["valgrind", "-q", "--vgdb=no", "--trace-children=yes",
+            "--child-silent-after-fork=yes", "--error-exitcode=99",
+            "--leak-check=full", "--errors-for-leak-kinds=definite"]
+
+IMAP_SESSION = (b"a CREATE Work\r\n"
+                b"b APPEND Work (\\Seen $label1) {5}\r\nhello\r\n"
+                b"c SELECT INBOX\r\n"
+                b"d COPY 1 Work\r\n"
+                b"e STORE 1 +FLAGS (\\Deleted \\Answered)\r\n"
+                b"f EXPUNGE\r\n"
+                b"g STATUS Work (UIDNEXT MESSAGES)\r\n"
+                b"h RENAME Work Old\r\n"
+                b"i SUBSCRIBE Old\r\n"
+                b"j DELETE Old\r\n"
+                b"k NOOP\r\n"
+                b"l LOGOUT\r\n")
+
+pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None,
+                                reason="valgrind not installed")
+
+
+def run(cmd, stdin=b""):
+    proc = subprocess.run(VALGRIND + cmd, input=stdin, capture_output=True,
+                          env=clean_env(), timeout=300)
+    errors = [line for line in proc.stderr.decode(errors="replace")
+              .splitlines() if line.startswith("==")]
+    assert proc.returncode == 0 and not errors, \
+        (cmd, proc.returncode, "\n".join(errors))
+    return proc.stdout.decode(errors="replace")
+
+
+def test_sessions_and_commands_under_valgrind(maildir_dovecot):
+    d = maildir_dovecot
+    d.deliver("alice", make_message("first"))
+    run(["/usr/lib/dovecot/dovecot-lda", "-c", d.config, "-d", "alice"],
+        make_message("second"))
+    out = run([DOVEADM, "-c", d.config, "exec", "imap", "-u", "alice"],
+              IMAP_SESSION)
+    assert "l OK" in out
+    out = run([DOVEADM, "-c", d.config, "exec", "pop3", "-u", "alice"],
+              b"UIDL\r\nQUIT\r\n")
+    assert out.count("+OK") >= 2
+    out = run([DOVEADM, "-c", d.config, "mailbox-migrate", "journal",
+               "-u", "alice"])
+    assert "(total)" in out
+    out = run([DOVEADM, "-c", d.config, "mailbox-migrate", "journal",
+               "-u", "alice", "--list"])
+    assert "rename" in out and "delete" in out
+    out = run([DOVEADM, "-c", d.config, "mailbox-migrate", "seen", "-A"])
+    assert "alice" in out
+    # and a failure path: the state file corrupt
+    with open(d.db_path("alice"), "r+b") as f:
+        f.write(b"x" * 4096)
+    run(["/usr/lib/dovecot/dovecot-lda", "-c", d.config, "-d", "alice"],
+        make_message("third"))
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no"
