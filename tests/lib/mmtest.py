@@ -64,13 +64,15 @@ class DoveadmError(Exception):
 
 class Dovecot:
     def __init__(self, users=("alice", "bob"), mail_location=None,
-                 plugin_settings=None, plugin=True, name="mmtest"):
+                 plugin_settings=None, plugin=True, name="mmtest",
+                 mail_fsync="never"):
         self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
         os.chmod(self.root, 0o755)
         self.users = list(users)
         self.mail_location = mail_location or "maildir:~/Maildir"
         self.plugin = plugin
         self.plugin_settings = dict(plugin_settings or {})
+        self.mail_fsync = mail_fsync
         self.imap_port = free_port()
         self.pop3_port = free_port()
         self.lmtp_port = free_port()
@@ -114,7 +116,7 @@ protocols = imap pop3 lmtp
 first_valid_uid = 1
 mail_location = {location}
 mail_plugins = $mail_plugins {plugins}
-mail_fsync = never
+mail_fsync = {fsync}
 namespace inbox {{
   inbox = yes
   separator = /
@@ -162,7 +164,7 @@ plugin {{
 """.format(root=self.root, port=self.imap_port, log=self.log_path,
            host=HOST, location=self.mail_location, plugins=plugins,
            passwd=self.passwd, imap=self.imap_port, pop3=self.pop3_port,
-           lmtp=self.lmtp_port, settings=settings)
+           lmtp=self.lmtp_port, settings=settings, fsync=self.mail_fsync)
         with open(self.config, "w") as f:
             f.write(conf)
 
@@ -249,6 +251,10 @@ plugin {{
         with smtplib.LMTP(HOST, self.lmtp_port, timeout=30) as lmtp:
             refused = lmtp.sendmail("sender@example.com", [user], message)
             return refused.get(user, (250,))[0]
+
+    def lmtp(self):
+        """An LMTP connection for several deliveries."""
+        return smtplib.LMTP(HOST, self.lmtp_port, timeout=30)
 
     def doveadm(self, *args, check=True, fmt=None):
         cmd = [DOVEADM, "-c", self.config]
