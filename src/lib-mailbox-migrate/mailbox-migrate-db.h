@@ -3,8 +3,9 @@
 
 #include <sqlite3.h>
 
-/* The per-user state file: one SQLite database in WAL mode, shared by every
-   process of the user (imap, pop3, lmtp, doveadm). All functions return -1
+/* The per-user state file: one SQLite database with a persistent rollback
+   journal, shared by every process of the user (imap, pop3, lmtp,
+   doveadm). All functions return -1
    with an error text on failure and never log; the caller decides. */
 
 struct mailbox_migrate_db;
@@ -13,6 +14,8 @@ enum mailbox_migrate_db_open_flags {
 	/* Open for reading only: never create, upgrade or write the file.
 	   Used by the inspection commands. */
 	MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY = 0x01,
+	/* fsync every commit (durable across power loss, slower). */
+	MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC = 0x02,
 };
 
 enum mailbox_migrate_db_error {

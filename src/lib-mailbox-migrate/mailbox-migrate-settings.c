@@ -118,6 +118,8 @@ int mailbox_migrate_settings_read(struct mail_user *user,
 	set->destinations = mailbox_migrate_settings_get_destinations(user);
 	set->on_logout = mail_user_plugin_getenv_bool(user,
 		"mailbox_migrate_on_logout");
+	set->db_fsync = mail_user_plugin_getenv_bool(user,
+		"mailbox_migrate_db_fsync");
 
 	if (mailbox_migrate_settings_get_time_msecs(user,
 			"mailbox_migrate_db_lock_timeout",

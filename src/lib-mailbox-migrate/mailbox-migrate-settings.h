@@ -31,6 +31,8 @@ struct mailbox_migrate_settings {
 	unsigned int backup_dirty_percent;
 
 	bool on_logout;
+	/* fsync the state file at every commit */
+	bool db_fsync;
 };
 
 /* Read the user's settings into a struct allocated from user->pool.

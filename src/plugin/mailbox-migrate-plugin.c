@@ -70,7 +70,9 @@ static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 		muser->db_path = p_strdup(muser->user->pool, path);
 	}
 	path = muser->db_path;
-	ret = mailbox_migrate_db_open(path, 0, muser->set->lock_timeout_msecs,
+	ret = mailbox_migrate_db_open(path, muser->set->db_fsync ?
+				      MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
+				      muser->set->lock_timeout_msecs,
 				      &muser->db, &code, &error);
 	if (ret < 0 && code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
 		/* What it held is lost either way; a fresh file that starts
@@ -85,7 +87,9 @@ static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 				"State file %s is corrupt (%s): moved to %s, "
 				"starting a new journal",
 				path, error, moved_path));
-			ret = mailbox_migrate_db_open(path, 0,
+			ret = mailbox_migrate_db_open(path,
+				muser->set->db_fsync ?
+				MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
 				muser->set->lock_timeout_msecs,
 				&muser->db, &code, &error);
 		}

@@ -108,9 +108,15 @@ void mailbox_migrate_mailbox_allocated(struct mailbox *box);
 /* Seen-UIDNEXT tracking (IMAP and POP3 sessions): override v's status and
    sync vfuncs of a mailbox whose context is mbox. */
 void mailbox_migrate_seen_hooks_init(struct mailbox_vfuncs *v);
-/* The client may have been shown UIDs up to uidnext-1 of box. */
+/* The client may have been shown UIDs up to uidnext-1 of box: raise the
+   seen UIDNEXT if it is below (one small write, only when it rises). */
 void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 			       struct mailbox *box, uint32_t uidvalidity,
 			       uint32_t uidnext);
+/* The same inside the caller's open state file transaction. */
+int mailbox_migrate_seen_note_in(struct mailbox_migrate_user *muser,
+				 struct mailbox_migrate_db *db,
+				 struct mailbox *box, uint32_t uidvalidity,
+				 uint32_t uidnext, const char **error_r);
 
 #endif

@@ -8,6 +8,8 @@
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-plugin.h"
 
+#include <string.h>
+
 static const char *
 mailbox_migrate_seen_key_prefix(struct mailbox *box)
 {
@@ -24,59 +26,101 @@ mailbox_migrate_seen_key_prefix(struct mailbox *box)
 	return mbox->seen_key_prefix;
 }
 
+/* Returns the cache key for box/uidvalidity and whether the stored value
+   may be below uidnext (FALSE: nothing to write). */
+static bool
+mailbox_migrate_seen_need_raise(struct mailbox_migrate_user *muser,
+				struct mailbox *box, uint32_t uidvalidity,
+				uint32_t uidnext, const char **key_r)
+{
+	const char *prefix;
+	void *value;
+
+	if (uidvalidity == 0 || uidnext == 0)
+		return FALSE;
+	prefix = mailbox_migrate_seen_key_prefix(box);
+	if (prefix == NULL)
+		return FALSE;
+	if (!hash_table_is_created(muser->seen_cache)) {
+		hash_table_create(&muser->seen_cache, muser->user->pool, 0,
+				  str_hash, strcmp);
+	}
+	*key_r = t_strdup_printf("%s%u", prefix, uidvalidity);
+	value = hash_table_lookup(muser->seen_cache, *key_r);
+	return value == NULL || POINTER_CAST_TO(value, uint32_t) < uidnext;
+}
+
+static void
+mailbox_migrate_seen_cache_set(struct mailbox_migrate_user *muser,
+			       const char *key, uint32_t uidnext)
+{
+	char *orig_key;
+	void *value;
+
+	if (!hash_table_lookup_full(muser->seen_cache, key, &orig_key, &value))
+		orig_key = p_strdup(muser->user->pool, key);
+	hash_table_update(muser->seen_cache, orig_key, POINTER_CAST(uidnext));
+}
+
+/* Raise inside an open write transaction; returns the value now stored. */
+static int
+mailbox_migrate_seen_raise_in(struct mailbox_migrate_user *muser,
+			      struct mailbox_migrate_db *db, const char *key,
+			      uint32_t uidvalidity, uint32_t *uidnext,
+			      const char **error_r)
+{
+	struct mailbox_migrate_seen_record rec;
+	const char *guid = t_strndup(key, strchr(key, '/') - key);
+	int ret;
+
+	ret = mailbox_migrate_seen_get(db, guid, uidvalidity, &rec, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0 && rec.seen_uidnext >= *uidnext) {
+		*uidnext = rec.seen_uidnext;
+		return 0;
+	}
+	return mailbox_migrate_seen_raise(db, guid, uidvalidity, *uidnext,
+					  ioloop_time, muser->user->service,
+					  error_r) < 0 ? -1 : 0;
+}
+
 void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 			       struct mailbox *box, uint32_t uidvalidity,
 			       uint32_t uidnext)
 {
 	struct mailbox_migrate_db *db;
-	struct mailbox_migrate_seen_record rec;
-	const char *prefix, *key, *error;
-	char *orig_key;
-	void *value;
-	uint32_t known = 0;
+	const char *key, *error = NULL;
 	bool ok;
-	int ret;
 
-	if (uidvalidity == 0 || uidnext == 0)
+	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
+					     &key))
 		return;
-	prefix = mailbox_migrate_seen_key_prefix(box);
-	if (prefix == NULL)
-		return;
-
-	if (!hash_table_is_created(muser->seen_cache)) {
-		hash_table_create(&muser->seen_cache, muser->user->pool, 0,
-				  str_hash, strcmp);
-	}
-	key = t_strdup_printf("%s%u", prefix, uidvalidity);
-	if (hash_table_lookup_full(muser->seen_cache, key, &orig_key, &value)) {
-		known = POINTER_CAST_TO(value, uint32_t);
-		if (known >= uidnext)
-			return;
-	} else {
-		orig_key = p_strdup(muser->user->pool, key);
-	}
-
 	db = mailbox_migrate_user_write_begin(muser);
-	if (db == NULL) {
-		/* don't retry on every command of this session */
-		hash_table_update(muser->seen_cache, orig_key,
-				  POINTER_CAST(uidnext));
-		return;
+	if (db != NULL) {
+		ok = mailbox_migrate_seen_raise_in(muser, db, key, uidvalidity,
+						   &uidnext, &error) == 0;
+		(void)mailbox_migrate_user_write_end(muser, ok, error);
 	}
-	ret = mailbox_migrate_seen_get(db, t_strndup(prefix, 32), uidvalidity,
-				       &rec, &error);
-	ok = ret >= 0;
-	if (ret > 0 && rec.seen_uidnext >= uidnext)
-		uidnext = rec.seen_uidnext;
-	else if (ok) {
-		ok = mailbox_migrate_seen_raise(db, t_strndup(prefix, 32),
-						uidvalidity, uidnext,
-						ioloop_time,
-						muser->user->service,
-						&error) >= 0;
-	}
-	(void)mailbox_migrate_user_write_end(muser, ok, error);
-	hash_table_update(muser->seen_cache, orig_key, POINTER_CAST(uidnext));
+	/* also after a failure: don't retry on every command */
+	mailbox_migrate_seen_cache_set(muser, key, uidnext);
+}
+
+int mailbox_migrate_seen_note_in(struct mailbox_migrate_user *muser,
+				 struct mailbox_migrate_db *db,
+				 struct mailbox *box, uint32_t uidvalidity,
+				 uint32_t uidnext, const char **error_r)
+{
+	const char *key;
+
+	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
+					     &key))
+		return 0;
+	if (mailbox_migrate_seen_raise_in(muser, db, key, uidvalidity,
+					  &uidnext, error_r) < 0)
+		return -1;
+	mailbox_migrate_seen_cache_set(muser, key, uidnext);
+	return 0;
 }
 
 static int

@@ -323,14 +323,14 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		ok = mailbox_migrate_journal_prune(db,
 			muser->set->journal_max_entries, &error) == 0;
 	}
+	if (ok && muser->track_seen && max_uid > 0) {
+		/* APPENDUID / COPYUID told the client these UIDs */
+		ok = mailbox_migrate_seen_note_in(muser, db, txn->box,
+						  uidvalidity, max_uid + 1,
+						  &error) == 0;
+	}
 	if (mailbox_migrate_user_write_end(muser, ok, error) < 0)
 		mailbox_migrate_mailbox_lost(muser, txn->box);
-
-	if (muser->track_seen && max_uid > 0) {
-		/* APPENDUID / COPYUID told the client these UIDs */
-		mailbox_migrate_seen_note(muser, txn->box, uidvalidity,
-					  max_uid + 1);
-	}
 }
 
 static void

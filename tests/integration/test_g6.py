@@ -130,7 +130,7 @@ def test_corrupt_state_file(make_dovecot):
     d = make_dovecot(mail_location="maildir:~/Maildir")
     assert d.deliver("alice", make_message("before")) == 250
     path = d.db_path("alice")
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("-journal", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path + suffix)
     with open(path, "r+b") as f:
