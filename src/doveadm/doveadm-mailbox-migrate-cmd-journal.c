@@ -138,6 +138,7 @@ static int journal_list(struct journal_cmd_context *ctx, const char *guid)
 		doveadm_print(e->name == NULL ? "" : e->name);
 		doveadm_print(e->old_name == NULL ? "" : e->old_name);
 		doveadm_print(e->service == NULL ? "" : e->service);
+		doveadm_print_num(e->modseq);
 	} T_END;
 	if (mailbox_migrate_journal_iter_deinit(&iter, &error) < 0)
 		ret = -1;
@@ -276,6 +277,8 @@ cmd_mailbox_migrate_journal_init(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print_header_simple("name");
 		doveadm_print_header_simple("old_name");
 		doveadm_print_header_simple("service");
+		doveadm_print_header("modseq", "modseq",
+				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 		return;
 	}
 	doveadm_print_header_simple("mailbox");

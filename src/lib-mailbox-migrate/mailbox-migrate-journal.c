@@ -86,6 +86,7 @@ int mailbox_migrate_journal_append(struct mailbox_migrate_db *db,
 	mailbox_migrate_bind_text_or_null(stmt, 9, entry->name);
 	mailbox_migrate_bind_text_or_null(stmt, 10, entry->old_name);
 	mailbox_migrate_bind_text_or_null(stmt, 11, entry->service);
+	(void)sqlite3_bind_int64(stmt, 12, (sqlite3_int64)entry->modseq);
 	if (mailbox_migrate_db_exec_stmt(db, stmt, error_r) < 0)
 		return -1;
 	entry->seq = (uint64_t)sqlite3_last_insert_rowid(
@@ -152,6 +153,21 @@ int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
 	mbox_r->deleted = sqlite3_column_int(stmt, 4) != 0;
 	mbox_r->lost_acked = (uint32_t)sqlite3_column_int64(stmt, 5);
 	(void)sqlite3_reset(stmt);
+
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_witness,
+				       &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0 && sqlite3_column_type(stmt, 0) != SQLITE_NULL &&
+	    (uint64_t)sqlite3_column_int64(stmt, 0) > mbox_r->witness_modseq) {
+		mbox_r->witness_modseq = (uint64_t)sqlite3_column_int64(stmt, 0);
+		mbox_r->witness_seq = (uint64_t)sqlite3_column_int64(stmt, 1);
+	}
+	if (ret > 0)
+		(void)sqlite3_reset(stmt);
 	return 1;
 }
 
@@ -223,6 +239,14 @@ mailbox_migrate_journal_delete_upto(struct mailbox_migrate_db *db,
 				    uint64_t seq, const char **error_r)
 {
 	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_mailbox_fold_witness,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+	if (mailbox_migrate_db_exec_stmt(db, stmt, error_r) < 0)
+		return -1;
 
 	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_prune,
 				       &stmt, error_r) < 0)
@@ -473,6 +497,7 @@ bool mailbox_migrate_journal_iter_next(struct mailbox_migrate_journal_iter *iter
 	e->name = mailbox_migrate_column_text(iter->stmt, 9);
 	e->old_name = mailbox_migrate_column_text(iter->stmt, 10);
 	e->service = mailbox_migrate_column_text(iter->stmt, 11);
+	e->modseq = (uint64_t)sqlite3_column_int64(iter->stmt, 12);
 	*entry_r = e;
 	return TRUE;
 }

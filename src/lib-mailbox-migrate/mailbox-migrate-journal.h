@@ -58,6 +58,9 @@ struct mailbox_migrate_journal_entry {
 	const char *old_name;
 	/* Service that made the change (imap, lmtp, doveadm, ...). */
 	const char *service;
+	/* The mailbox index's highest modseq right after the commit that
+	   made the change (0 if unknown). */
+	uint64_t modseq;
 };
 
 /* What the journal knows of one mailbox. */
@@ -66,7 +69,7 @@ struct mailbox_migrate_journal_mailbox {
 	const char *name;
 	uint32_t uidvalidity;
 	/* The mailbox index's highest modseq right after the last commit the
-	   journal recorded, and the journal's last seq when it was raised. A
+	   journal recorded, and the journal's first seq at that modseq. A
 	   change the index shows above witness_modseq must have an entry
 	   after witness_seq (or, for an expunge, any entry). */
 	uint64_t witness_modseq;
@@ -126,7 +129,8 @@ int mailbox_migrate_journal_mark_deleted(struct mailbox_migrate_db *db,
 					 const char *mailbox_guid,
 					 const char **error_r);
 /* Returns 1 and the mailbox if the journal knows it, 0 if not, -1 on
-   error. Strings are allocated from the data stack. */
+   error; the witness is the higher of the mailbox record's and its
+   entries'. Strings are allocated from the data stack. */
 int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
 				const char *mailbox_guid,
 				struct mailbox_migrate_journal_mailbox *mbox_r,

@@ -4,13 +4,15 @@
 #include "mailbox-migrate-sql.h"
 
 /* journal: one row per change, seq strictly increasing and never reused
-   (AUTOINCREMENT), keyed by mailbox GUID so history follows renames.
-   mailbox: what the journal knows of each mailbox; witness_modseq is the
-   mailbox index's highest modseq right after the last journaled commit,
-   witness_seq the journal's seq when it was raised, so that a reader can
-   tell when the index holds changes the journal never saw; lost_acked
-   how many of the commits the mailbox index counts as not journaled a
-   full comparison has made good.
+   (AUTOINCREMENT), keyed by mailbox GUID so history follows renames;
+   modseq is the mailbox index's highest modseq right after the commit
+   that made the change. mailbox: what the journal knows of each mailbox;
+   witness_modseq/witness_seq keep that modseq for commits without entries
+   and for pruned entries, so that a reader can tell when the index holds
+   changes the journal never saw; lost_acked is how many of the commits
+   the mailbox index counts as not journaled a full comparison has made
+   good. One journal index only: every index costs a page write per
+   commit, on the hot path of every delivery and flag change.
    seen: the highest UIDNEXT an IMAP/POP3 client was shown. destination:
    per destination checkpoint (the journal seq it has taken). */
 static const char mailbox_migrate_sql_schema_v1[] =
@@ -30,9 +32,9 @@ static const char mailbox_migrate_sql_schema_v1[] =
 "  keywords TEXT,\n"
 "  name TEXT,\n"
 "  old_name TEXT,\n"
-"  service TEXT\n"
+"  service TEXT,\n"
+"  modseq INTEGER NOT NULL DEFAULT 0\n"
 ");\n"
-"CREATE INDEX journal_mailbox_seq ON journal (mailbox_guid, seq);\n"
 "CREATE INDEX journal_mailbox_uid ON journal (mailbox_guid, uid);\n"
 "CREATE TABLE mailbox (\n"
 "  guid TEXT PRIMARY KEY NOT NULL,\n"
@@ -70,8 +72,8 @@ const char mailbox_migrate_sql_meta_set[] =
 
 const char mailbox_migrate_sql_journal_insert[] =
 	"INSERT INTO journal (time, type, mailbox_guid, uidvalidity, uid, "
-	"message_guid, flags, keywords, name, old_name, service) "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+	"message_guid, flags, keywords, name, old_name, service, modseq) "
+	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const char mailbox_migrate_sql_journal_range[] =
 	"SELECT MIN(seq), MAX(seq), COUNT(*) FROM journal";
 const char mailbox_migrate_sql_journal_mailbox_range[] =
@@ -82,15 +84,23 @@ const char mailbox_migrate_sql_journal_last_gap[] =
 	"ORDER BY seq DESC LIMIT 1";
 const char mailbox_migrate_sql_journal_iter[] =
 	"SELECT seq, time, type, mailbox_guid, uidvalidity, uid, "
-	"message_guid, flags, keywords, name, old_name, service "
+	"message_guid, flags, keywords, name, old_name, service, modseq "
 	"FROM journal WHERE seq > ?1 ORDER BY seq";
 const char mailbox_migrate_sql_journal_iter_mailbox[] =
 	"SELECT seq, time, type, mailbox_guid, uidvalidity, uid, "
-	"message_guid, flags, keywords, name, old_name, service "
+	"message_guid, flags, keywords, name, old_name, service, modseq "
 	"FROM journal WHERE seq > ?1 AND (mailbox_guid = ?2 OR type = 'gap') "
 	"ORDER BY seq";
 const char mailbox_migrate_sql_journal_prune[] =
 	"DELETE FROM journal WHERE seq <= ?1";
+/* before pruning: keep the witness the dropped entries carried */
+const char mailbox_migrate_sql_mailbox_fold_witness[] =
+	"UPDATE mailbox SET "
+	"witness_seq = CASE WHEN IFNULL((SELECT MAX(modseq) FROM journal "
+	"WHERE mailbox_guid = mailbox.guid AND seq <= ?1), 0) > witness_modseq "
+	"THEN ?1 ELSE witness_seq END, "
+	"witness_modseq = MAX(witness_modseq, IFNULL((SELECT MAX(modseq) "
+	"FROM journal WHERE mailbox_guid = mailbox.guid AND seq <= ?1), 0))";
 const char mailbox_migrate_sql_journal_max_seq[] =
 	"SELECT seq FROM sqlite_sequence WHERE name = 'journal'";
 
@@ -110,6 +120,10 @@ const char mailbox_migrate_sql_mailbox_deleted[] =
 const char mailbox_migrate_sql_mailbox_get[] =
 	"SELECT name, uidvalidity, witness_modseq, witness_seq, deleted, "
 	"lost_acked FROM mailbox WHERE guid = ?1";
+/* the entries' witness: highest modseq and the first entry that has it */
+const char mailbox_migrate_sql_journal_witness[] =
+	"SELECT modseq, MIN(seq) FROM journal WHERE mailbox_guid = ?1 AND "
+	"modseq = (SELECT MAX(modseq) FROM journal WHERE mailbox_guid = ?1)";
 const char mailbox_migrate_sql_journal_has_expunge[] =
 	"SELECT 1 FROM journal WHERE mailbox_guid = ?1 AND uid = ?2 "
 	"AND uidvalidity = ?3 AND type = 'expunge' LIMIT 1";

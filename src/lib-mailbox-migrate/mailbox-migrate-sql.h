@@ -19,6 +19,8 @@ extern const char mailbox_migrate_sql_journal_last_gap[];
 extern const char mailbox_migrate_sql_journal_iter[];
 extern const char mailbox_migrate_sql_journal_iter_mailbox[];
 extern const char mailbox_migrate_sql_journal_prune[];
+extern const char mailbox_migrate_sql_mailbox_fold_witness[];
+extern const char mailbox_migrate_sql_journal_witness[];
 extern const char mailbox_migrate_sql_journal_max_seq[];
 
 extern const char mailbox_migrate_sql_mailbox_upsert[];

@@ -338,6 +338,41 @@ static void test_journal_mailbox(void)
 	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
 							&error) == 1);
 	test_assert(mbox.witness_modseq == 11 && mbox.witness_seq == 6);
+
+	/* entries carry the modseq of their commit: the witness is the
+	   highest, with the first seq that has it */
+	{
+		struct mailbox_migrate_journal_entry e;
+		unsigned int i;
+
+		test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+		for (i = 0; i < 3; i++) {
+			i_zero(&e);
+			e.type = MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS;
+			e.mailbox_guid = GUID_A;
+			e.uid = i + 1;
+			e.modseq = i < 2 ? 20 : 15;
+			test_assert(mailbox_migrate_journal_append(db, &e,
+								   &error) == 0);
+		}
+		test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+		test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A,
+				&mbox, &error) == 1);
+		test_assert(mbox.witness_modseq == 20);
+		test_assert(mbox.witness_seq == 1);
+		/* pruning keeps the witness the entries had */
+		test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+		test_assert(mailbox_migrate_db_exec(db,
+			"INSERT INTO destination (name, checkpoint_seq) "
+			"VALUES ('x', 3)", &error) == 0);
+		test_assert(mailbox_migrate_journal_prune(db, 100,
+							  &error) == 0);
+		test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+		test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A,
+				&mbox, &error) == 1);
+		test_assert(mbox.witness_modseq == 20);
+		test_assert(mbox.witness_seq == 3);
+	}
 	test_assert(!mbox.deleted);
 	test_assert(mailbox_migrate_journal_mark_deleted(db, GUID_A,
 							 &error) == 0);

@@ -153,6 +153,8 @@ int mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
 	} else {
 		mailbox_migrate_db_rollback(muser->db);
 	}
+	if (hash_table_is_created(muser->mailbox_cache))
+		hash_table_clear(muser->mailbox_cache, TRUE);
 	code = mailbox_migrate_db_get_error(muser->db);
 	mailbox_migrate_user_failed(muser, t_strdup_printf(
 		"state file write failed (%s)",
@@ -174,6 +176,37 @@ void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
 			"incomplete in its index: %s",
 			mailbox_get_vname(box), error);
 	}
+}
+
+int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
+					struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					const char *name, uint32_t uidvalidity,
+					uint64_t witness_modseq,
+					uint64_t witness_seq,
+					const char **error_r)
+{
+	const char *value, *known;
+	char *orig_key, *orig_value;
+
+	value = t_strdup_printf("%u/%s", uidvalidity, name);
+	if (!hash_table_is_created(muser->mailbox_cache)) {
+		hash_table_create(&muser->mailbox_cache, muser->user->pool, 0,
+				  str_hash, strcmp);
+	}
+	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
+	if (witness_modseq == 0 && known != NULL && strcmp(known, value) == 0)
+		return 0;
+	if (mailbox_migrate_journal_update_mailbox(db, mailbox_guid, name,
+			uidvalidity, witness_modseq, witness_seq, error_r) < 0)
+		return -1;
+	/* forgotten again if the transaction fails */
+	if (!hash_table_lookup_full(muser->mailbox_cache, mailbox_guid,
+				    &orig_key, &orig_value))
+		orig_key = p_strdup(muser->user->pool, mailbox_guid);
+	hash_table_update(muser->mailbox_cache, orig_key,
+			  p_strdup(muser->user->pool, value));
+	return 0;
 }
 
 const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
@@ -230,6 +263,8 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 	mailbox_migrate_db_close(&muser->db);
 	if (hash_table_is_created(muser->seen_cache))
 		hash_table_destroy(&muser->seen_cache);
+	if (hash_table_is_created(muser->mailbox_cache))
+		hash_table_destroy(&muser->mailbox_cache);
 	event_unref(&muser->event);
 	muser->module_ctx.super.deinit(user);
 }

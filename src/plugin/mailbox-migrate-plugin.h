@@ -34,6 +34,9 @@ struct mailbox_migrate_user {
 	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
 	   stored, so that a value is written only when it rises. */
 	HASH_TABLE(char *, void *) seen_cache;
+	/* mailbox GUID -> "<uidvalidity>/<name>" the state file's mailbox
+	   record is known to have: commits write it only when it differs */
+	HASH_TABLE(char *, char *) mailbox_cache;
 	/* Set when a change could not be journaled: written as a gap entry
 	   by the next write that succeeds. */
 	const char *gap_reason;
@@ -83,6 +86,17 @@ int mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
    mailbox's own index so readers know (errors are logged). */
 void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
 				  struct mailbox *box);
+/* Write the mailbox record (inside a write transaction) unless this
+   session already did with the same name and UIDVALIDITY. A witness
+   modseq (non-zero) always writes. */
+int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
+					struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					const char *name, uint32_t uidvalidity,
+					uint64_t witness_modseq,
+					uint64_t witness_seq,
+					const char **error_r);
+
 /* Remember that changes were lost and log why (once per session). */
 void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 				 const char *reason, const char *error);

@@ -264,7 +264,7 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 	struct mailbox_status status;
 	const char *mailbox_guid, *error = NULL;
 	uint32_t uidvalidity, max_uid;
-	uint64_t last_seq = 0;
+	uint64_t last_seq = 0, modseq;
 	bool ok = TRUE;
 
 	mailbox_guid = mailbox_migrate_get_mailbox_guid(txn->box);
@@ -296,26 +296,30 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		mailbox_migrate_mailbox_lost(muser, txn->box);
 		return;
 	}
+	modseq = mailbox_migrate_get_index_modseq(txn->box);
 	array_foreach_modifiable(&txn->entries, entry) {
 		entry->mailbox_guid = mailbox_guid;
 		entry->uidvalidity = uidvalidity;
 		entry->service = muser->user->service;
+		entry->modseq = modseq;
 		if (mailbox_migrate_journal_append(db, entry, &error) < 0) {
 			ok = FALSE;
 			break;
 		}
 		last_seq = entry->seq;
 	}
-	if (ok && last_seq == 0) {
-		/* no entries, but the index moved (e.g. a no-op store) */
+	if (ok && array_count(&txn->entries) == 0) {
+		/* no entries, but the index moved (e.g. a store that changed
+		   nothing visible): the mailbox record carries the witness */
 		ok = mailbox_migrate_journal_get_last_seq(db, &last_seq,
-							  &error) == 0;
-	}
-	if (ok) {
-		ok = mailbox_migrate_journal_update_mailbox(db, mailbox_guid,
-			mailbox_get_vname(txn->box), uidvalidity,
-			mailbox_migrate_get_index_modseq(txn->box), last_seq,
-			&error) == 0;
+							  &error) == 0 &&
+			mailbox_migrate_user_update_mailbox(muser, db,
+				mailbox_guid, mailbox_get_vname(txn->box),
+				uidvalidity, modseq, last_seq, &error) == 0;
+	} else if (ok) {
+		ok = mailbox_migrate_user_update_mailbox(muser, db,
+			mailbox_guid, mailbox_get_vname(txn->box), uidvalidity,
+			0, 0, &error) == 0;
 	}
 	if (ok && array_count(&txn->entries) > 0 &&
 	    mailbox_migrate_journal_prune_due(last_seq,
@@ -381,6 +385,7 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 	entry.name = name;
 	entry.old_name = old_name;
 	entry.service = muser->user->service;
+	entry.modseq = 0;
 	if (box != NULL) {
 		if (type == MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE) {
 			/* A new UIDVALIDITY resets the index and the next sync
@@ -392,6 +397,7 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 		}
 		(void)mailbox_migrate_get_index_state(box, &entry.uidvalidity,
 						      &modseq);
+		entry.modseq = modseq;
 	}
 
 	db = mailbox_migrate_user_write_begin(muser);
@@ -405,9 +411,9 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 		ok = mailbox_migrate_journal_mark_deleted(db, mailbox_guid,
 							  &error) == 0;
 	} else if (ok && mailbox_guid[0] != '\0') {
-		ok = mailbox_migrate_journal_update_mailbox(db, mailbox_guid,
-			name, entry.uidvalidity, modseq, entry.seq,
-			&error) == 0;
+		ok = mailbox_migrate_user_update_mailbox(muser, db,
+			mailbox_guid, name, entry.uidvalidity, modseq,
+			entry.seq, &error) == 0;
 	}
 	if (mailbox_migrate_user_write_end(muser, ok, error) < 0 && box != NULL)
 		mailbox_migrate_mailbox_lost(muser, box);

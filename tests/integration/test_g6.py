@@ -76,10 +76,10 @@ def mm_errors(d, service, user="alice"):
                          (service, user), line)]
 
 
-def clients_still_work(d, tag):
-    """LMTP 250 and IMAP APPEND OK, returning the new UIDs."""
-    assert d.deliver("alice", make_message("lmtp " + tag)) == 250
-    c = d.imap("alice")
+def clients_still_work(d, tag, user="alice"):
+    """LMTP 250, IMAP APPEND and STORE OK, POP3 lists the mail."""
+    assert d.deliver(user, make_message("lmtp " + tag)) == 250
+    c = d.imap(user)
     typ, data = c.append("INBOX", r"(\Flagged)", None,
                          make_message("imap " + tag))
     assert typ == "OK", data
@@ -89,13 +89,13 @@ def clients_still_work(d, tag):
     typ, data = c.store("1", "+FLAGS", r"(\Seen)")
     assert typ == "OK", data
     c.logout()
-    p = d.pop3("alice")
+    p = d.pop3(user)
     assert len(p.uidl()[1]) >= 3
     p.quit()
 
 
-def inbox_row(d):
-    return {r["mailbox"]: r for r in d.journal("alice")}["INBOX"]
+def inbox_row(d, user="alice"):
+    return {r["mailbox"]: r for r in d.journal(user)}["INBOX"]
 
 
 def test_read_only_state_file(make_dovecot):
@@ -177,17 +177,24 @@ def test_disk_full(make_dovecot):
         unmount_state(d)
         pytest.skip("can't mount a small filesystem here")
     try:
-        assert d.deliver("alice", make_message("before")) == 250
+        # bob's state file doesn't exist yet: it can't be made on a full
+        # disk (a file that exists may still have room for a while)
         filler = os.path.join(d.root, "statedb", "filler")
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
         with contextlib.suppress(OSError):
             for _ in range(1024):
                 os.write(fd, b"\0" * 4096)
         os.close(fd)
-        clients_still_work(d, "full")
+        clients_still_work(d, "full", user="bob")
+        assert any("full" in line or "disk" in line
+                   for line in mm_errors(d, "lmtp", "bob")), d.log()
         os.unlink(filler)
-        row = inbox_row(d)
+        assert inbox_row(d, "bob")["complete"] == "no"
+        # with room again, new changes are journaled; the loss stays known
+        assert d.deliver("bob", make_message("after")) == 250
+        row = inbox_row(d, "bob")
         assert row["complete"] == "no", row
+        assert int(row["entries"]) >= 1
     finally:
         unmount_state(d)
 
