@@ -3,9 +3,8 @@
 
 #include <sqlite3.h>
 
-/* The per-user state file: one SQLite database with a persistent rollback
-   journal, shared by every process of the user (imap, pop3, lmtp,
-   doveadm). All functions return -1
+/* The per-user state file: one SQLite database in WAL mode, shared by every
+   process of the user (imap, pop3, lmtp, doveadm). All functions return -1
    with an error text on failure and never log; the caller decides. */
 
 struct mailbox_migrate_db;

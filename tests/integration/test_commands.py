@@ -4,7 +4,8 @@ and bad input (a clear line on stderr, a nonzero exit, nothing written)."""
 import hashlib
 import os
 
-from mmtest import imap_uidnext_from_select, make_message
+from mmtest import corrupt_state_file, imap_uidnext_from_select, \
+    make_message
 
 
 def file_digest(path):
@@ -88,8 +89,7 @@ def test_corrupt_state_file_is_reported_not_touched(maildir_dovecot):
     d = maildir_dovecot
     d.deliver("alice", make_message("a"))
     path = d.db_path("alice")
-    with open(path, "r+b") as f:
-        f.write(b"not a database" * 100)
+    corrupt_state_file(path)
     digest = file_digest(path)
     for verb in ("seen", "journal"):
         proc = d.doveadm("mailbox-migrate", verb, "-u", "alice",

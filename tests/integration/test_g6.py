@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mmtest import make_message
+from mmtest import corrupt_state_file, make_message
 
 
 def state_dir_dovecot(make_dovecot, **settings):
@@ -130,11 +130,7 @@ def test_corrupt_state_file(make_dovecot):
     d = make_dovecot(mail_location="maildir:~/Maildir")
     assert d.deliver("alice", make_message("before")) == 250
     path = d.db_path("alice")
-    for suffix in ("-journal", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path + suffix)
-    with open(path, "r+b") as f:
-        f.write(b"garbage!" * 512)
+    corrupt_state_file(path)
     clients_still_work(d, "corrupt")
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["(total)"]["complete"] == "no"

@@ -237,7 +237,7 @@ def test_journal_file_is_private(maildir_dovecot):
     st = os.stat(d.db_path("alice"))
     assert st.st_mode & 0o777 == 0o600
     assert st.st_uid == d.pw.pw_uid
-    # the persistent rollback journal is as private as the file
-    st = os.stat(d.db_path("alice") + "-journal")
+    # the WAL is as private as the file
+    st = os.stat(d.db_path("alice") + "-wal")
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == d.pw.pw_uid
     assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 1

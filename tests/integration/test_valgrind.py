@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from mmtest import DOVEADM, clean_env, make_message
+from mmtest import DOVEADM, clean_env, corrupt_state_file, make_message
 
 VALGRIND = ["valgrind", "-q", "--vgdb=no", "--trace-children=yes",
             "--child-silent-after-fork=yes", "--error-exitcode=99",
@@ -60,8 +60,7 @@ def test_sessions_and_commands_under_valgrind(maildir_dovecot):
     out = run([DOVEADM, "-c", d.config, "mailbox-migrate", "seen", "-A"])
     assert "alice" in out
     # and a failure path: the state file corrupt
-    with open(d.db_path("alice"), "r+b") as f:
-        f.write(b"x" * 4096)
+    corrupt_state_file(d.db_path("alice"))
     run(["/usr/lib/dovecot/dovecot-lda", "-c", d.config, "-d", "alice"],
         make_message("third"))
     rows = {r["mailbox"]: r for r in d.journal("alice")}

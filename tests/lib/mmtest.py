@@ -352,3 +352,13 @@ def imap_utf7(name):
             run.append(ch)
     flush()
     return '"%s"' % "".join(out).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def corrupt_state_file(path):
+    """Make a state file unreadable: garbage over its header and no WAL
+    or journal to repair it from."""
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+    with open(path, "r+b") as f:
+        f.write(b"garbage!" * 512)
