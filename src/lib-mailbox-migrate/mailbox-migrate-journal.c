@@ -259,15 +259,25 @@ int mailbox_migrate_journal_prune(struct mailbox_migrate_db *db,
 				  unsigned int max_entries,
 				  const char **error_r)
 {
-	struct mailbox_migrate_journal_range range;
 	sqlite3_stmt *stmt;
-	uint64_t cut;
+	uint64_t first_seq, last_seq, entries, cut;
 	int ret;
 
-	if (mailbox_migrate_journal_get_range(db, NULL, &range, error_r) < 0)
+	/* MIN/MAX read two index ends, COUNT would read the whole table;
+	   seq - first + 1 is an upper bound of the count */
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_bounds,
+				       &stmt, error_r) < 0)
 		return -1;
-	if (range.entries == 0)
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret <= 0)
+		return ret;
+	if (sqlite3_column_type(stmt, 0) == SQLITE_NULL) {
+		(void)sqlite3_reset(stmt);
 		return 0;
+	}
+	first_seq = (uint64_t)sqlite3_column_int64(stmt, 0);
+	last_seq = (uint64_t)sqlite3_column_int64(stmt, 1);
+	(void)sqlite3_reset(stmt);
 
 	/* what every registered destination has taken */
 	if (mailbox_migrate_db_prepare(db,
@@ -280,23 +290,22 @@ int mailbox_migrate_journal_prune(struct mailbox_migrate_db *db,
 	if (ret > 0 && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
 		cut = (uint64_t)sqlite3_column_int64(stmt, 0);
 		(void)sqlite3_reset(stmt);
-		if (cut >= range.first_seq) {
+		if (cut >= first_seq) {
 			if (mailbox_migrate_journal_delete_upto(db, cut,
 								error_r) < 0)
 				return -1;
-			range.entries -= I_MIN(range.entries,
-					       cut - range.first_seq + 1);
-			range.first_seq = cut + 1;
+			first_seq = cut + 1;
 		}
 	} else if (ret > 0) {
 		(void)sqlite3_reset(stmt);
 	}
 
-	if (range.entries +
-	    mailbox_migrate_journal_prune_interval(max_entries) <= max_entries)
+	entries = last_seq >= first_seq ? last_seq - first_seq + 1 : 0;
+	if (entries + mailbox_migrate_journal_prune_interval(max_entries) <=
+	    max_entries)
 		return 0;
 	/* lossy: leave room for the writes until the next prune */
-	cut = range.last_seq - (max_entries -
+	cut = last_seq - (max_entries -
 		mailbox_migrate_journal_prune_interval(max_entries));
 	if (mailbox_migrate_journal_delete_upto(db, cut, error_r) < 0)
 		return -1;

@@ -101,6 +101,9 @@ const char mailbox_migrate_sql_mailbox_fold_witness[] =
 	"THEN ?1 ELSE witness_seq END, "
 	"witness_modseq = MAX(witness_modseq, IFNULL((SELECT MAX(modseq) "
 	"FROM journal WHERE mailbox_guid = mailbox.guid AND seq <= ?1), 0))";
+/* cheap bounds for pruning: seqs are dense but for rolled back inserts */
+const char mailbox_migrate_sql_journal_bounds[] =
+	"SELECT MIN(seq), MAX(seq) FROM journal";
 const char mailbox_migrate_sql_journal_max_seq[] =
 	"SELECT seq FROM sqlite_sequence WHERE name = 'journal'";
 
@@ -142,9 +145,6 @@ const char mailbox_migrate_sql_seen_raise[] =
 	"seen_uidnext = excluded.seen_uidnext, seen_at = excluded.seen_at, "
 	"seen_by = excluded.seen_by "
 	"WHERE excluded.seen_uidnext > seen.seen_uidnext";
-const char mailbox_migrate_sql_seen_iter[] =
-	"SELECT mailbox_guid, uidvalidity, seen_uidnext, seen_at, seen_by "
-	"FROM seen ORDER BY mailbox_guid, uidvalidity";
 
 const char mailbox_migrate_sql_destination_min_checkpoint[] =
 	"SELECT MIN(checkpoint_seq) FROM destination";

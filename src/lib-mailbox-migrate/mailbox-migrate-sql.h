@@ -22,6 +22,7 @@ extern const char mailbox_migrate_sql_journal_prune[];
 extern const char mailbox_migrate_sql_mailbox_fold_witness[];
 extern const char mailbox_migrate_sql_journal_witness[];
 extern const char mailbox_migrate_sql_journal_max_seq[];
+extern const char mailbox_migrate_sql_journal_bounds[];
 
 extern const char mailbox_migrate_sql_mailbox_upsert[];
 extern const char mailbox_migrate_sql_mailbox_deleted[];
@@ -31,7 +32,6 @@ extern const char mailbox_migrate_sql_journal_has_change[];
 
 extern const char mailbox_migrate_sql_seen_get[];
 extern const char mailbox_migrate_sql_seen_raise[];
-extern const char mailbox_migrate_sql_seen_iter[];
 
 extern const char mailbox_migrate_sql_destination_min_checkpoint[];
 

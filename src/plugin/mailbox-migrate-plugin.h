@@ -51,8 +51,9 @@ struct mailbox_migrate_mailbox {
 	union mailbox_module_context module_ctx;
 	/* "<guid>/" prefix of the seen cache key, once known */
 	const char *seen_key_prefix;
-	/* The mail being saved and the GUID chosen for it: backends free
-	   the save data before notify reports the save. */
+	/* The mail being saved and the GUID its save was given (none on
+	   maildir): backends free the save data before notify reports the
+	   save. */
 	struct mail *saving_mail;
 	char saving_guid[GUID_128_SIZE * 2 + 1];
 };
@@ -113,6 +114,14 @@ uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box);
 int mailbox_migrate_get_index_state(struct mailbox *box,
 				    uint32_t *uidvalidity_r,
 				    uint64_t *modseq_r);
+
+/* TRUE if box is a maildir mailbox. */
+bool mailbox_migrate_is_maildir(struct mailbox *box);
+/* The GUID of a maildir message this process saved, right after the
+   commit that gave it its UID (maildir can't tell it before: the name of
+   the file is final only then). NULL if unknown. */
+const char *mailbox_migrate_maildir_get_guid(struct mailbox *box,
+					     uint32_t uid);
 
 /* Notify callbacks turning changes into journal entries. */
 extern const struct notify_vfuncs mailbox_migrate_notify_vfuncs;

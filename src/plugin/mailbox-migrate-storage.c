@@ -39,14 +39,17 @@ mailbox_migrate_save_begin(struct mail_save_context *ctx,
 		MAILBOX_MIGRATE_CONTEXT_REQUIRE(ctx->transaction->box);
 	guid_128_t guid;
 
-	/* Choose the GUID of new mail ourselves unless the caller did, so
-	   that the journal knows it whatever the backend: maildir can't tell
-	   a GUID before its commit renames the file. */
-	if (ctx->data.guid == NULL) {
+	/* dbox makes up a GUID at save_begin() if none is set, but tells it
+	   only through the save data, which is freed before notify reports
+	   the save: choose it here so the journal knows it. maildir gets
+	   none: its GUID is the file name, read after the commit. */
+	if (ctx->data.guid == NULL &&
+	    !mailbox_migrate_is_maildir(ctx->transaction->box)) {
 		guid_128_generate(guid);
 		mailbox_save_set_guid(ctx, guid_128_to_string(guid));
 	}
-	if (i_strocpy(mbox->saving_guid, ctx->data.guid,
+	if (ctx->data.guid == NULL ||
+	    i_strocpy(mbox->saving_guid, ctx->data.guid,
 		      sizeof(mbox->saving_guid)) < 0)
 		mbox->saving_guid[0] = '\0';
 	if (mbox->module_ctx.super.save_begin(ctx, input) < 0) {
@@ -250,6 +253,12 @@ mailbox_migrate_txn_assign_uids(struct mailbox_migrate_txn *txn,
 			return FALSE;
 		entry->uid = uid;
 		*max_uid_r = I_MAX(*max_uid_r, uid);
+		if (entry->message_guid == NULL &&
+		    mailbox_migrate_is_maildir(txn->box)) {
+			entry->message_guid = p_strdup(txn->pool,
+				mailbox_migrate_maildir_get_guid(txn->box,
+								 uid));
+		}
 	}
 	return TRUE;
 }
