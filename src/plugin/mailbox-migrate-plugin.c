@@ -55,6 +55,8 @@ void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 {
 	enum mailbox_migrate_db_error code;
+	enum mailbox_migrate_db_open_flags flags = muser->set->db_fsync ?
+		MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0;
 	const char *path, *error, *moved_path, *move_error;
 	int ret;
 
@@ -70,8 +72,10 @@ static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 		muser->db_path = p_strdup(muser->user->pool, path);
 	}
 	path = muser->db_path;
-	ret = mailbox_migrate_db_open(path, muser->set->db_fsync ?
-				      MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
+	muser->db = mailbox_migrate_db_cache_take(path, flags);
+	if (muser->db != NULL)
+		return 0;
+	ret = mailbox_migrate_db_open(path, flags,
 				      muser->set->lock_timeout_msecs,
 				      &muser->db, &code, &error);
 	if (ret < 0 && code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
@@ -87,9 +91,7 @@ static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 				"State file %s is corrupt (%s): moved to %s, "
 				"starting a new journal",
 				path, error, moved_path));
-			ret = mailbox_migrate_db_open(path,
-				muser->set->db_fsync ?
-				MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
+			ret = mailbox_migrate_db_open(path, flags,
 				muser->set->lock_timeout_msecs,
 				&muser->db, &code, &error);
 		}
@@ -260,7 +262,8 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		if (db != NULL)
 			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
 	}
-	mailbox_migrate_db_close(&muser->db);
+	mailbox_migrate_db_cache_put(&muser->db, muser->set->db_fsync ?
+				     MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0);
 	if (hash_table_is_created(muser->seen_cache))
 		hash_table_destroy(&muser->seen_cache);
 	if (hash_table_is_created(muser->mailbox_cache))
@@ -322,4 +325,5 @@ void mailbox_migrate_plugin_deinit(void)
 {
 	mail_storage_hooks_remove(&mailbox_migrate_mail_storage_hooks);
 	notify_unregister(mailbox_migrate_notify_ctx);
+	mailbox_migrate_db_cache_deinit();
 }

@@ -6,6 +6,7 @@
 #include "guid.h"
 #include "mail-user.h"
 #include "mail-storage-private.h"
+#include "mailbox-migrate-db.h"
 
 struct mailbox;
 struct mailbox_migrate_db;
@@ -114,6 +115,16 @@ uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box);
 int mailbox_migrate_get_index_state(struct mailbox *box,
 				    uint32_t *uidvalidity_r,
 				    uint64_t *modseq_r);
+
+/* State files kept open between the sessions of one process: take returns
+   the open handle of path (and forgets it) or NULL; put keeps a handle
+   (closing the least recently used beyond a few); deinit closes all. */
+struct mailbox_migrate_db *
+mailbox_migrate_db_cache_take(const char *path,
+			      enum mailbox_migrate_db_open_flags flags);
+void mailbox_migrate_db_cache_put(struct mailbox_migrate_db **db,
+				  enum mailbox_migrate_db_open_flags flags);
+void mailbox_migrate_db_cache_deinit(void);
 
 /* TRUE if box is a maildir mailbox. */
 bool mailbox_migrate_is_maildir(struct mailbox *box);

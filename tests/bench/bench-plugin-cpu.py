@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""CPU cost of the mailbox_migrate plugin, counted in instructions by
+valgrind's callgrind, which (unlike wall-clock time on a shared VM) gives
+the same figure run after run. One LMTP session (doveadm exec lmtp) delivers
+N messages, one IMAP session (doveadm exec imap) runs N APPENDs, N STOREs or
+N SELECTs; each is run with and without the plugin, and also with 0
+operations, so that the table shows the instructions one operation costs.
+
+Usage (as root, after scripts/build.sh):  tests/bench/bench-plugin-cpu.py [N]
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from mmtest import DOVEADM, Dovecot, clean_env, make_message  # noqa: E402
+
+MAIL_UID = "65534"
+
+
+def lmtp_script(n):
+    out = [b"LHLO bench\r\n"]
+    for i in range(n):
+        msg = make_message("cpu %d" % i, size=3000).replace(b"\r\n.", b"\r\n..")
+        out += [b"MAIL FROM:<s@example.com>\r\n", b"RCPT TO:<alice>\r\n",
+                b"DATA\r\n", msg, b"\r\n.\r\n"]
+    return b"".join(out) + b"QUIT\r\n"
+
+
+def imap_script(kind, n):
+    out = [b"a SELECT Bench\r\n"]
+    for i in range(n):
+        if kind == "APPEND":
+            msg = make_message("cpu %d" % i, size=3000)
+            out.append(b"p%d APPEND Bench {%d+}\r\n%s\r\n" % (i, len(msg),
+                                                           msg))
+        elif kind == "STORE":
+            out.append(b"s%d UID STORE %d %sFLAGS (\\Flagged)\r\n" % (
+                i, i % 50 + 1, b"+" if (i // 50) % 2 == 0 else b"-"))
+        else:
+            out.append(b"x%d SELECT %s\r\n" % (
+                i, b"INBOX" if i % 2 else b"Bench"))
+    return b"".join(out) + b"z LOGOUT\r\n"
+
+
+def instructions(d, service, script):
+    out = tempfile.mkdtemp()
+    os.chmod(out, 0o777)
+    try:
+        cmd = ["setpriv", "--reuid=" + MAIL_UID, "--regid=" + MAIL_UID,
+               "--clear-groups", "valgrind", "--tool=callgrind",
+               "--trace-children=yes",
+               "--callgrind-out-file=%s/cg.%%p" % out,
+               DOVEADM, "-c", d.config, "-o", "log_path=/dev/null",
+               "-o", "stats_writer_socket_path=", "exec", service, "-u",
+               "alice"]
+        if service == "lmtp":
+            cmd[-2:] = []
+        proc = subprocess.run(cmd, input=script, capture_output=True,
+                              env=clean_env(), timeout=1200)
+        total = 0
+        for path in glob.glob(out + "/cg.*"):
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if line.startswith(("summary:", "totals:")):
+                        total += int(line.split()[1])
+                        break
+        if total == 0:
+            raise RuntimeError(proc.stderr.decode(errors="replace")[-2000:])
+        return total
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    rows = []
+    results = {}
+    for plugin in (False, True):
+        d = Dovecot(plugin=plugin, name="bench-cpu")
+        try:
+            d.start()
+            c = d.imap("alice")
+            c.create("Bench")
+            for i in range(50):
+                c.append("Bench", None, None, make_message("seed %d" % i))
+            c.logout()
+            for name, service, make in (
+                    ("LMTP delivery", "lmtp", lambda k: lmtp_script(k)),
+                    ("IMAP APPEND", "imap", lambda k: imap_script("APPEND", k)),
+                    ("IMAP STORE", "imap", lambda k: imap_script("STORE", k)),
+                    ("IMAP SELECT", "imap", lambda k: imap_script("SELECT", k))):
+                base = instructions(d, service, make(0))
+                full = instructions(d, service, make(n))
+                results[(name, plugin)] = (full - base) / n
+                if (name, None) not in results:
+                    results[(name, None)] = base
+                    rows.append(name)
+        finally:
+            d.cleanup()
+    print()
+    print("Instructions per operation (callgrind), %d operations per session,"
+          " maildir" % n)
+    print()
+    print("| operation | without plugin | with plugin | overhead |")
+    print("|---|---:|---:|---:|")
+    for name in rows:
+        a, b = results[(name, False)], results[(name, True)]
+        print("| %s | %.0f | %.0f | %+.1f%% |" % (name, a, b,
+                                                  (b - a) / a * 100))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
