@@ -379,12 +379,21 @@ int mailbox_migrate_db_exec(struct mailbox_migrate_db *db, const char *sql,
 	return 0;
 }
 
+/* BEGIN and COMMIT run at every change the user makes: prepared once per
+   connection instead of parsed each time. */
+static const char mailbox_migrate_db_sql_begin[] = "BEGIN IMMEDIATE";
+static const char mailbox_migrate_db_sql_commit[] = "COMMIT";
+
 int mailbox_migrate_db_begin(struct mailbox_migrate_db *db,
 			     const char **error_r)
 {
+	sqlite3_stmt *stmt;
+
 	i_assert(!db->in_transaction);
 
-	if (mailbox_migrate_db_exec(db, "BEGIN IMMEDIATE", error_r) < 0)
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_db_sql_begin,
+				       &stmt, error_r) < 0 ||
+	    mailbox_migrate_db_exec_stmt(db, stmt, error_r) < 0)
 		return -1;
 	db->in_transaction = TRUE;
 	return 0;
@@ -393,9 +402,13 @@ int mailbox_migrate_db_begin(struct mailbox_migrate_db *db,
 int mailbox_migrate_db_commit(struct mailbox_migrate_db *db,
 			      const char **error_r)
 {
+	sqlite3_stmt *stmt;
+
 	i_assert(db->in_transaction);
 
-	if (mailbox_migrate_db_exec(db, "COMMIT", error_r) < 0) {
+	if (mailbox_migrate_db_prepare(db, mailbox_migrate_db_sql_commit,
+				       &stmt, error_r) < 0 ||
+	    mailbox_migrate_db_exec_stmt(db, stmt, error_r) < 0) {
 		mailbox_migrate_db_rollback(db);
 		return -1;
 	}

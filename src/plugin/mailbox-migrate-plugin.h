@@ -52,6 +52,9 @@ struct mailbox_migrate_mailbox {
 	union mailbox_module_context module_ctx;
 	/* "<guid>/" prefix of the seen cache key, once known */
 	const char *seen_key_prefix;
+	/* what this mailbox last noted as seen: the same again (every
+	   command's sync) needs no further look */
+	uint32_t seen_uidvalidity, seen_uidnext;
 	/* The mail being saved and the GUID its save was given (none on
 	   maildir): backends free the save data before notify reports the
 	   save. */

@@ -27,15 +27,19 @@ mailbox_migrate_seen_key_prefix(struct mailbox *box)
 }
 
 /* Returns the cache key for box/uidvalidity and whether the stored value
-   may be below uidnext (FALSE: nothing to write). */
+   may be below uidnext (FALSE: nothing to write); *known_r tells whether
+   the stored value is known (read or written by this session). */
 static bool
 mailbox_migrate_seen_need_raise(struct mailbox_migrate_user *muser,
 				struct mailbox *box, uint32_t uidvalidity,
-				uint32_t uidnext, const char **key_r)
+				uint32_t uidnext, const char **key_r,
+				bool *known_r)
 {
 	const char *prefix;
 	void *value;
 
+	*known_r = FALSE;
+	*key_r = NULL;
 	if (uidvalidity == 0 || uidnext == 0)
 		return FALSE;
 	prefix = mailbox_migrate_seen_key_prefix(box);
@@ -47,6 +51,7 @@ mailbox_migrate_seen_need_raise(struct mailbox_migrate_user *muser,
 	}
 	*key_r = t_strdup_printf("%s%u", prefix, uidvalidity);
 	value = hash_table_lookup(muser->seen_cache, *key_r);
+	*known_r = value != NULL;
 	return value == NULL || POINTER_CAST_TO(value, uint32_t) < uidnext;
 }
 
@@ -62,17 +67,25 @@ mailbox_migrate_seen_cache_set(struct mailbox_migrate_user *muser,
 	hash_table_update(muser->seen_cache, orig_key, POINTER_CAST(uidnext));
 }
 
-/* Raise inside an open write transaction; returns the value now stored. */
+/* Raise inside an open write transaction; returns the value now stored.
+   The first time in a session the stored value is read (another session
+   may have stored more); after that the raise alone does (it never
+   lowers). */
 static int
 mailbox_migrate_seen_raise_in(struct mailbox_migrate_user *muser,
 			      struct mailbox_migrate_db *db, const char *key,
-			      uint32_t uidvalidity, uint32_t *uidnext,
-			      const char **error_r)
+			      bool known, uint32_t uidvalidity,
+			      uint32_t *uidnext, const char **error_r)
 {
 	struct mailbox_migrate_seen_record rec;
 	const char *guid = t_strndup(key, strchr(key, '/') - key);
 	int ret;
 
+	if (known) {
+		return mailbox_migrate_seen_raise(db, guid, uidvalidity,
+				*uidnext, ioloop_time, muser->user->service,
+				error_r) < 0 ? -1 : 0;
+	}
 	ret = mailbox_migrate_seen_get(db, guid, uidvalidity, &rec, error_r);
 	if (ret < 0)
 		return -1;
@@ -89,21 +102,35 @@ void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 			       struct mailbox *box, uint32_t uidvalidity,
 			       uint32_t uidnext)
 {
+	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
 	struct mailbox_migrate_db *db;
 	const char *key, *error = NULL;
-	bool ok;
+	bool ok, known;
 
-	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
-					     &key))
+	if (mbox != NULL && mbox->seen_uidvalidity == uidvalidity &&
+	    mbox->seen_uidnext >= uidnext)
 		return;
+	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
+					     &key, &known)) {
+		if (mbox != NULL && key != NULL) {
+			mbox->seen_uidvalidity = uidvalidity;
+			mbox->seen_uidnext = uidnext;
+		}
+		return;
+	}
 	db = mailbox_migrate_user_write_begin(muser);
 	if (db != NULL) {
-		ok = mailbox_migrate_seen_raise_in(muser, db, key, uidvalidity,
-						   &uidnext, &error) == 0;
+		ok = mailbox_migrate_seen_raise_in(muser, db, key, known,
+						   uidvalidity, &uidnext,
+						   &error) == 0;
 		(void)mailbox_migrate_user_write_end(muser, ok, error);
 	}
 	/* also after a failure: don't retry on every command */
 	mailbox_migrate_seen_cache_set(muser, key, uidnext);
+	if (mbox != NULL) {
+		mbox->seen_uidvalidity = uidvalidity;
+		mbox->seen_uidnext = uidnext;
+	}
 }
 
 int mailbox_migrate_seen_note_in(struct mailbox_migrate_user *muser,
@@ -112,11 +139,12 @@ int mailbox_migrate_seen_note_in(struct mailbox_migrate_user *muser,
 				 uint32_t uidnext, const char **error_r)
 {
 	const char *key;
+	bool known;
 
 	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
-					     &key))
+					     &key, &known))
 		return 0;
-	if (mailbox_migrate_seen_raise_in(muser, db, key, uidvalidity,
+	if (mailbox_migrate_seen_raise_in(muser, db, key, known, uidvalidity,
 					  &uidnext, error_r) < 0)
 		return -1;
 	mailbox_migrate_seen_cache_set(muser, key, uidnext);
