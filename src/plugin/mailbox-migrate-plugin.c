@@ -91,6 +91,8 @@ static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 				"State file %s is corrupt (%s): moved to %s, "
 				"starting a new journal",
 				path, error, moved_path));
+			if (hash_table_is_created(muser->mailbox_cache))
+				hash_table_clear(muser->mailbox_cache, TRUE);
 			ret = mailbox_migrate_db_open(path, flags,
 				muser->set->lock_timeout_msecs,
 				&muser->db, &code, &error);
