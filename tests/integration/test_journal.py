@@ -241,3 +241,30 @@ def test_journal_file_is_private(maildir_dovecot):
     st = os.stat(d.db_path("alice") + "-wal")
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == d.pw.pw_uid
     assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 1
+
+
+def test_modseqs_stay_internal(maildir_dovecot):
+    """The plugin turns on per-message modseqs in the storage. A client that
+    did not enable CONDSTORE gets no MODSEQ data; SELECT's OK
+    [HIGHESTMODSEQ] response code (which clients that don't know it
+    ignore) is what Dovecot sends for any mailbox a CONDSTORE client has
+    used."""
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    c = d.imap("alice")
+    typ, _ = c.select("INBOX")
+    assert typ == "OK"
+    typ, data = c.fetch("1", "(FLAGS)")
+    assert b"MODSEQ" not in data[0]
+    typ, data = c.store("1", "+FLAGS", r"(\Seen)")
+    assert b"MODSEQ" not in data[0]
+    typ, data = c.fetch("1", "(FLAGS)")
+    assert b"MODSEQ" not in data[0]
+    c.logout()
+    # while a client that asks gets them
+    c = d.imap("alice")
+    c._simple_command("ENABLE", "CONDSTORE")
+    c.select("INBOX")
+    typ, data = c.fetch("1", "(FLAGS MODSEQ)")
+    assert typ == "OK" and b"MODSEQ (" in data[0]
+    c.logout()
