@@ -5,7 +5,6 @@ the plugin recorded, shown with doveadm mailbox-migrate."""
 
 import os
 import random
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests",

@@ -215,12 +215,20 @@ int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 
 const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
 {
+	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
 	struct mailbox_metadata metadata;
 
+	if (mbox != NULL && mbox->guid[0] != '\0')
+		return mbox->guid;
 	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
 	    guid_128_is_empty(metadata.guid))
 		return NULL;
-	return guid_128_to_string(metadata.guid);
+	if (mbox == NULL)
+		return guid_128_to_string(metadata.guid);
+	/* 32 hex digits always fit */
+	(void)i_strocpy(mbox->guid, guid_128_to_string(metadata.guid),
+			sizeof(mbox->guid));
+	return mbox->guid;
 }
 
 uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box)

@@ -50,8 +50,9 @@ struct mailbox_migrate_user {
 
 struct mailbox_migrate_mailbox {
 	union mailbox_module_context module_ctx;
-	/* "<guid>/" prefix of the seen cache key, once known */
-	const char *seen_key_prefix;
+	/* The mailbox GUID once looked up ("" before): every commit and
+	   every seen check needs it. */
+	char guid[GUID_128_SIZE * 2 + 1];
 	/* what this mailbox last noted as seen: the same again (every
 	   command's sync) needs no further look */
 	uint32_t seen_uidvalidity, seen_uidnext;
@@ -106,7 +107,8 @@ int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 				 const char *reason, const char *error);
 
-/* Mailbox GUID as 32 hex digits, or NULL if it can't be known. */
+/* Mailbox GUID as 32 hex digits, or NULL if it can't be known. Looked up
+   once per mailbox object. */
 const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box);
 /* Highest modseq of the mailbox's index as this process knows it, right
    after this process committed to it. 0 if unknown. */

@@ -10,22 +10,6 @@
 
 #include <string.h>
 
-static const char *
-mailbox_migrate_seen_key_prefix(struct mailbox *box)
-{
-	struct mailbox_migrate_mailbox *mbox =
-		MAILBOX_MIGRATE_CONTEXT_REQUIRE(box);
-	const char *guid;
-
-	if (mbox->seen_key_prefix == NULL) {
-		guid = mailbox_migrate_get_mailbox_guid(box);
-		if (guid == NULL)
-			return NULL;
-		mbox->seen_key_prefix = p_strconcat(box->pool, guid, "/", NULL);
-	}
-	return mbox->seen_key_prefix;
-}
-
 /* Returns the cache key for box/uidvalidity and whether the stored value
    may be below uidnext (FALSE: nothing to write); *known_r tells whether
    the stored value is known (read or written by this session). */
@@ -35,21 +19,21 @@ mailbox_migrate_seen_need_raise(struct mailbox_migrate_user *muser,
 				uint32_t uidnext, const char **key_r,
 				bool *known_r)
 {
-	const char *prefix;
+	const char *guid;
 	void *value;
 
 	*known_r = FALSE;
 	*key_r = NULL;
 	if (uidvalidity == 0 || uidnext == 0)
 		return FALSE;
-	prefix = mailbox_migrate_seen_key_prefix(box);
-	if (prefix == NULL)
+	guid = mailbox_migrate_get_mailbox_guid(box);
+	if (guid == NULL)
 		return FALSE;
 	if (!hash_table_is_created(muser->seen_cache)) {
 		hash_table_create(&muser->seen_cache, muser->user->pool, 0,
 				  str_hash, strcmp);
 	}
-	*key_r = t_strdup_printf("%s%u", prefix, uidvalidity);
+	*key_r = t_strdup_printf("%s/%u", guid, uidvalidity);
 	value = hash_table_lookup(muser->seen_cache, *key_r);
 	*known_r = value != NULL;
 	return value == NULL || POINTER_CAST_TO(value, uint32_t) < uidnext;

@@ -75,8 +75,9 @@ void mailbox_migrate_mailbox_allocated(struct mailbox *box)
 	box->vlast = &mbox->module_ctx.super;
 	v->save_begin = mailbox_migrate_save_begin;
 	/* Per-message modseqs let a reader prove that every change the index
-	   shows is in the journal. Enabling them is internal to the storage:
-	   IMAP clients see CONDSTORE data only if they enable it. */
+	   shows is in the journal. IMAP clients get MODSEQ data only if they
+	   enable CONDSTORE; SELECT shows [HIGHESTMODSEQ], as for any mailbox
+	   a CONDSTORE client has used. */
 	(void)mailbox_enable(box, MAILBOX_FEATURE_CONDSTORE);
 	if (muser->track_seen)
 		mailbox_migrate_seen_hooks_init(v);
@@ -103,9 +104,10 @@ mailbox_migrate_mail_transaction_begin(struct mailbox_transaction_context *t)
 	return txn;
 }
 
-/* GUID of a mail, also of one being saved in this transaction (some
-   backends can't look that up before the commit, but the save context
-   has the one mailbox_migrate_save_begin() chose). */
+/* GUID of a mail, also of one being saved in this transaction: backends
+   can't look that up before the commit, but mailbox_migrate_save_begin()
+   remembered the one the save was given (none on maildir: then NULL, and
+   the commit reads it from the uidlist). */
 static const char *mailbox_migrate_mail_get_guid(struct mail *mail)
 {
 	struct mailbox_migrate_mailbox *mbox =
@@ -394,7 +396,6 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 	entry.name = name;
 	entry.old_name = old_name;
 	entry.service = muser->user->service;
-	entry.modseq = 0;
 	if (box != NULL) {
 		if (type == MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE) {
 			/* A new UIDVALIDITY resets the index and the next sync
@@ -469,6 +470,11 @@ static void mailbox_migrate_mailbox_create(struct mailbox *box)
 
 static void mailbox_migrate_mailbox_update(struct mailbox *box)
 {
+	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
+
+	/* an update may set a new mailbox GUID */
+	if (mbox != NULL)
+		mbox->guid[0] = '\0';
 	mailbox_migrate_mailbox_event(box, MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE,
 				      NULL);
 }

@@ -8,7 +8,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import threading
 import time
 
 import pytest
@@ -35,8 +34,7 @@ def state_dir_dovecot(make_dovecot, **settings):
             path = os.path.join(mnt, user)
             os.makedirs(path)
             d.chown_to_mail_user(path)
-    d = make_dovecot(setup=setup)
-    return d
+    return make_dovecot(setup=setup)
 
 
 def unmount_state(d):

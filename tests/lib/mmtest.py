@@ -168,13 +168,6 @@ plugin {{
         with open(self.config, "w") as f:
             f.write(conf)
 
-    def set_plugin_settings(self, **settings):
-        """Change plugin settings; new sessions read them at once."""
-        self.plugin_settings.update(settings)
-        self.write_config()
-        if self.started:
-            self.reload()
-
     # --- lifecycle ------------------------------------------------------
     def start(self):
         subprocess.run([DOVECOT, "-c", self.config], check=True,
@@ -191,11 +184,6 @@ plugin {{
                         raise RuntimeError("dovecot did not listen on %d:\n%s"
                                            % (port, self.log()))
                     time.sleep(0.05)
-
-    def reload(self):
-        subprocess.run([DOVEADM, "-c", self.config, "reload"], check=True,
-                       env=clean_env(), timeout=30)
-        time.sleep(0.5)
 
     def master_pid(self):
         try:
