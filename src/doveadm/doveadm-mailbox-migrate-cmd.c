@@ -3,6 +3,9 @@
 #include "lib.h"
 #include "array.h"
 #include "hash.h"
+#include "str.h"
+#include "var-expand.h"
+#include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mailbox-list-iter.h"
@@ -128,4 +131,20 @@ const char *mailbox_migrate_cmd_time(time_t t)
 				   tm) == 0)
 		return dec2str(t);
 	return t_strdup(buf);
+}
+
+const char *mailbox_migrate_cmd_expand(struct mail_user *user,
+				       const char *location)
+{
+	string_t *str = t_str_new(128);
+	const char *error;
+
+	if (var_expand_with_funcs(str, location,
+				  mail_user_var_expand_table(user),
+				  mail_user_var_expand_func_table, user,
+				  &error) <= 0) {
+		i_error("Failed to expand %s: %s", location, error);
+		return NULL;
+	}
+	return str_c(str);
 }

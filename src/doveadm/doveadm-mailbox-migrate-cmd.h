@@ -41,6 +41,13 @@ int mailbox_migrate_cmd_mailboxes_foreach(
 /* Time as printed by the commands: ISO 8601 in UTC, "" for 0. */
 const char *mailbox_migrate_cmd_time(time_t t);
 
+/* A destination with %u, %n, %d, %h, ... expanded for the user as
+   mail_location is; NULL after logging an error. */
+const char *mailbox_migrate_cmd_expand(struct mail_user *user,
+				       const char *location);
+
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate;
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_status;
 extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_seen;
 extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_journal;
 

@@ -15,6 +15,8 @@ void doveadm_mailbox_migrate_plugin_deinit(void);
 static struct doveadm_cmd_ver2 *const doveadm_mailbox_migrate_cmds[] = {
 	&doveadm_cmd_mailbox_migrate_seen,
 	&doveadm_cmd_mailbox_migrate_journal,
+	&doveadm_cmd_mailbox_migrate_status,
+	&doveadm_cmd_mailbox_migrate,
 };
 
 void doveadm_mailbox_migrate_plugin_init(struct module *module ATTR_UNUSED)

@@ -158,6 +158,7 @@ mailbox_migrate_db_upgrade(struct mailbox_migrate_db *db, const char **error_r)
 {
 	guid_128_t journal_id;
 	int version;
+	bool new_file;
 
 	if (mailbox_migrate_db_begin(db, error_r) < 0)
 		return -1;
@@ -166,6 +167,7 @@ mailbox_migrate_db_upgrade(struct mailbox_migrate_db *db, const char **error_r)
 		mailbox_migrate_db_rollback(db);
 		return -1;
 	}
+	new_file = version == 0;
 	for (; version < MAILBOX_MIGRATE_SQL_SCHEMA_VERSION; version++) {
 		if (mailbox_migrate_db_exec(db,
 				mailbox_migrate_sql_upgrades[version],
@@ -180,10 +182,11 @@ mailbox_migrate_db_upgrade(struct mailbox_migrate_db *db, const char **error_r)
 	if (mailbox_migrate_db_exec(db, t_strdup_printf(
 			"PRAGMA user_version = %d",
 			MAILBOX_MIGRATE_SQL_SCHEMA_VERSION), error_r) < 0 ||
-	    mailbox_migrate_db_meta_set(db, "created",
+	    (new_file &&
+	     (mailbox_migrate_db_meta_set(db, "created",
 			dec2str(ioloop_time), error_r) < 0 ||
-	    mailbox_migrate_db_meta_set(db, "journal_id",
-			guid_128_to_string(journal_id), error_r) < 0) {
+	      mailbox_migrate_db_meta_set(db, "journal_id",
+			guid_128_to_string(journal_id), error_r) < 0))) {
 		mailbox_migrate_db_rollback(db);
 		return -1;
 	}

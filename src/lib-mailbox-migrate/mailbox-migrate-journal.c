@@ -221,6 +221,29 @@ int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
 	return 0;
 }
 
+int mailbox_migrate_journal_count_after(struct mailbox_migrate_db *db,
+					uint64_t seq, uint64_t *count_r,
+					const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	*count_r = 0;
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_journal_count_after,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		*count_r = (uint64_t)sqlite3_column_int64(stmt, 0);
+		(void)sqlite3_reset(stmt);
+	}
+	return 0;
+}
+
 /* Entries written between two prunes at most (one transaction may write
    more, so the bound is not exact). */
 static unsigned int

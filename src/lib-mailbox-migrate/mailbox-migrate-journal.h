@@ -150,6 +150,10 @@ int mailbox_migrate_journal_get_range(struct mailbox_migrate_db *db,
 				      const char *mailbox_guid,
 				      struct mailbox_migrate_journal_range *range_r,
 				      const char **error_r);
+/* Number of entries (of all mailboxes) after seq. */
+int mailbox_migrate_journal_count_after(struct mailbox_migrate_db *db,
+					uint64_t seq, uint64_t *count_r,
+					const char **error_r);
 /* Highest seq ever given (pruned or not), 0 if none. */
 int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
 					 uint64_t *seq_r, const char **error_r);

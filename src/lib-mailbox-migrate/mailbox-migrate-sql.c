@@ -60,8 +60,29 @@ static const char mailbox_migrate_sql_schema_v1[] =
 "  phase TEXT NOT NULL DEFAULT 'none'\n"
 ");\n";
 
+/* destination_mailbox: what a destination holds of each source mailbox
+   after the last pass that completed it. src_uidnext: source UIDs below it
+   were handled by a pass (a source mail below it that the destination
+   lacks was deleted there). src_modseq/dst_modseq: both sides' highest
+   modseq at the end of that pass, so a full comparison tells which side
+   changed a message's flags since. raised_uidnext: the UIDNEXT the
+   cutover raised the destination mailbox to before the switch; mail the
+   destination got after the switch lies at or above it. */
+static const char mailbox_migrate_sql_schema_v2[] =
+"CREATE TABLE destination_mailbox (\n"
+"  destination TEXT NOT NULL,\n"
+"  mailbox_guid TEXT NOT NULL,\n"
+"  uidvalidity INTEGER NOT NULL,\n"
+"  src_uidnext INTEGER NOT NULL DEFAULT 0,\n"
+"  src_modseq INTEGER NOT NULL DEFAULT 0,\n"
+"  dst_modseq INTEGER NOT NULL DEFAULT 0,\n"
+"  raised_uidnext INTEGER NOT NULL DEFAULT 0,\n"
+"  PRIMARY KEY (destination, mailbox_guid)\n"
+");\n";
+
 const char *const mailbox_migrate_sql_upgrades[] = {
 	mailbox_migrate_sql_schema_v1,
+	mailbox_migrate_sql_schema_v2,
 };
 
 const char mailbox_migrate_sql_meta_get[] =
@@ -91,6 +112,8 @@ const char mailbox_migrate_sql_journal_iter_mailbox[] =
 	"message_guid, flags, keywords, name, old_name, service, modseq "
 	"FROM journal WHERE seq > ?1 AND (mailbox_guid = ?2 OR type = 'gap') "
 	"ORDER BY seq";
+const char mailbox_migrate_sql_journal_count_after[] =
+	"SELECT COUNT(*) FROM journal WHERE seq > ?1";
 const char mailbox_migrate_sql_journal_prune[] =
 	"DELETE FROM journal WHERE seq <= ?1";
 /* before pruning: keep the witness the dropped entries carried */
@@ -146,5 +169,34 @@ const char mailbox_migrate_sql_seen_raise[] =
 	"seen_by = excluded.seen_by "
 	"WHERE excluded.seen_uidnext > seen.seen_uidnext";
 
+/* a destination the user was migrated to for good no longer holds
+   entries back */
 const char mailbox_migrate_sql_destination_min_checkpoint[] =
-	"SELECT MIN(checkpoint_seq) FROM destination";
+	"SELECT MIN(checkpoint_seq) FROM destination WHERE phase != 'done'";
+const char mailbox_migrate_sql_destination_get[] =
+	"SELECT checkpoint_seq, last_pass, phase FROM destination "
+	"WHERE name = ?1";
+const char mailbox_migrate_sql_destination_list[] =
+	"SELECT name, checkpoint_seq, last_pass, phase FROM destination "
+	"ORDER BY name";
+const char mailbox_migrate_sql_destination_set[] =
+	"INSERT INTO destination (name, checkpoint_seq, last_pass, phase) "
+	"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET "
+	"checkpoint_seq = excluded.checkpoint_seq, "
+	"last_pass = excluded.last_pass, phase = excluded.phase";
+const char mailbox_migrate_sql_destination_mailbox_get[] =
+	"SELECT uidvalidity, src_uidnext, src_modseq, dst_modseq, "
+	"raised_uidnext FROM destination_mailbox "
+	"WHERE destination = ?1 AND mailbox_guid = ?2";
+const char mailbox_migrate_sql_destination_mailbox_set[] =
+	"INSERT INTO destination_mailbox (destination, mailbox_guid, "
+	"uidvalidity, src_uidnext, src_modseq, dst_modseq, raised_uidnext) "
+	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+	"ON CONFLICT (destination, mailbox_guid) DO UPDATE SET "
+	"uidvalidity = excluded.uidvalidity, "
+	"src_uidnext = excluded.src_uidnext, "
+	"src_modseq = excluded.src_modseq, dst_modseq = excluded.dst_modseq, "
+	"raised_uidnext = excluded.raised_uidnext";
+const char mailbox_migrate_sql_destination_mailbox_delete[] =
+	"DELETE FROM destination_mailbox "
+	"WHERE destination = ?1 AND mailbox_guid = ?2";

@@ -4,7 +4,7 @@
 /* All SQL of the state file. Nothing outside this file holds SQL text. */
 
 /* Current schema version, stored in PRAGMA user_version. */
-#define MAILBOX_MIGRATE_SQL_SCHEMA_VERSION 1
+#define MAILBOX_MIGRATE_SQL_SCHEMA_VERSION 2
 
 /* upgrades[v-1] brings an empty file (v=1) or version v-1 to version v. */
 extern const char *const mailbox_migrate_sql_upgrades[];
@@ -18,6 +18,7 @@ extern const char mailbox_migrate_sql_journal_mailbox_range[];
 extern const char mailbox_migrate_sql_journal_last_gap[];
 extern const char mailbox_migrate_sql_journal_iter[];
 extern const char mailbox_migrate_sql_journal_iter_mailbox[];
+extern const char mailbox_migrate_sql_journal_count_after[];
 extern const char mailbox_migrate_sql_journal_prune[];
 extern const char mailbox_migrate_sql_mailbox_fold_witness[];
 extern const char mailbox_migrate_sql_journal_witness[];
@@ -34,5 +35,11 @@ extern const char mailbox_migrate_sql_seen_get[];
 extern const char mailbox_migrate_sql_seen_raise[];
 
 extern const char mailbox_migrate_sql_destination_min_checkpoint[];
+extern const char mailbox_migrate_sql_destination_get[];
+extern const char mailbox_migrate_sql_destination_list[];
+extern const char mailbox_migrate_sql_destination_set[];
+extern const char mailbox_migrate_sql_destination_mailbox_get[];
+extern const char mailbox_migrate_sql_destination_mailbox_set[];
+extern const char mailbox_migrate_sql_destination_mailbox_delete[];
 
 #endif

@@ -319,8 +319,19 @@ static void mailbox_migrate_mail_user_created(struct mail_user *user)
 	MODULE_CONTEXT_SET(user, mailbox_migrate_user_module, muser);
 }
 
+static void
+mailbox_migrate_mail_namespaces_created(struct mail_namespace *namespaces)
+{
+	struct mailbox_migrate_user *muser =
+		mailbox_migrate_user_get(namespaces->user);
+
+	if (muser != NULL)
+		mailbox_migrate_session_hold(muser);
+}
+
 static struct mail_storage_hooks mailbox_migrate_mail_storage_hooks = {
 	.mail_user_created = mailbox_migrate_mail_user_created,
+	.mail_namespaces_created = mailbox_migrate_mail_namespaces_created,
 	.mailbox_allocated = mailbox_migrate_mailbox_allocated,
 };
 

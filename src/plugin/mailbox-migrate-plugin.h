@@ -88,6 +88,10 @@ mailbox_migrate_user_write_begin(struct mailbox_migrate_user *muser);
    write was committed, -1 if not; never fails the caller's command. */
 int mailbox_migrate_user_write_end(struct mailbox_migrate_user *muser,
 				   bool success, const char *error);
+/* An IMAP or POP3 session of a user whose cutover to this mail location is
+   in its final pass waits (bounded by mailbox_migrate_cutover_wait) until
+   the pass has ended. */
+void mailbox_migrate_session_hold(struct mailbox_migrate_user *muser);
 /* The journal entries of a commit to box were lost: count it in the
    mailbox's own index so readers know (errors are logged). */
 void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,

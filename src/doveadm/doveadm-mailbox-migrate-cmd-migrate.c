@@ -1,0 +1,652 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "str.h"
+#include "time-util.h"
+#include "settings-parser.h"
+#include "master-service.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mail-storage-service.h"
+#include "doveadm-mail.h"
+#include "doveadm-print.h"
+#include "mailbox-migrate-settings.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-destination.h"
+#include "mailbox-migrate-hold.h"
+#include "doveadm-mailbox-migrate-pass.h"
+#include "doveadm-mailbox-migrate-cmd.h"
+
+#include <unistd.h>
+#include <sys/wait.h>
+
+/* the source counts as quiet once its journal hasn't moved for this long */
+#define CUTOVER_QUIET_MSECS 1000
+#define CUTOVER_POLL_MSECS 100
+
+struct migrate_cmd_context {
+	struct mailbox_migrate_cmd_context mctx;
+
+	const char *destination;
+	ARRAY_TYPE(const_string) mailboxes;
+	const char *switch_command;
+	bool full, dry_run, cutover;
+
+	/* per user */
+	struct mail_user *user, *dst_user;
+	const char *dest_name;
+	struct mailbox_migrate_db *db, *dst_db;
+	const char *src_db_path;
+};
+
+static void migrate_print_row(void *context, const char *vname,
+			      const struct mailbox_migrate_pass_counts *counts,
+			      double secs)
+{
+	(void)context;
+	doveadm_print(vname);
+	doveadm_print_num(counts->copied);
+	doveadm_print_num(counts->expunged);
+	doveadm_print_num(counts->flag_changes);
+	doveadm_print_num(counts->reassigned);
+	doveadm_print(t_strdup_printf("%.3f", secs));
+}
+
+static bool path_is_inside(const char *path, const char *dir)
+{
+	size_t len = strlen(dir);
+
+	return strncmp(path, dir, len) == 0 &&
+		(path[len] == '/' || path[len] == '\0');
+}
+
+/* Destination equal to or inside the source (or the source inside it):
+   a pass would copy the mail onto itself. */
+static int migrate_check_paths(struct mail_user *user,
+			       struct mail_user *dst_user)
+{
+	static const enum mailbox_list_path_type types[] = {
+		MAILBOX_LIST_PATH_TYPE_MAILBOX,
+		MAILBOX_LIST_PATH_TYPE_INDEX,
+	};
+	struct mail_namespace *ns, *dns;
+	const char *src, *dst;
+	unsigned int i;
+
+	ns = mail_namespace_find_inbox(user->namespaces);
+	dns = mail_namespace_find_inbox(dst_user->namespaces);
+	if (ns == NULL || dns == NULL) {
+		i_error("No INBOX namespace");
+		return -1;
+	}
+	if (mail_namespace_get_sep(ns) != mail_namespace_get_sep(dns)) {
+		i_error("Source and destination must use the same hierarchy "
+			"separator ('%c' vs '%c')", mail_namespace_get_sep(ns),
+			mail_namespace_get_sep(dns));
+		return -1;
+	}
+	for (i = 0; i < N_ELEMENTS(types); i++) {
+		if (!mailbox_list_get_root_path(ns->list, types[i], &src) ||
+		    !mailbox_list_get_root_path(dns->list, types[i], &dst))
+			continue;
+		if (path_is_inside(dst, src) || path_is_inside(src, dst)) {
+			i_error("Destination %s is %s the source %s",
+				dst, strcmp(src, dst) == 0 ? "the same as" :
+				path_is_inside(dst, src) ? "inside" :
+				"a parent of", src);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int migrate_init_dest_user(struct migrate_cmd_context *ctx,
+				  struct mail_user *user)
+{
+	struct setting_parser_context *set_parser;
+	const char *location, *error;
+	int ret;
+
+	location = mailbox_migrate_cmd_expand(user, ctx->destination);
+	if (location == NULL)
+		return -1;
+	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
+	set_parser = mail_storage_service_user_get_settings_parser(
+				ctx->mctx.ctx.cur_service_user);
+	if (settings_parse_keyvalue(set_parser, "mail_location",
+				    location) < 0) {
+		i_error("Invalid destination %s: %s", location,
+			settings_parser_get_error(set_parser));
+		return -1;
+	}
+	ret = mail_storage_service_next(ctx->mctx.ctx.storage_service,
+					ctx->mctx.ctx.cur_service_user,
+					&ctx->dst_user, &error);
+	/* the next user of -A gets its own mail_location again */
+	if (ret < 0) {
+		i_error("Destination %s: %s", location, error);
+		return -1;
+	}
+	/* the mail plugin loaded for the destination must not journal the
+	   pass' own writes nor count them as seen by a client */
+	ctx->dst_user->dsyncing = TRUE;
+	if (migrate_check_paths(user, ctx->dst_user) < 0)
+		return -1;
+	return 0;
+}
+
+static int migrate_open_dbs(struct migrate_cmd_context *ctx,
+			    struct mail_user *user)
+{
+	const struct mailbox_migrate_settings *set = ctx->mctx.set;
+	enum mailbox_migrate_db_error code;
+	const char *path, *dst_path, *error;
+	int ret;
+
+	if (mailbox_migrate_settings_get_db_path(user, &path, &error) < 0) {
+		i_error("%s", error);
+		return -1;
+	}
+	ctx->src_db_path = p_strdup(ctx->mctx.ctx.pool, path);
+	if (mailbox_migrate_db_open(path, set->db_fsync ?
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
+				    set->lock_timeout_msecs, &ctx->db,
+				    &code, &error) < 0) {
+		i_error("Can't open state file of user %s: %s (%s)",
+			user->username, error,
+			mailbox_migrate_db_error_name(code));
+		return -1;
+	}
+	if (mailbox_migrate_settings_get_db_path(ctx->dst_user, &dst_path,
+						 &error) < 0)
+		return 0;
+	if (strcmp(dst_path, path) == 0) {
+		i_warning("The destination's state file is the source's "
+			  "(%s): the destination's seen UIDNEXT can't be "
+			  "told apart; set mailbox_migrate_db per location",
+			  path);
+		return 0;
+	}
+	ret = mailbox_migrate_db_open(dst_path,
+				      MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
+				      set->lock_timeout_msecs, &ctx->dst_db,
+				      &code, &error);
+	if (ret < 0) {
+		i_error("Can't read the destination's state file: %s (%s)",
+			error, mailbox_migrate_db_error_name(code));
+		return -1;
+	}
+	return 0;
+}
+
+static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
+			bool raise_to_seen, bool quiet_output)
+{
+	struct mailbox_migrate_pass_settings set;
+	struct mailbox_migrate_pass_result result;
+	enum mail_error mail_error;
+	const char *error;
+	int ret;
+
+	i_zero(&set);
+	set.dest_name = ctx->dest_name;
+	if (array_count(&ctx->mailboxes) > 0) {
+		array_append_zero(&ctx->mailboxes);
+		set.mailbox_patterns = array_front(&ctx->mailboxes);
+		array_pop_back(&ctx->mailboxes);
+	}
+	set.full = ctx->full;
+	set.dry_run = ctx->dry_run;
+	set.source_quiet = source_quiet;
+	set.raise_to_seen = raise_to_seen;
+	set.mailbox_done = quiet_output ? NULL : migrate_print_row;
+	set.context = ctx;
+	ret = mailbox_migrate_pass_run(ctx->user, ctx->dst_user, ctx->db,
+				       ctx->dst_db, &set, &result,
+				       &mail_error, &error);
+	if (!quiet_output || ret < 0) {
+		i_info("%s%s pass to %s: %u mailboxes, %u copied, "
+		       "%u expunged, %u flag changes, %u reassigned%s%s%s",
+		       ctx->dry_run ? "(dry run) " : "",
+		       result.full ? "full" : "journal", ctx->dest_name,
+		       result.mailboxes_touched, result.total.copied,
+		       result.total.expunged, result.total.flag_changes,
+		       result.total.reassigned,
+		       result.full ? " (" : "",
+		       result.full ? result.full_reason : "",
+		       result.full ? ")" : "");
+	}
+	if (!quiet_output) {
+		doveadm_print("(total)");
+		doveadm_print_num(result.total.copied);
+		doveadm_print_num(result.total.expunged);
+		doveadm_print_num(result.total.flag_changes);
+		doveadm_print_num(result.total.reassigned);
+		doveadm_print("");
+	}
+	if (ret < 0) {
+		i_error("Pass to %s failed: %s", ctx->dest_name, error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, mail_error);
+		return -1;
+	}
+	return 0;
+}
+
+static int migrate_set_phase(struct migrate_cmd_context *ctx,
+			     const char *phase)
+{
+	struct mailbox_migrate_destination dest;
+	const char *error;
+
+	if (mailbox_migrate_destination_get(ctx->db, ctx->dest_name, &dest,
+					    &error) < 0 ||
+	    (dest.phase = phase,
+	     mailbox_migrate_destination_set(ctx->db, &dest, &error)) < 0) {
+		i_error("Recording phase %s: %s", phase, error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	return 0;
+}
+
+/* Run argv (argv[0] a path or a name found in PATH) with the privileges
+   doveadm was started with (the pass itself runs as the mail user), and
+   wait for it. Returns its exit status, -1 if it couldn't be run. */
+static int migrate_run_program(const char *const *argv)
+{
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	if (pid < 0) {
+		i_error("fork() failed: %m");
+		return -1;
+	}
+	if (pid == 0) {
+		if (getuid() == 0 && geteuid() != 0) {
+			/* doveadm dropped privileges only temporarily */
+			if (seteuid(0) < 0 || setgid(0) < 0 || setuid(0) < 0)
+				i_fatal("Can't regain root privileges: %m");
+		}
+		execvp(argv[0], (char *const *)argv);
+		i_fatal("execvp(%s) failed: %m", argv[0]);
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			i_error("waitpid() failed: %m");
+			return -1;
+		}
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	i_error("%s died with signal %d", argv[0], WTERMSIG(status));
+	return -1;
+}
+
+static int migrate_switch(struct migrate_cmd_context *ctx)
+{
+	ARRAY_TYPE(const_string) argv;
+	const char *const *words;
+	int status;
+
+	if (ctx->switch_command == NULL)
+		return 0;
+	/* the command's own words, then the user name as one argument:
+	   never through a shell */
+	words = t_strsplit_spaces(ctx->switch_command, " \t");
+	if (words[0] == NULL)
+		return 0;
+	t_array_init(&argv, 8);
+	array_append(&argv, words, str_array_length(words));
+	array_push_back(&argv, &ctx->user->username);
+	array_append_zero(&argv);
+	status = migrate_run_program(array_front(&argv));
+	if (status != 0) {
+		i_error("Switch command %s failed (exit %d): the user stays "
+			"on the source", words[0], status);
+		return -1;
+	}
+	return 0;
+}
+
+static void migrate_kick_source(struct migrate_cmd_context *ctx)
+{
+	const char *argv[] = {
+		"doveadm", "-c", master_service_get_config_path(master_service),
+		"kick", ctx->user->username, NULL
+	};
+	char exe[PATH_MAX];
+	ssize_t len;
+	int status;
+
+	/* this very doveadm binary, if it can be known */
+	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len > 0) {
+		exe[len] = '\0';
+		argv[0] = t_strdup(exe);
+	}
+	status = migrate_run_program(argv);
+	if (status != 0) {
+		i_warning("doveadm kick %s exited with %d: sessions on the "
+			  "source end by themselves", ctx->user->username,
+			  status);
+	}
+}
+
+/* Wait until no process has written the source's journal for a while,
+   bounded by mailbox_migrate_cutover_wait. */
+static void migrate_wait_quiet(struct migrate_cmd_context *ctx)
+{
+	struct timeval start, now, last_change;
+	uint64_t seq, last_seq = 0;
+	const char *error;
+
+	i_gettimeofday(&start);
+	last_change = start;
+	(void)mailbox_migrate_journal_get_last_seq(ctx->db, &last_seq, &error);
+	for (;;) {
+		usleep(CUTOVER_POLL_MSECS * 1000);
+		i_gettimeofday(&now);
+		if (mailbox_migrate_journal_get_last_seq(ctx->db, &seq,
+							 &error) < 0)
+			break;
+		if (seq != last_seq) {
+			last_seq = seq;
+			last_change = now;
+		} else if (timeval_diff_msecs(&now, &last_change) >=
+			   CUTOVER_QUIET_MSECS) {
+			break;
+		}
+		if (timeval_diff_msecs(&now, &start) >=
+		    (long long)ctx->mctx.set->cutover_wait_secs * 1000) {
+			i_warning("Source still changing after %u s; "
+				  "the final pass goes ahead",
+				  ctx->mctx.set->cutover_wait_secs);
+			break;
+		}
+	}
+}
+
+static const char *const cutover_steps[] = {
+	MAILBOX_MIGRATE_PHASE_CUTOVER_HOLD,
+	MAILBOX_MIGRATE_PHASE_CUTOVER_PASS,
+	MAILBOX_MIGRATE_PHASE_CUTOVER_SWITCH,
+	MAILBOX_MIGRATE_PHASE_CUTOVER_QUIET,
+	MAILBOX_MIGRATE_PHASE_CUTOVER_FINAL,
+};
+
+/* The cutover of SPEC, each step recorded before it runs so that a rerun
+   resumes at the step that was interrupted. */
+static int migrate_cutover(struct migrate_cmd_context *ctx,
+			   const char *phase)
+{
+	const char *hold_path, *error;
+	unsigned int step = 0, i;
+	int ret = 0;
+
+	for (i = 0; i < N_ELEMENTS(cutover_steps); i++) {
+		if (strcmp(phase, cutover_steps[i]) == 0)
+			step = i;
+	}
+	if (step > 0)
+		i_info("Resuming the interrupted cutover at %s", phase);
+	if (mailbox_migrate_hold_get_path(ctx->dst_user, &hold_path,
+					  &error) < 0) {
+		i_error("Destination %s: %s", ctx->dest_name, error);
+		return -1;
+	}
+
+	for (; step < N_ELEMENTS(cutover_steps) && ret == 0; step++) {
+		if (migrate_set_phase(ctx, cutover_steps[step]) < 0)
+			return -1;
+		switch (step) {
+		case 0:
+			/* a. hold the user's new sessions on the destination
+			   (for longer than the cutover can take, should it
+			   die: the plugin there bounds each wait itself) */
+			if (mailbox_migrate_hold_set(hold_path, ioloop_time +
+					ctx->mctx.set->cutover_wait_secs * 4 +
+					60, &error) < 0) {
+				i_error("Can't hold sessions: %s", error);
+				ret = -1;
+			}
+			break;
+		case 1:
+			/* b. a pass while the source is live, then c. raise
+			   the destination's UIDNEXTs to the source's */
+			ret = migrate_pass(ctx, FALSE, FALSE, FALSE);
+			if (ret == 0 &&
+			    mailbox_migrate_pass_raise_uidnext(ctx->user,
+					ctx->dst_user, ctx->db, ctx->dest_name,
+					FALSE, TRUE, &error) < 0) {
+				i_error("Raising UIDNEXT: %s", error);
+				ret = -1;
+			}
+			break;
+		case 2:
+			/* d. the administrator's userdb flip */
+			if (migrate_switch(ctx) < 0) {
+				(void)mailbox_migrate_hold_clear(hold_path,
+								 &error);
+				(void)migrate_set_phase(ctx,
+					MAILBOX_MIGRATE_PHASE_COPYING);
+				doveadm_mail_failed_error(&ctx->mctx.ctx,
+							  MAIL_ERROR_TEMP);
+				return -1;
+			}
+			break;
+		case 3:
+			/* e. end the sessions on the source, wait for quiet */
+			migrate_kick_source(ctx);
+			migrate_wait_quiet(ctx);
+			break;
+		case 4:
+			/* f. the final pass, g. UIDNEXT at least what any
+			   client of the source was shown */
+			ret = migrate_pass(ctx, TRUE, TRUE, FALSE);
+			if (ret == 0 &&
+			    mailbox_migrate_pass_raise_uidnext(ctx->user,
+					ctx->dst_user, ctx->db, ctx->dest_name,
+					TRUE, FALSE, &error) < 0) {
+				i_error("Raising UIDNEXT: %s", error);
+				ret = -1;
+			}
+			break;
+		}
+	}
+	if (ret < 0) {
+		/* the hold stays until its time runs out or a rerun
+		   finishes; the phase says where to resume */
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	/* h. release the held sessions, record the user as migrated */
+	if (mailbox_migrate_hold_clear(hold_path, &error) < 0) {
+		i_error("Can't release held sessions: %s", error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (migrate_set_phase(ctx, MAILBOX_MIGRATE_PHASE_DONE) < 0)
+		return -1;
+	i_info("Cutover of %s to %s done", ctx->user->username,
+	       ctx->dest_name);
+	return 0;
+}
+
+static int migrate_user(struct migrate_cmd_context *ctx,
+			struct mail_user *user)
+{
+	struct mailbox_migrate_destination dest;
+	const char *error;
+	int ret;
+
+	if (mailbox_migrate_settings_read(user, &ctx->mctx.set, &error) < 0) {
+		i_error("%s", error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_PARAMS);
+		return -1;
+	}
+	if (migrate_init_dest_user(ctx, user) < 0) {
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_PARAMS);
+		return -1;
+	}
+	if (migrate_open_dbs(ctx, user) < 0) {
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (mailbox_migrate_destination_get(ctx->db, ctx->dest_name, &dest,
+					    &error) < 0) {
+		i_error("%s", error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_DONE) == 0) {
+		i_info("%s was already migrated to %s; nothing to do",
+		       user->username, ctx->dest_name);
+		return 0;
+	}
+	if (ctx->dry_run) {
+		if (mailbox_migrate_phase_is_cutover(dest.phase) ||
+		    ctx->cutover)
+			i_info("(dry run) the cutover would %s",
+			       mailbox_migrate_phase_is_cutover(dest.phase) ?
+			       t_strdup_printf("resume at %s", dest.phase) :
+			       "hold sessions, pass, switch, kick, final "
+			       "pass, release");
+		return migrate_pass(ctx, FALSE, FALSE, FALSE);
+	}
+	if (ctx->cutover || mailbox_migrate_phase_is_cutover(dest.phase)) {
+		if (!ctx->cutover) {
+			i_error("A cutover of %s to %s was interrupted at %s: "
+				"rerun with --cutover to finish it",
+				user->username, ctx->dest_name, dest.phase);
+			doveadm_mail_failed_error(&ctx->mctx.ctx,
+						  MAIL_ERROR_INUSE);
+			return -1;
+		}
+		return migrate_cutover(ctx, dest.phase);
+	}
+	ret = migrate_pass(ctx, FALSE, FALSE, FALSE);
+	return ret;
+}
+
+static int
+cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
+			struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		(struct migrate_cmd_context *)_ctx;
+	int ret;
+
+	ctx->user = user;
+	ret = migrate_user(ctx, user);
+	mailbox_migrate_db_close(&ctx->db);
+	mailbox_migrate_db_close(&ctx->dst_db);
+	if (ctx->dst_user != NULL)
+		mail_user_deinit(&ctx->dst_user);
+	ctx->user = NULL;
+	ctx->mctx.set = NULL;
+	return ret;
+}
+
+static bool
+cmd_mailbox_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
+{
+	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+	const char *value;
+
+	switch (c) {
+	case 'm':
+		value = p_strdup(_ctx->pool, optarg);
+		array_push_back(&ctx->mailboxes, &value);
+		break;
+	case 'r':
+		ctx->full = TRUE;
+		break;
+	case 'n':
+		ctx->dry_run = TRUE;
+		break;
+	case 'c':
+		ctx->cutover = TRUE;
+		break;
+	case 's':
+		ctx->switch_command = p_strdup(_ctx->pool, optarg);
+		break;
+	default:
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static void
+cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
+			 const char *const args[])
+{
+	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+
+	if (args[0] == NULL || args[1] != NULL)
+		doveadm_mail_help_name("mailbox-migrate");
+	ctx->destination = p_strdup(_ctx->pool, args[0]);
+	if (str_begins(ctx->destination, "backup:")) {
+		i_fatal_status(EX_USAGE, "backup: destinations are not "
+			       "supported by this version yet");
+	}
+	if (strchr(ctx->destination, ':') == NULL) {
+		i_fatal_status(EX_USAGE, "Invalid destination %s: expected a "
+			       "mail location such as sdbox:/path/%%u",
+			       ctx->destination);
+	}
+	if (ctx->switch_command != NULL && !ctx->cutover)
+		i_fatal_status(EX_USAGE, "--switch-command needs --cutover");
+	if (ctx->cutover && array_count(&ctx->mailboxes) > 0)
+		i_fatal_status(EX_USAGE, "--cutover moves the whole user: "
+			       "it can't be combined with -m");
+	doveadm_print_header_simple("mailbox");
+	doveadm_print_header("copied", "copied",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("expunged", "expunged",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("flag_changes", "flag_changes",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("reassigned", "reassigned",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("seconds", "seconds",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+}
+
+static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
+{
+	struct migrate_cmd_context *ctx;
+
+	ctx = mailbox_migrate_cmd_alloc(struct migrate_cmd_context);
+	ctx->mctx.ctx.getopt_args = "m:rncs:";
+	ctx->mctx.ctx.v.parse_arg = cmd_mailbox_migrate_parse_arg;
+	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_init;
+	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_run;
+	/* the switch command and doveadm kick run with doveadm's own
+	   privileges; the pass with the mail user's */
+	ctx->mctx.ctx.service_flags |=
+		MAIL_STORAGE_SERVICE_FLAG_TEMP_PRIV_DROP;
+	p_array_init(&ctx->mailboxes, ctx->mctx.ctx.pool, 4);
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	return &ctx->mctx.ctx;
+}
+
+struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate = {
+	.name = "mailbox-migrate",
+	.mail_cmd = cmd_mailbox_migrate_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
+		"[-m <mailbox>]... [--full] [--dry-run] "
+		"[--cutover [--switch-command <cmd>]] <destination>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('m', "mailbox", CMD_PARAM_ARRAY, 0)
+DOVEADM_CMD_PARAM('r', "full", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('c', "cutover", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('s', "switch-command", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('\0', "destination", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+};

@@ -1,0 +1,1639 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "ioloop.h"
+#include "seq-range-array.h"
+#include "guid.h"
+#include "time-util.h"
+#include "imap-match.h"
+#include "str-sanitize.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mail-search-build.h"
+#include "mailbox-list-iter.h"
+#include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-journal-verify.h"
+#include "mailbox-migrate-seen.h"
+#include "mailbox-migrate-destination.h"
+#include "doveadm-mailbox-migrate-pass.h"
+
+#include <stdio.h>
+
+/* progress on stderr every this often once a pass runs this long */
+#define PASS_PROGRESS_INTERVAL_SECS 5
+
+/* One message as the index shows it: no message file is read for it. */
+struct pass_mail {
+	uint32_t uid;
+	const char *guid;
+	enum mail_flags flags;
+	const char *const *keywords;
+	uint64_t modseq;
+	/* matched with a message of the other side */
+	bool paired;
+};
+ARRAY_DEFINE_TYPE(pass_mail, struct pass_mail);
+
+struct pass_box_changes;
+HASH_TABLE_DEFINE_TYPE(pass_changes, const char *, struct pass_box_changes *);
+ARRAY_DEFINE_TYPE(pass_box_changes, struct pass_box_changes *);
+
+/* What the journal says changed in one mailbox since the checkpoint. */
+struct pass_box_changes {
+	const char *guid;
+	/* UIDs saved or copied, and UIDs whose flags or keywords changed */
+	ARRAY_TYPE(seq_range) saved, flagged;
+	/* expunged UIDs and their message GUIDs ("" when unknown) */
+	ARRAY_TYPE(uint32_t) expunged;
+	ARRAY_TYPE(const_string) expunged_guids;
+	bool mailbox_changed, subscription_changed, deleted;
+	/* UIDVALIDITY changed, or something else only a full comparison
+	   of the mailbox can settle */
+	bool compare_full;
+};
+
+struct pass_flag_update {
+	uint32_t dst_uid;
+	enum mail_flags flags;
+	const char *const *keywords;
+};
+
+/* What one mailbox's pass will do, decided before anything is written. */
+struct pass_box_plan {
+	ARRAY(struct pass_flag_update) flag_updates;
+	ARRAY_TYPE(uint32_t) expunges;
+	/* source UIDs copied keeping their UID, and copied to the top */
+	ARRAY_TYPE(uint32_t) copy_keep, copy_top;
+	/* destination UIDs moved to the top */
+	ARRAY_TYPE(uint32_t) renumber;
+};
+
+struct mailbox_migrate_pass {
+	pool_t pool;
+	struct mail_user *src_user, *dst_user;
+	struct mailbox_migrate_db *db, *dst_db;
+	const struct mailbox_migrate_pass_settings *set;
+	struct mailbox_migrate_pass_result *result;
+	struct imap_match_glob **globs;
+
+	struct timeval start;
+	time_t last_progress;
+	unsigned int boxes_done, boxes_total;
+
+	enum mail_error mail_error;
+	const char *error;
+};
+
+static void pass_failed(struct mailbox_migrate_pass *pass,
+			enum mail_error error, const char *text)
+{
+	/* the first failure is the one worth reporting */
+	if (pass->error == NULL) {
+		pass->error = p_strdup(pass->pool, text);
+		pass->mail_error = error;
+	}
+}
+
+static void pass_box_failed(struct mailbox_migrate_pass *pass,
+			    struct mailbox *box, const char *what)
+{
+	enum mail_error error;
+	const char *errstr = mailbox_get_last_internal_error(box, &error);
+
+	pass_failed(pass, error, t_strdup_printf("%s %s: %s", what,
+				mailbox_get_vname(box), errstr));
+}
+
+static bool pass_box_selected(struct mailbox_migrate_pass *pass,
+			      const char *vname)
+{
+	unsigned int i;
+
+	if (pass->globs == NULL)
+		return TRUE;
+	for (i = 0; pass->globs[i] != NULL; i++) {
+		if (imap_match(pass->globs[i], vname) == IMAP_MATCH_YES)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void pass_progress(struct mailbox_migrate_pass *pass)
+{
+	if (ioloop_time - pass->start.tv_sec < PASS_PROGRESS_INTERVAL_SECS ||
+	    ioloop_time - pass->last_progress < PASS_PROGRESS_INTERVAL_SECS)
+		return;
+	pass->last_progress = ioloop_time;
+	fprintf(stderr, "mailbox-migrate(%s): %u/%u mailboxes, "
+		"%u messages copied, %u expunged\n",
+		pass->src_user->username, pass->boxes_done,
+		pass->boxes_total, pass->result->total.copied,
+		pass->result->total.expunged);
+}
+
+static const char *pass_box_guid(struct mailbox *box)
+{
+	struct mailbox_metadata metadata;
+
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
+		return NULL;
+	return guid_128_to_string(metadata.guid);
+}
+
+static struct mailbox *
+pass_box_alloc(struct mail_user *user, const char *vname,
+	       enum mailbox_flags flags)
+{
+	struct mail_namespace *ns = mail_namespace_find(user->namespaces, vname);
+
+	return mailbox_alloc(ns->list, vname, flags);
+}
+
+/* Read the index record of the mail the mail object points at. */
+static int pass_mail_read(struct mail *mail, pool_t pool,
+			  struct pass_mail *pmail_r)
+{
+	const char *guid;
+
+	i_zero(pmail_r);
+	pmail_r->uid = mail->uid;
+	if (mail_get_special(mail, MAIL_FETCH_GUID, &guid) < 0)
+		return -1;
+	pmail_r->guid = p_strdup(pool, guid);
+	pmail_r->flags = mail_get_flags(mail) & ENUM_NEGATE(MAIL_RECENT);
+	pmail_r->keywords = p_strarray_dup(pool, mail_get_keywords(mail));
+	pmail_r->modseq = mail_get_modseq(mail);
+	return 0;
+}
+
+/* Read the index records of all mails (uids == NULL) or of the given UIDs
+   that still exist, in UID order. */
+static int pass_mails_load(struct mailbox *box, pool_t pool,
+			   const ARRAY_TYPE(seq_range) *uids,
+			   ARRAY_TYPE(pass_mail) *mails)
+{
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	struct seq_range_iter iter;
+	struct pass_mail *pmail;
+	unsigned int n = 0;
+	uint32_t seq, count, uid;
+	int ret = 0;
+
+	if (uids == NULL) {
+		struct mailbox_status status;
+
+		mailbox_get_open_status(box, STATUS_MESSAGES, &status);
+		count = status.messages;
+	}
+	t = mailbox_transaction_begin(box, 0, __func__);
+	mail = mail_alloc(t, MAIL_FETCH_FLAGS, NULL);
+	if (uids == NULL) {
+		for (seq = 1; seq <= count && ret == 0; seq++) {
+			mail_set_seq(mail, seq);
+			pmail = array_append_space(mails);
+			if (pass_mail_read(mail, pool, pmail) < 0)
+				ret = -1;
+		}
+	} else {
+		seq_range_array_iter_init(&iter, uids);
+		while (ret == 0 && seq_range_array_iter_nth(&iter, n++, &uid)) {
+			if (!mail_set_uid(mail, uid))
+				continue;
+			pmail = array_append_space(mails);
+			if (pass_mail_read(mail, pool, pmail) < 0) {
+				if (mail->expunged) {
+					array_pop_back(mails);
+					continue;
+				}
+				ret = -1;
+			}
+		}
+	}
+	mail_free(&mail);
+	(void)mailbox_transaction_commit(&t);
+	return ret;
+}
+
+static struct pass_mail *
+pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid)
+{
+	struct pass_mail *m;
+	unsigned int idx, left = 0, right = array_count(mails);
+
+	while (left < right) {
+		idx = (left + right) / 2;
+		m = array_idx_modifiable(mails, idx);
+		if (m->uid < uid)
+			left = idx + 1;
+		else if (m->uid > uid)
+			right = idx;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+/* Find an unpaired destination mail with the GUID. When the destination's
+   mails are all loaded (full comparison) they are looked up in memory;
+   otherwise the destination's index is searched and the found mail is
+   added to dst_mails. */
+static struct pass_mail *
+pass_dst_find_guid(struct mailbox *dbox, pool_t pool, bool all_loaded,
+		   ARRAY_TYPE(pass_mail) *dst_mails, const char *guid)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_args *args;
+	struct mail_search_context *search;
+	struct pass_mail *m, found;
+	struct mail *mail;
+	bool have = FALSE;
+
+	if (*guid == '\0')
+		return NULL;
+	array_foreach_modifiable(dst_mails, m) {
+		if (!m->paired && strcmp(m->guid, guid) == 0)
+			return m;
+	}
+	if (all_loaded)
+		return NULL;
+
+	args = mail_search_build_init();
+	mail_search_build_add(args, SEARCH_GUID)->value.str =
+		p_strdup(args->pool, guid);
+	t = mailbox_transaction_begin(dbox, 0, __func__);
+	search = mailbox_search_init(t, args, NULL, MAIL_FETCH_FLAGS, NULL);
+	mail_search_args_unref(&args);
+	while (mailbox_search_next(search, &mail)) {
+		if (pass_mails_find_uid(dst_mails, mail->uid) != NULL)
+			continue;
+		if (pass_mail_read(mail, pool, &found) == 0) {
+			have = TRUE;
+			break;
+		}
+	}
+	(void)mailbox_search_deinit(&search);
+	(void)mailbox_transaction_commit(&t);
+	if (!have)
+		return NULL;
+
+	/* keep the array sorted by UID */
+	unsigned int i, count = array_count(dst_mails);
+	for (i = 0; i < count; i++) {
+		const struct pass_mail *m2 = array_idx(dst_mails, i);
+
+		if (m2->uid > found.uid)
+			break;
+	}
+	array_insert(dst_mails, i, &found, 1);
+	return array_idx_modifiable(dst_mails, i);
+}
+
+static bool pass_keywords_equal(const char *const *a, const char *const *b)
+{
+	unsigned int i;
+
+	for (i = 0; a[i] != NULL && b[i] != NULL; i++) {
+		if (strcmp(a[i], b[i]) != 0)
+			return FALSE;
+	}
+	return a[i] == NULL && b[i] == NULL;
+}
+
+struct pass_box_state {
+	const char *guid;
+	uint32_t src_uidvalidity;
+	struct mailbox_status src_status, dst_status;
+	uint64_t src_highest_modseq, dst_highest_modseq;
+	uint32_t src_seen_uidnext, dst_seen_uidnext;
+	struct mailbox_migrate_destination_mailbox rec;
+	bool have_rec;
+};
+
+/* Flags of a message both sides have: the side that changed them since
+   the last pass wins; when both did, the destination (its change is the
+   later one: clients move there at the switch). */
+static void
+pass_plan_flags(struct pass_box_plan *plan, const struct pass_box_state *st,
+		const struct pass_mail *s, const struct pass_mail *d)
+{
+	struct pass_flag_update *upd;
+	bool dst_changed;
+
+	if (s->flags == d->flags && pass_keywords_equal(s->keywords,
+							d->keywords))
+		return;
+	dst_changed = st->have_rec && d->modseq > st->rec.dst_modseq;
+	if (dst_changed)
+		return;
+	upd = array_append_space(&plan->flag_updates);
+	upd->dst_uid = d->uid;
+	upd->flags = s->flags;
+	upd->keywords = s->keywords;
+}
+
+/* A source message the destination doesn't have: decide its UID by the
+   UID rule. */
+static void
+pass_plan_copy(struct mailbox_migrate_pass *pass, struct pass_box_plan *plan,
+	       const struct pass_box_state *st, const char *vname,
+	       const struct pass_mail *s, struct pass_mail *clash)
+{
+	bool src_seen, dst_seen;
+
+	if (clash != NULL) {
+		/* two different messages at one UID: the one a client was
+		   shown keeps it, if only one was; the source's message can
+		   never take it (it is below the destination's UIDNEXT) */
+		src_seen = s->uid < st->src_seen_uidnext;
+		dst_seen = clash->uid < st->dst_seen_uidnext;
+		if (!dst_seen || src_seen) {
+			array_push_back(&plan->renumber, &clash->uid);
+			clash->paired = TRUE;
+			i_info("%s: UID %u held %s on the destination and %s "
+			       "on the source: both get new UIDs",
+			       vname, s->uid, clash->guid, s->guid);
+		} else {
+			i_info("%s: UID %u held %s on the destination (shown "
+			       "to a client) and %s on the source: the "
+			       "source's message gets a new UID",
+			       vname, s->uid, clash->guid, s->guid);
+		}
+		array_push_back(&plan->copy_top, &s->uid);
+		return;
+	}
+	if (s->uid >= st->dst_status.uidnext &&
+	    s->uid >= st->dst_seen_uidnext) {
+		array_push_back(&plan->copy_keep, &s->uid);
+		return;
+	}
+	i_info("%s: UID %u (%s) lies below the destination's %s "
+	       "%u: it gets a new UID", vname, s->uid, s->guid,
+	       s->uid < st->dst_seen_uidnext ? "seen UIDNEXT" : "UIDNEXT",
+	       s->uid < st->dst_seen_uidnext ? st->dst_seen_uidnext :
+	       st->dst_status.uidnext);
+	array_push_back(&plan->copy_top, &s->uid);
+	(void)pass;
+}
+
+static bool
+pass_guid_in(const ARRAY_TYPE(pass_mail) *mails, const char *guid)
+{
+	const struct pass_mail *m;
+
+	array_foreach(mails, m) {
+		if (strcmp(m->guid, guid) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Decide what to do with one mailbox. changes == NULL: full comparison,
+   src_mails and dst_mails hold every mail. */
+static void
+pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
+	      pool_t pool, const struct pass_box_state *st,
+	      const struct pass_box_changes *changes,
+	      ARRAY_TYPE(pass_mail) *src_mails,
+	      ARRAY_TYPE(pass_mail) *dst_mails, struct pass_box_plan *plan)
+{
+	const char *vname = mailbox_get_vname(dbox);
+	struct pass_mail *s, *d;
+	bool full = changes == NULL;
+	uint32_t floor;
+	unsigned int i, count;
+
+	/* pair by UID and GUID first, then by GUID alone */
+	array_foreach_modifiable(src_mails, s) {
+		d = pass_mails_find_uid(dst_mails, s->uid);
+		if (d != NULL && !d->paired && strcmp(d->guid, s->guid) == 0) {
+			s->paired = d->paired = TRUE;
+			pass_plan_flags(plan, st, s, d);
+		}
+	}
+	array_foreach_modifiable(src_mails, s) {
+		if (s->paired)
+			continue;
+		if (!full && !seq_range_exists(&changes->saved, s->uid)) {
+			/* only its flags changed, and the destination doesn't
+			   have it any more: it was deleted there */
+			d = NULL;
+		} else {
+			d = pass_dst_find_guid(dbox, pool, full, dst_mails,
+					       s->guid);
+		}
+		if (d != NULL) {
+			s->paired = d->paired = TRUE;
+			pass_plan_flags(plan, st, s, d);
+			continue;
+		}
+		if (!full && !seq_range_exists(&changes->saved, s->uid))
+			continue;
+		if (st->have_rec && s->uid < st->rec.src_uidnext) {
+			/* an earlier pass brought it; the destination
+			   deleted it since */
+			continue;
+		}
+		d = pass_mails_find_uid(dst_mails, s->uid);
+		if (d != NULL && d->paired)
+			d = NULL;
+		pass_plan_copy(pass, plan, st, vname, s, d);
+	}
+
+	/* source expunges */
+	floor = !st->have_rec ? 0 :
+		(st->rec.raised_uidnext != 0 ?
+		 I_MIN(st->rec.raised_uidnext, st->rec.src_uidnext) :
+		 st->rec.src_uidnext);
+	if (full) {
+		/* a destination mail the source doesn't have, below what
+		   earlier passes handled, was expunged on the source; above
+		   it the destination got it by itself */
+		array_foreach_modifiable(dst_mails, d) {
+			if (!d->paired && d->uid < floor &&
+			    !pass_guid_in(src_mails, d->guid)) {
+				d->paired = TRUE;
+				array_push_back(&plan->expunges, &d->uid);
+			}
+		}
+		return;
+	}
+	count = array_count(&changes->expunged);
+	for (i = 0; i < count; i++) {
+		uint32_t uid = *array_idx(&changes->expunged, i);
+		const char *guid = array_idx_elem(&changes->expunged_guids, i);
+
+		if (pass_mails_find_uid(src_mails, uid) != NULL)
+			continue;
+		d = pass_mails_find_uid(dst_mails, uid);
+		if (d != NULL && !d->paired &&
+		    (*guid == '\0' ? uid < floor : strcmp(d->guid, guid) == 0)) {
+			d->paired = TRUE;
+			array_push_back(&plan->expunges, &d->uid);
+			continue;
+		}
+		/* it may have been moved to another UID there */
+		if (*guid != '\0' && !pass_guid_in(src_mails, guid)) {
+			d = pass_dst_find_guid(dbox, pool, FALSE, dst_mails,
+					       guid);
+			if (d != NULL) {
+				d->paired = TRUE;
+				array_push_back(&plan->expunges, &d->uid);
+			}
+		}
+	}
+}
+
+static struct mail_keywords *
+pass_keywords(struct mailbox *box, const char *const *names)
+{
+	if (names == NULL || names[0] == NULL)
+		return NULL;
+	return mailbox_keywords_create_valid(box, names);
+}
+
+/* Fill save_ctx with everything of the source message but its body. */
+static int pass_save_metadata(struct mail_save_context *save_ctx,
+			      struct mail *smail, struct mailbox *dbox,
+			      const struct pass_mail *s)
+{
+	struct mail_keywords *kw;
+	const char *value;
+	unsigned int order;
+	time_t t;
+
+	kw = pass_keywords(dbox, s->keywords);
+	mailbox_save_set_flags(save_ctx, s->flags, kw);
+	if (kw != NULL)
+		mailbox_keywords_unref(&kw);
+	if (mail_get_received_date(smail, &t) < 0)
+		return -1;
+	mailbox_save_set_received_date(save_ctx, t, 0);
+	if (mail_get_save_date(smail, &t) < 0)
+		return -1;
+	if (t > 0)
+		mailbox_save_set_save_date(save_ctx, t);
+	if (*s->guid != '\0')
+		mailbox_save_set_guid(save_ctx, s->guid);
+	if (mail_get_special(smail, MAIL_FETCH_UIDL_BACKEND, &value) == 0 &&
+	    *value != '\0')
+		mailbox_save_set_pop3_uidl(save_ctx, value);
+	if (mail_get_special(smail, MAIL_FETCH_POP3_ORDER, &value) == 0 &&
+	    *value != '\0' && str_to_uint(value, &order) == 0)
+		mailbox_save_set_pop3_order(save_ctx, order);
+	return 0;
+}
+
+static int pass_copy(struct mailbox_transaction_context *dt, struct mail *smail,
+		     const struct pass_mail *s, uint32_t uid)
+{
+	struct mail_save_context *save_ctx;
+	struct mailbox *dbox = mailbox_transaction_get_mailbox(dt);
+
+	save_ctx = mailbox_save_alloc(dt);
+	if (pass_save_metadata(save_ctx, smail, dbox, s) < 0) {
+		mailbox_save_cancel(&save_ctx);
+		return -1;
+	}
+	if (uid != 0)
+		mailbox_save_set_uid(save_ctx, uid);
+	return mailbox_copy(&save_ctx, smail);
+}
+
+static const struct pass_mail *
+pass_src_mail(ARRAY_TYPE(pass_mail) *src_mails, uint32_t uid)
+{
+	return pass_mails_find_uid(src_mails, uid);
+}
+
+/* Apply the first half of a plan: flag updates, expunges, and the copies
+   that keep their UID, in one destination transaction. */
+static int
+pass_apply_keep(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+		struct mailbox *dbox, ARRAY_TYPE(pass_mail) *src_mails,
+		struct pass_box_plan *plan,
+		struct mailbox_migrate_pass_counts *counts)
+{
+	struct mailbox_transaction_context *st, *dt;
+	struct mail_transaction_commit_changes changes;
+	struct mail *smail, *dmail;
+	const struct pass_flag_update *upd;
+	const uint32_t *uidp;
+	struct seq_range_iter iter;
+	unsigned int n = 0, copied = 0;
+	uint32_t got;
+	int ret = 0;
+
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	dt = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+				       MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS |
+				       MAILBOX_TRANSACTION_FLAG_NO_NOTIFY,
+				       __func__);
+	smail = mail_alloc(st, 0, NULL);
+	dmail = mail_alloc(dt, 0, NULL);
+
+	array_foreach(&plan->flag_updates, upd) {
+		struct mail_keywords *kw;
+
+		if (!mail_set_uid(dmail, upd->dst_uid))
+			continue;
+		mail_update_flags(dmail, MODIFY_REPLACE, upd->flags);
+		kw = mailbox_keywords_create_valid(dbox, upd->keywords);
+		mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+		counts->flag_changes++;
+	}
+	array_foreach(&plan->expunges, uidp) {
+		if (!mail_set_uid(dmail, *uidp))
+			continue;
+		mail_expunge(dmail);
+		counts->expunged++;
+	}
+	array_foreach(&plan->copy_keep, uidp) {
+		if (!mail_set_uid(smail, *uidp))
+			continue;
+		if (pass_copy(dt, smail, pass_src_mail(src_mails, *uidp),
+			      *uidp) < 0) {
+			if (smail->expunged)
+				continue;
+			pass_box_failed(pass, dbox, "Copying into");
+			ret = -1;
+			break;
+		}
+		copied++;
+	}
+	mail_free(&smail);
+	mail_free(&dmail);
+	(void)mailbox_transaction_commit(&st);
+	if (ret < 0) {
+		mailbox_transaction_rollback(&dt);
+		return -1;
+	}
+	if (mailbox_transaction_commit_get_changes(&dt, &changes) < 0) {
+		pass_box_failed(pass, dbox, "Committing to");
+		return -1;
+	}
+	counts->copied += copied;
+	/* a UID the destination gave to its own new mail meanwhile is
+	   assigned anew at the top by Dovecot: count it */
+	seq_range_array_iter_init(&iter, &changes.saved_uids);
+	n = 0;
+	array_foreach(&plan->copy_keep, uidp) {
+		if (!seq_range_array_iter_nth(&iter, n++, &got))
+			break;
+		if (got != *uidp) {
+			i_info("%s: UID %u was taken on the destination "
+			       "meanwhile: the message got UID %u",
+			       mailbox_get_vname(dbox), *uidp, got);
+			counts->reassigned++;
+		}
+	}
+	pool_unref(&changes.pool);
+	return 0;
+}
+
+/* Apply the second half: raise the destination's UIDNEXT to top, then
+   move its clashing messages and copy the reassigned source messages
+   there. */
+static int
+pass_apply_top(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+	       struct mailbox *dbox, ARRAY_TYPE(pass_mail) *src_mails,
+	       struct pass_box_plan *plan, uint32_t top,
+	       struct mailbox_migrate_pass_counts *counts)
+{
+	struct mailbox_transaction_context *st, *dt;
+	struct mail_save_context *save_ctx;
+	struct mailbox_update update;
+	struct mail *smail, *dmail;
+	const uint32_t *uidp;
+	int ret = 0;
+
+	if (array_count(&plan->copy_top) == 0 &&
+	    array_count(&plan->renumber) == 0)
+		return 0;
+
+	i_zero(&update);
+	update.min_next_uid = top;
+	if (mailbox_update(dbox, &update) < 0) {
+		pass_box_failed(pass, dbox, "Raising UIDNEXT of");
+		return -1;
+	}
+	st = mailbox_transaction_begin(sbox, 0, __func__);
+	dt = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+				       MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS |
+				       MAILBOX_TRANSACTION_FLAG_NO_NOTIFY,
+				       __func__);
+	smail = mail_alloc(st, 0, NULL);
+	dmail = mail_alloc(dt, 0, NULL);
+	array_foreach(&plan->renumber, uidp) {
+		if (!mail_set_uid(dmail, *uidp))
+			continue;
+		save_ctx = mailbox_save_alloc(dt);
+		mailbox_save_copy_flags(save_ctx, dmail);
+		if (mailbox_move(&save_ctx, dmail) < 0) {
+			pass_box_failed(pass, dbox, "Renumbering in");
+			ret = -1;
+			break;
+		}
+		counts->reassigned++;
+	}
+	array_foreach(&plan->copy_top, uidp) {
+		if (ret < 0)
+			break;
+		if (!mail_set_uid(smail, *uidp))
+			continue;
+		if (pass_copy(dt, smail, pass_src_mail(src_mails, *uidp),
+			      0) < 0) {
+			if (smail->expunged)
+				continue;
+			pass_box_failed(pass, dbox, "Copying into");
+			ret = -1;
+			break;
+		}
+		counts->copied++;
+		counts->reassigned++;
+	}
+	mail_free(&smail);
+	mail_free(&dmail);
+	(void)mailbox_transaction_commit(&st);
+	if (ret < 0) {
+		mailbox_transaction_rollback(&dt);
+		return -1;
+	}
+	if (mailbox_transaction_commit(&dt) < 0) {
+		pass_box_failed(pass, dbox, "Committing to");
+		return -1;
+	}
+	return 0;
+}
+
+static void pass_plan_init(struct pass_box_plan *plan)
+{
+	t_array_init(&plan->flag_updates, 16);
+	t_array_init(&plan->expunges, 16);
+	t_array_init(&plan->copy_keep, 64);
+	t_array_init(&plan->copy_top, 4);
+	t_array_init(&plan->renumber, 4);
+}
+
+static int pass_box_status(struct mailbox *box, struct mailbox_status *status_r,
+			   uint64_t *highest_modseq_r)
+{
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
+			       STATUS_HIGHESTMODSEQ | STATUS_MESSAGES,
+			       status_r) < 0)
+		return -1;
+	*highest_modseq_r = status_r->highest_modseq;
+	return 0;
+}
+
+/* Bring one mailbox's messages over. sbox and dbox exist and have the same
+   GUID. changes == NULL compares in full. */
+static int
+pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+	      struct mailbox *dbox, const char *guid,
+	      const struct pass_box_changes *changes,
+	      struct mailbox_migrate_pass_counts *counts)
+{
+	const char *vname = mailbox_get_vname(sbox);
+	struct pass_box_state st;
+	struct pass_box_plan plan;
+	struct mailbox_migrate_seen_record seen;
+	ARRAY_TYPE(pass_mail) src_mails, dst_mails;
+	ARRAY_TYPE(seq_range) uids;
+	struct mailbox_update update;
+	const char *error;
+	uint32_t top;
+	pool_t pool;
+	int ret;
+
+	i_zero(&st);
+	st.guid = guid;
+	if (mailbox_sync(sbox, 0) < 0) {
+		pass_box_failed(pass, sbox, "Syncing source mailbox");
+		return -1;
+	}
+	if (mailbox_enable(dbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
+	    mailbox_sync(dbox, 0) < 0) {
+		pass_box_failed(pass, dbox, "Syncing destination mailbox");
+		return -1;
+	}
+	if (pass_box_status(sbox, &st.src_status, &st.src_highest_modseq) < 0) {
+		pass_box_failed(pass, sbox, "Reading source mailbox");
+		return -1;
+	}
+	if (pass_box_status(dbox, &st.dst_status, &st.dst_highest_modseq) < 0) {
+		pass_box_failed(pass, dbox, "Reading destination mailbox");
+		return -1;
+	}
+	ret = mailbox_migrate_destination_mailbox_get(pass->db,
+			pass->set->dest_name, guid, &st.rec, &error);
+	if (ret < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return -1;
+	}
+	st.have_rec = ret > 0 &&
+		st.rec.uidvalidity == st.src_status.uidvalidity;
+	if (!st.have_rec && changes != NULL) {
+		/* nothing known of what an earlier pass left here */
+		changes = NULL;
+	}
+	if (mailbox_migrate_seen_get(pass->db, guid, st.src_status.uidvalidity,
+				     &seen, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return -1;
+	}
+	st.src_seen_uidnext = seen.seen_uidnext;
+	if (pass->dst_db != NULL) {
+		if (mailbox_migrate_seen_get(pass->dst_db, guid,
+					     st.dst_status.uidvalidity,
+					     &seen, &error) < 0) {
+			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
+				"Destination state file: %s", error));
+			return -1;
+		}
+		st.dst_seen_uidnext = seen.seen_uidnext;
+	}
+
+	pool = pool_alloconly_create("mailbox-migrate pass mails", 16384);
+	p_array_init(&src_mails, pool, 64);
+	p_array_init(&dst_mails, pool, 64);
+	if (changes == NULL) {
+		ret = pass_mails_load(sbox, pool, NULL, &src_mails);
+		if (ret == 0)
+			ret = pass_mails_load(dbox, pool, NULL, &dst_mails);
+	} else {
+		t_array_init(&uids, 16);
+		seq_range_array_merge(&uids, &changes->saved);
+		seq_range_array_merge(&uids, &changes->flagged);
+		ret = pass_mails_load(sbox, pool, &uids, &src_mails);
+		if (ret == 0) {
+			const uint32_t *uidp;
+
+			array_foreach(&changes->expunged, uidp)
+				seq_range_array_add(&uids, *uidp);
+			ret = pass_mails_load(dbox, pool, &uids, &dst_mails);
+		}
+	}
+	if (ret < 0) {
+		pass_box_failed(pass, sbox, "Reading the index of");
+		pool_unref(&pool);
+		return -1;
+	}
+
+	pass_plan_init(&plan);
+	pass_plan_box(pass, dbox, pool, &st, changes, &src_mails, &dst_mails,
+		      &plan);
+	if (pass->set->dry_run) {
+		counts->flag_changes += array_count(&plan.flag_updates);
+		counts->expunged += array_count(&plan.expunges);
+		counts->copied += array_count(&plan.copy_keep) +
+			array_count(&plan.copy_top);
+		counts->reassigned += array_count(&plan.copy_top) +
+			array_count(&plan.renumber);
+		pool_unref(&pool);
+		return 0;
+	}
+
+	ret = pass_apply_keep(pass, sbox, dbox, &src_mails, &plan, counts);
+	if (ret == 0) {
+		top = I_MAX(st.src_status.uidnext, st.src_seen_uidnext);
+		top = I_MAX(top, st.dst_seen_uidnext);
+		if (mailbox_sync(dbox, 0) < 0 ||
+		    pass_box_status(dbox, &st.dst_status,
+				    &st.dst_highest_modseq) < 0) {
+			pass_box_failed(pass, dbox, "Syncing");
+			ret = -1;
+		} else {
+			top = I_MAX(top, st.dst_status.uidnext);
+			ret = pass_apply_top(pass, sbox, dbox, &src_mails,
+					     &plan, top, counts);
+		}
+	}
+	pool_unref(&pool);
+	if (ret < 0)
+		return -1;
+
+	/* the destination's UIDNEXT and HIGHESTMODSEQ never below the
+	   source's */
+	i_zero(&update);
+	update.min_next_uid = st.src_status.uidnext;
+	if (pass->set->raise_to_seen)
+		update.min_next_uid = I_MAX(update.min_next_uid,
+					    st.src_seen_uidnext);
+	update.min_highest_modseq = st.src_highest_modseq;
+	if (mailbox_update(dbox, &update) < 0 ||
+	    mailbox_sync(dbox, 0) < 0 ||
+	    pass_box_status(dbox, &st.dst_status, &st.dst_highest_modseq) < 0) {
+		pass_box_failed(pass, dbox, "Updating");
+		return -1;
+	}
+
+	/* what this pass left, for the next one */
+	if (changes == NULL || pass->set->source_quiet)
+		st.rec.src_uidnext = st.src_status.uidnext;
+	else if (!st.have_rec)
+		st.rec.src_uidnext = 0;
+	st.rec.uidvalidity = st.src_status.uidvalidity;
+	st.rec.src_modseq = st.src_highest_modseq;
+	st.rec.dst_modseq = st.dst_highest_modseq;
+	if (mailbox_migrate_destination_mailbox_set(pass->db,
+			pass->set->dest_name, guid, &st.rec, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return -1;
+	}
+	(void)vname;
+	return 0;
+}
+
+/* Open (creating or renaming if needed) the destination mailbox with the
+   source mailbox's GUID and name. Returns 1 if it was created now, 0 if it
+   existed, -1 on error. */
+static int
+pass_dest_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+	      const char *guid, struct mailbox **dbox_r)
+{
+	const char *vname = mailbox_get_vname(sbox);
+	struct mailbox *dbox, *gbox;
+	struct mailbox_update update;
+	struct mailbox_status sstatus, dstatus;
+	guid_128_t guid_128;
+	const char *dguid;
+	enum mail_error error;
+	struct mail_namespace *dns;
+
+	*dbox_r = NULL;
+	if (guid_128_from_string(guid, guid_128) < 0)
+		i_unreached();
+	if (mailbox_get_status(sbox, STATUS_UIDVALIDITY | STATUS_UIDNEXT,
+			       &sstatus) < 0) {
+		pass_box_failed(pass, sbox, "Reading source mailbox");
+		return -1;
+	}
+	dbox = pass_box_alloc(pass->dst_user, vname, 0);
+	dguid = pass_box_guid(dbox);
+	if (dguid != NULL && strcmp(dguid, guid) == 0) {
+		*dbox_r = dbox;
+		return 0;
+	}
+	if (dguid == NULL) {
+		(void)mailbox_get_last_internal_error(dbox, &error);
+		if (error != MAIL_ERROR_NOTFOUND) {
+			pass_box_failed(pass, dbox, "Opening destination "
+					"mailbox");
+			mailbox_free(&dbox);
+			return -1;
+		}
+	}
+
+	/* renamed on the source since the last pass? */
+	dns = mail_namespace_find(pass->dst_user->namespaces, vname);
+	gbox = mailbox_alloc_guid(dns->list, guid_128, 0);
+	if (mailbox_open(gbox) == 0 && dguid == NULL) {
+		const char *old_vname = t_strdup(mailbox_get_vname(gbox));
+
+		if (pass->set->dry_run) {
+			mailbox_free(&gbox);
+			*dbox_r = dbox;
+			return 0;
+		}
+		mailbox_free(&dbox);
+		dbox = pass_box_alloc(pass->dst_user, vname, 0);
+		if (mailbox_rename(gbox, dbox) < 0) {
+			pass_box_failed(pass, gbox, t_strdup_printf(
+				"Renaming to %s destination mailbox",
+				str_sanitize_utf8(vname, 200)));
+			mailbox_free(&gbox);
+			mailbox_free(&dbox);
+			return -1;
+		}
+		i_info("%s: renamed from %s on the destination", vname,
+		       old_vname);
+		mailbox_free(&gbox);
+		*dbox_r = dbox;
+		return 0;
+	}
+	mailbox_free(&gbox);
+
+	if (dguid != NULL) {
+		/* a mailbox of that name, with another GUID: adopt it only
+		   if it's empty (e.g. INBOX made by an early login) */
+		if (mailbox_get_status(dbox, STATUS_MESSAGES | STATUS_UIDNEXT,
+				       &dstatus) < 0) {
+			pass_box_failed(pass, dbox, "Reading destination "
+					"mailbox");
+			mailbox_free(&dbox);
+			return -1;
+		}
+		if (dstatus.messages > 0 || dstatus.uidnext > 1) {
+			pass_failed(pass, MAIL_ERROR_EXISTS, t_strdup_printf(
+				"Destination mailbox %s exists with another "
+				"GUID (%s, source %s): not merging two "
+				"different mailboxes; rename or remove it",
+				vname, dguid, guid));
+			mailbox_free(&dbox);
+			return -1;
+		}
+		if (pass->set->dry_run) {
+			*dbox_r = dbox;
+			return 1;
+		}
+		i_zero(&update);
+		memcpy(update.mailbox_guid, guid_128, sizeof(guid_128));
+		update.uid_validity = sstatus.uidvalidity;
+		if (mailbox_update(dbox, &update) < 0) {
+			pass_box_failed(pass, dbox, "Updating destination "
+					"mailbox");
+			mailbox_free(&dbox);
+			return -1;
+		}
+		*dbox_r = dbox;
+		return 1;
+	}
+
+	if (pass->set->dry_run) {
+		*dbox_r = dbox;
+		return 1;
+	}
+	i_zero(&update);
+	memcpy(update.mailbox_guid, guid_128, sizeof(guid_128));
+	update.uid_validity = sstatus.uidvalidity;
+	if (mailbox_create(dbox, &update, FALSE) < 0) {
+		(void)mailbox_get_last_internal_error(dbox, &error);
+		if (error != MAIL_ERROR_EXISTS) {
+			pass_box_failed(pass, dbox, "Creating destination "
+					"mailbox");
+			mailbox_free(&dbox);
+			return -1;
+		}
+		/* a \Noselect parent directory: make it a mailbox */
+		if (mailbox_update(dbox, &update) < 0) {
+			pass_box_failed(pass, dbox, "Updating destination "
+					"mailbox");
+			mailbox_free(&dbox);
+			return -1;
+		}
+	}
+	dguid = pass_box_guid(dbox);
+	if (dguid == NULL || strcmp(dguid, guid) != 0) {
+		if (mailbox_update(dbox, &update) < 0) {
+			pass_box_failed(pass, dbox, "Setting GUID of "
+					"destination mailbox");
+			mailbox_free(&dbox);
+			return -1;
+		}
+	}
+	*dbox_r = dbox;
+	return 1;
+}
+
+static int
+pass_subscription(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+		  struct mailbox *dbox)
+{
+	bool subscribed = mailbox_is_subscribed(sbox);
+
+	if (mailbox_is_subscribed(dbox) == subscribed || pass->set->dry_run)
+		return 0;
+	if (mailbox_set_subscribed(dbox, subscribed) < 0) {
+		pass_box_failed(pass, dbox, "Subscribing");
+		return -1;
+	}
+	return 0;
+}
+
+/* One source mailbox: make sure the destination has it, then bring its
+   messages over (changes NULL: in full). */
+static void
+pass_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+	 const char *guid, const struct pass_box_changes *changes)
+{
+	struct mailbox_migrate_pass_counts counts;
+	struct mailbox *dbox;
+	struct timeval start, end;
+	int ret;
+
+	i_zero(&counts);
+	i_gettimeofday(&start);
+	ret = pass_dest_box(pass, sbox, guid, &dbox);
+	if (ret < 0) {
+		pass->result->mailboxes_failed++;
+		return;
+	}
+	if (ret > 0 || (changes != NULL && changes->compare_full))
+		changes = NULL;
+	if (pass->set->dry_run && ret > 0) {
+		/* a mailbox that doesn't exist yet: everything is copied */
+		struct mailbox_status status;
+
+		if (mailbox_get_status(sbox, STATUS_MESSAGES, &status) == 0)
+			counts.copied = status.messages;
+	} else if (pass_sync_box(pass, sbox, dbox, guid, changes,
+				 &counts) < 0) {
+		pass->result->mailboxes_failed++;
+		mailbox_free(&dbox);
+		return;
+	}
+	(void)pass_subscription(pass, sbox, dbox);
+	mailbox_free(&dbox);
+
+	i_gettimeofday(&end);
+	pass->result->total.copied += counts.copied;
+	pass->result->total.expunged += counts.expunged;
+	pass->result->total.flag_changes += counts.flag_changes;
+	pass->result->total.reassigned += counts.reassigned;
+	if (ret > 0 || counts.copied > 0 || counts.expunged > 0 ||
+	    counts.flag_changes > 0 || counts.reassigned > 0 ||
+	    changes != NULL) {
+		pass->result->mailboxes_touched++;
+		if (pass->set->mailbox_done != NULL) {
+			pass->set->mailbox_done(pass->set->context,
+				mailbox_get_vname(sbox), &counts,
+				timeval_diff_usecs(&end, &start) / 1e6);
+		}
+	}
+}
+
+/* Delete on the destination a mailbox that was deleted on the source: only
+   one an earlier pass brought (by GUID), never one made there. */
+static void pass_delete_box(struct mailbox_migrate_pass *pass,
+			    const char *guid)
+{
+	struct mailbox_migrate_destination_mailbox rec;
+	struct mailbox *dbox;
+	guid_128_t guid_128;
+	const char *error, *vname;
+	int ret;
+
+	ret = mailbox_migrate_destination_mailbox_get(pass->db,
+			pass->set->dest_name, guid, &rec, &error);
+	if (ret <= 0) {
+		if (ret < 0)
+			pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return;
+	}
+	if (guid_128_from_string(guid, guid_128) < 0)
+		return;
+	dbox = mailbox_alloc_guid(pass->dst_user->namespaces->list,
+				  guid_128, 0);
+	if (mailbox_open(dbox) < 0) {
+		mailbox_free(&dbox);
+		return;
+	}
+	vname = t_strdup(mailbox_get_vname(dbox));
+	if (pass->set->dry_run) {
+		i_info("%s: would be deleted on the destination", vname);
+		mailbox_free(&dbox);
+		return;
+	}
+	if (mailbox_delete(dbox) < 0) {
+		pass_box_failed(pass, dbox, "Deleting destination mailbox");
+		pass->result->mailboxes_failed++;
+	} else {
+		i_info("%s: deleted on the destination (deleted on the "
+		       "source)", vname);
+		pass->result->mailboxes_touched++;
+		if (mailbox_migrate_destination_mailbox_delete(pass->db,
+				pass->set->dest_name, guid, &error) < 0)
+			pass_failed(pass, MAIL_ERROR_TEMP, error);
+	}
+	mailbox_free(&dbox);
+}
+
+struct pass_src_box {
+	const char *vname;
+	const char *guid;
+};
+ARRAY_DEFINE_TYPE(pass_src_box, struct pass_src_box);
+
+/* Every selectable source mailbox with its GUID, parents before
+   children. */
+static int pass_list_source(struct mailbox_migrate_pass *pass,
+			    ARRAY_TYPE(pass_src_box) *boxes)
+{
+	static const char *const patterns[] = { "*", NULL };
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	struct pass_src_box *sb;
+	struct mailbox *box;
+	const char *guid;
+	int ret = 0;
+
+	iter = mailbox_list_iter_init_namespaces(pass->src_user->namespaces,
+			patterns, MAIL_NAMESPACE_TYPE_PRIVATE,
+			MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+			MAILBOX_LIST_ITER_RETURN_NO_FLAGS |
+			MAILBOX_LIST_ITER_SKIP_ALIASES);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		box = mailbox_alloc(info->ns->list, info->vname,
+				    MAILBOX_FLAG_READONLY);
+		guid = pass_box_guid(box);
+		if (guid == NULL) {
+			enum mail_error error;
+
+			(void)mailbox_get_last_internal_error(box, &error);
+			if (error != MAIL_ERROR_NOTFOUND) {
+				pass_box_failed(pass, box, "Opening source "
+						"mailbox");
+				ret = -1;
+			}
+		} else {
+			sb = array_append_space(boxes);
+			sb->vname = t_strdup(info->vname);
+			sb->guid = t_strdup(guid);
+		}
+		mailbox_free(&box);
+	}
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
+			"Listing source mailboxes failed: %s",
+			mailbox_list_get_last_internal_error(
+				pass->src_user->namespaces->list, NULL)));
+		ret = -1;
+	}
+	return ret;
+}
+
+static int pass_src_box_cmp(const struct pass_src_box *a,
+			    const struct pass_src_box *b)
+{
+	return strcmp(a->vname, b->vname);
+}
+
+static void pass_full(struct mailbox_migrate_pass *pass)
+{
+	ARRAY_TYPE(pass_src_box) boxes;
+	ARRAY_TYPE(mailbox_migrate_destination) dests ATTR_UNUSED;
+	const struct pass_src_box *sb;
+	struct mailbox *sbox;
+	HASH_TABLE(const char *, void *) src_guids;
+
+	t_array_init(&boxes, 32);
+	if (pass_list_source(pass, &boxes) < 0)
+		return;
+	array_sort(&boxes, pass_src_box_cmp);
+	hash_table_create(&src_guids, pool_datastack_create(), 0,
+			  str_hash, strcmp);
+	pass->boxes_total = array_count(&boxes);
+	array_foreach(&boxes, sb) {
+		hash_table_update(src_guids, sb->guid, POINTER_CAST(1));
+		pass->boxes_done++;
+		if (!pass_box_selected(pass, sb->vname))
+			continue;
+		sbox = pass_box_alloc(pass->src_user, sb->vname,
+				      MAILBOX_FLAG_READONLY);
+		T_BEGIN {
+			pass_box(pass, sbox, sb->guid, NULL);
+		} T_END;
+		mailbox_free(&sbox);
+		pass_progress(pass);
+	}
+
+	/* mailboxes an earlier pass brought that the source no longer has */
+	if (pass->globs == NULL) {
+		struct mailbox_list_iterate_context *iter;
+		const struct mailbox_info *info;
+		static const char *const patterns[] = { "*", NULL };
+		ARRAY_TYPE(const_string) gone;
+		const char *guid, *const *guidp;
+		struct mailbox *dbox;
+
+		t_array_init(&gone, 4);
+		iter = mailbox_list_iter_init_namespaces(
+				pass->dst_user->namespaces, patterns,
+				MAIL_NAMESPACE_TYPE_PRIVATE,
+				MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+				MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+		while ((info = mailbox_list_iter_next(iter)) != NULL) {
+			if ((info->flags & (MAILBOX_NOSELECT |
+					    MAILBOX_NONEXISTENT)) != 0)
+				continue;
+			dbox = mailbox_alloc(info->ns->list, info->vname, 0);
+			guid = pass_box_guid(dbox);
+			if (guid != NULL &&
+			    hash_table_lookup(src_guids, guid) == NULL) {
+				guid = t_strdup(guid);
+				array_push_back(&gone, &guid);
+			}
+			mailbox_free(&dbox);
+		}
+		(void)mailbox_list_iter_deinit(&iter);
+		array_foreach(&gone, guidp)
+			pass_delete_box(pass, *guidp);
+	}
+	hash_table_destroy(&src_guids);
+}
+
+static struct pass_box_changes *
+pass_changes_get(pool_t pool, HASH_TABLE_TYPE(pass_changes) *hash,
+		 ARRAY_TYPE(pass_box_changes) *order, const char *guid)
+{
+	struct pass_box_changes *ch;
+
+	ch = hash_table_lookup(*hash, guid);
+	if (ch != NULL)
+		return ch;
+	ch = p_new(pool, struct pass_box_changes, 1);
+	ch->guid = p_strdup(pool, guid);
+	p_array_init(&ch->saved, pool, 8);
+	p_array_init(&ch->flagged, pool, 8);
+	p_array_init(&ch->expunged, pool, 8);
+	p_array_init(&ch->expunged_guids, pool, 8);
+	hash_table_insert(*hash, ch->guid, ch);
+	array_push_back(order, &ch);
+	return ch;
+}
+
+/* Open the source mailbox the journal knows by GUID. Returns 1 and the
+   mailbox, 0 if the source no longer has it, -1 on error. */
+static int pass_src_box_by_guid(struct mailbox_migrate_pass *pass,
+				const char *guid, struct mailbox **box_r)
+{
+	struct mailbox_migrate_journal_mailbox known;
+	struct mailbox *box;
+	guid_128_t guid_128;
+	const char *error, *box_guid;
+	int ret;
+
+	ret = mailbox_migrate_journal_get_mailbox(pass->db, guid, &known,
+						  &error);
+	if (ret < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return -1;
+	}
+	if (ret > 0 && !known.deleted && known.name[0] != '\0') {
+		box = pass_box_alloc(pass->src_user, known.name,
+				     MAILBOX_FLAG_READONLY);
+		box_guid = pass_box_guid(box);
+		if (box_guid != NULL && strcmp(box_guid, guid) == 0) {
+			*box_r = box;
+			return 1;
+		}
+		mailbox_free(&box);
+	}
+	if (guid_128_from_string(guid, guid_128) < 0)
+		return 0;
+	box = mailbox_alloc_guid(pass->src_user->namespaces->list, guid_128,
+				 MAILBOX_FLAG_READONLY);
+	if (mailbox_open(box) < 0) {
+		enum mail_error error_code;
+
+		(void)mailbox_get_last_internal_error(box, &error_code);
+		mailbox_free(&box);
+		if (error_code == MAIL_ERROR_NOTFOUND)
+			return 0;
+		pass_failed(pass, error_code, t_strdup_printf(
+			"Opening source mailbox %s failed", guid));
+		return -1;
+	}
+	*box_r = box;
+	return 1;
+}
+
+/* Returns 0, or -1 if the journal can't be used (then compare in full). */
+static int pass_journal(struct mailbox_migrate_pass *pass,
+			uint64_t since_seq, uint64_t until_seq,
+			const char **full_reason_r)
+{
+	struct mailbox_migrate_journal_iter *iter;
+	const struct mailbox_migrate_journal_entry *e;
+	HASH_TABLE_TYPE(pass_changes) hash;
+	ARRAY_TYPE(pass_box_changes) order;
+	struct pass_box_changes *ch, *const *chp;
+	struct mailbox_migrate_journal_completeness completeness;
+	struct mailbox *sbox;
+	const char *error;
+	pool_t pool;
+	int ret = 0;
+
+	pool = pool_alloconly_create("mailbox-migrate journal changes", 4096);
+	hash_table_create(&hash, pool, 0, str_hash, strcmp);
+	p_array_init(&order, pool, 16);
+	iter = mailbox_migrate_journal_iter_init(pass->db, since_seq, NULL);
+	while (mailbox_migrate_journal_iter_next(iter, &e)) {
+		if (e->seq > until_seq)
+			break;
+		if (e->type == MAILBOX_MIGRATE_JOURNAL_TYPE_GAP) {
+			*full_reason_r = p_strdup_printf(pass->pool,
+				"journal gap at seq %"PRIu64": %s",
+				e->seq, e->name);
+			ret = -1;
+			break;
+		}
+		ch = pass_changes_get(pool, &hash, &order, e->mailbox_guid);
+		switch (e->type) {
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE:
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_COPY:
+			seq_range_array_add(&ch->saved, e->uid);
+			break;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS:
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_KEYWORDS:
+			seq_range_array_add(&ch->flagged, e->uid);
+			break;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_EXPUNGE: {
+			const char *guid = p_strdup(pool,
+				e->message_guid == NULL ? "" :
+				e->message_guid);
+			array_push_back(&ch->expunged, &e->uid);
+			array_push_back(&ch->expunged_guids, &guid);
+			break;
+		}
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_CREATE:
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_RENAME:
+			ch->mailbox_changed = TRUE;
+			ch->deleted = FALSE;
+			break;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE:
+			ch->deleted = TRUE;
+			break;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_SUBSCRIBE:
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_UNSUBSCRIBE:
+			ch->subscription_changed = TRUE;
+			break;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE:
+			ch->compare_full = TRUE;
+			break;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_GAP:
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_COUNT:
+			i_unreached();
+		}
+	}
+	if (mailbox_migrate_journal_iter_deinit(&iter, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		ret = -2;
+	}
+	if (ret < 0) {
+		hash_table_destroy(&hash);
+		pool_unref(&pool);
+		return ret == -1 ? -1 : 0;
+	}
+
+	pass->boxes_total = array_count(&order);
+	array_foreach(&order, chp) {
+		ch = *chp;
+		pass->boxes_done++;
+		if (ch->guid[0] == '\0')
+			continue;
+		ret = pass_src_box_by_guid(pass, ch->guid, &sbox);
+		if (ret < 0) {
+			pass->result->mailboxes_failed++;
+			continue;
+		}
+		if (ret == 0) {
+			if (pass->globs == NULL) T_BEGIN {
+				pass_delete_box(pass, ch->guid);
+			} T_END;
+			continue;
+		}
+		if (!pass_box_selected(pass, mailbox_get_vname(sbox))) {
+			mailbox_free(&sbox);
+			continue;
+		}
+		T_BEGIN {
+			/* prove, from the mailbox's index, that the journal
+			   has every change of it */
+			i_zero(&completeness);
+			if (mailbox_sync(sbox, 0) == 0 &&
+			    mailbox_migrate_journal_verify_mailbox(pass->db,
+					sbox, ch->guid, until_seq,
+					&completeness, &error) == 0 &&
+			    completeness.incomplete_since != 0 &&
+			    completeness.incomplete_since <= until_seq) {
+				i_info("%s: comparing in full: %s",
+				       mailbox_get_vname(sbox),
+				       completeness.reason);
+				ch->compare_full = TRUE;
+			}
+			pass_box(pass, sbox, ch->guid, ch);
+		} T_END;
+		mailbox_free(&sbox);
+		pass_progress(pass);
+	}
+	hash_table_destroy(&hash);
+	pool_unref(&pool);
+	return 0;
+}
+
+int mailbox_migrate_pass_run(struct mail_user *src_user,
+			     struct mail_user *dst_user,
+			     struct mailbox_migrate_db *db,
+			     struct mailbox_migrate_db *dst_db,
+			     const struct mailbox_migrate_pass_settings *set,
+			     struct mailbox_migrate_pass_result *result_r,
+			     enum mail_error *mail_error_r,
+			     const char **error_r)
+{
+	struct mailbox_migrate_pass pass;
+	struct mailbox_migrate_destination dest;
+	struct mailbox_migrate_journal_completeness completeness;
+	const char *error, *full_reason = NULL;
+	uint64_t last_seq;
+	unsigned int i, count;
+	int ret;
+
+	i_zero(result_r);
+	i_zero(&pass);
+	pass.pool = pool_alloconly_create("mailbox-migrate pass", 1024);
+	pass.src_user = src_user;
+	pass.dst_user = dst_user;
+	pass.db = db;
+	pass.dst_db = dst_db;
+	pass.set = set;
+	pass.result = result_r;
+	i_gettimeofday(&pass.start);
+	if (set->mailbox_patterns != NULL && set->mailbox_patterns[0] != NULL) {
+		count = str_array_length(set->mailbox_patterns);
+		pass.globs = p_new(pass.pool, struct imap_match_glob *,
+				   count + 1);
+		for (i = 0; i < count; i++) {
+			pass.globs[i] = imap_match_init(pass.pool,
+				set->mailbox_patterns[i], TRUE,
+				mail_namespaces_get_root_sep(
+					src_user->namespaces));
+		}
+	}
+
+	/* the journal seq this pass will have taken: read before any
+	   mailbox, so a change made while the pass runs is taken again by
+	   the next pass rather than lost */
+	if (mailbox_migrate_journal_get_last_seq(db, &last_seq, &error) < 0 ||
+	    mailbox_migrate_journal_check(db, &completeness, &error) < 0 ||
+	    (ret = mailbox_migrate_destination_get(db, set->dest_name, &dest,
+						   &error)) < 0) {
+		*mail_error_r = MAIL_ERROR_TEMP;
+		*error_r = t_strdup(error);
+		pool_unref(&pass.pool);
+		return -1;
+	}
+	if (set->full)
+		full_reason = "--full";
+	else if (ret == 0 || dest.last_pass == 0)
+		full_reason = "first pass to this destination";
+	else if (completeness.incomplete_since != 0 &&
+		 dest.checkpoint_seq < completeness.incomplete_since) {
+		full_reason = t_strdup_printf("journal incomplete since seq "
+			"%"PRIu64": %s", completeness.incomplete_since,
+			completeness.reason);
+	}
+	if (full_reason == NULL &&
+	    pass_journal(&pass, dest.checkpoint_seq, last_seq,
+			 &full_reason) < 0) {
+		i_assert(full_reason != NULL);
+	}
+	if (full_reason != NULL && pass.error == NULL) {
+		result_r->full = TRUE;
+		result_r->full_reason = t_strdup(full_reason);
+		pass_full(&pass);
+	}
+
+	if (pass.error == NULL && result_r->mailboxes_failed > 0)
+		pass_failed(&pass, MAIL_ERROR_TEMP, "Some mailboxes failed");
+	result_r->checkpoint_seq = dest.checkpoint_seq;
+	if (pass.error == NULL && !set->dry_run && pass.globs == NULL) {
+		/* everything up to last_seq is at the destination now */
+		dest.checkpoint_seq = last_seq;
+		dest.last_pass = ioloop_time;
+		if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_NONE) == 0)
+			dest.phase = MAILBOX_MIGRATE_PHASE_COPYING;
+		if (mailbox_migrate_destination_set(db, &dest, &error) < 0)
+			pass_failed(&pass, MAIL_ERROR_TEMP, error);
+		else
+			result_r->checkpoint_seq = last_seq;
+	}
+	if (pass.error != NULL) {
+		*mail_error_r = pass.mail_error;
+		*error_r = t_strdup(pass.error);
+		pool_unref(&pass.pool);
+		return -1;
+	}
+	pool_unref(&pass.pool);
+	return 0;
+}
+
+int mailbox_migrate_pass_raise_uidnext(struct mail_user *src_user,
+				       struct mail_user *dst_user,
+				       struct mailbox_migrate_db *db,
+				       const char *dest_name, bool with_seen,
+				       bool record_raise,
+				       const char **error_r)
+{
+	struct mailbox_migrate_pass pass;
+	struct mailbox_migrate_pass_result result;
+	struct mailbox_migrate_pass_settings set;
+	ARRAY_TYPE(pass_src_box) boxes;
+	const struct pass_src_box *sb;
+	struct mailbox_migrate_destination_mailbox rec;
+	struct mailbox_migrate_seen_record seen;
+	struct mailbox_status status;
+	struct mailbox_update update;
+	struct mailbox *sbox, *dbox;
+	const char *error, *dguid;
+	int ret = 0;
+
+	i_zero(&pass);
+	i_zero(&set);
+	i_zero(&result);
+	set.dest_name = dest_name;
+	pass.pool = pool_alloconly_create("mailbox-migrate raise", 512);
+	pass.src_user = src_user;
+	pass.dst_user = dst_user;
+	pass.db = db;
+	pass.set = &set;
+	pass.result = &result;
+	t_array_init(&boxes, 32);
+	if (pass_list_source(&pass, &boxes) < 0)
+		ret = -1;
+	array_foreach(&boxes, sb) {
+		sbox = pass_box_alloc(src_user, sb->vname,
+				      MAILBOX_FLAG_READONLY);
+		dbox = pass_box_alloc(dst_user, sb->vname, 0);
+		i_zero(&update);
+		if (mailbox_sync(sbox, 0) < 0 ||
+		    mailbox_get_status(sbox, STATUS_UIDNEXT |
+				       STATUS_UIDVALIDITY, &status) < 0) {
+			pass_box_failed(&pass, sbox, "Reading source mailbox");
+			ret = -1;
+		} else if ((dguid = pass_box_guid(dbox)) == NULL ||
+			   strcmp(dguid, sb->guid) != 0) {
+			/* not at the destination (yet): the pass brings it */
+		} else {
+			update.min_next_uid = status.uidnext;
+			if (with_seen &&
+			    mailbox_migrate_seen_get(db, sb->guid,
+					status.uidvalidity, &seen,
+					&error) > 0)
+				update.min_next_uid = I_MAX(
+					update.min_next_uid,
+					seen.seen_uidnext);
+			if (mailbox_update(dbox, &update) < 0) {
+				pass_box_failed(&pass, dbox,
+						"Raising UIDNEXT of");
+				ret = -1;
+			} else if (record_raise &&
+				   mailbox_migrate_destination_mailbox_get(db,
+					dest_name, sb->guid, &rec,
+					&error) > 0) {
+				rec.raised_uidnext = update.min_next_uid;
+				if (mailbox_migrate_destination_mailbox_set(db,
+						dest_name, sb->guid, &rec,
+						&error) < 0) {
+					pass_failed(&pass, MAIL_ERROR_TEMP,
+						    error);
+					ret = -1;
+				}
+			}
+		}
+		mailbox_free(&sbox);
+		mailbox_free(&dbox);
+	}
+	if (ret < 0)
+		*error_r = t_strdup(pass.error);
+	pool_unref(&pass.pool);
+	return ret;
+}

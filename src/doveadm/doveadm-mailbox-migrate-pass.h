@@ -1,0 +1,88 @@
+#ifndef DOVEADM_MAILBOX_MIGRATE_PASS_H
+#define DOVEADM_MAILBOX_MIGRATE_PASS_H
+
+struct mail_user;
+struct mailbox_migrate_db;
+
+/* One pass of a user's mail from the source (the user's own mail
+   location) to a destination mail location: the pass engine shared by
+   migration and the cutover.
+
+   The first pass, --full, and any pass whose journal can't prove that it
+   holds every change since the destination's checkpoint compare the two
+   sides' indexes mailbox by mailbox; the others read the journal from the
+   checkpoint and touch only the mailboxes and messages it names. Either
+   way the pass merges: what the destination got on its own (mail, flag
+   changes, mailboxes) is kept, and a message keeps its UID unless the UID
+   rule (SPEC, "The cutover") says it must move to the top. */
+
+struct mailbox_migrate_pass_counts {
+	unsigned int copied;
+	unsigned int expunged;
+	unsigned int flag_changes;
+	unsigned int reassigned;
+};
+
+struct mailbox_migrate_pass_settings {
+	/* The destination's expanded location; names its checkpoint. */
+	const char *dest_name;
+	/* Mailbox name patterns (-m); NULL or empty means all. A pass
+	   limited to some mailboxes doesn't move the checkpoint. */
+	const char *const *mailbox_patterns;
+	/* Compare in full even if the journal is complete. */
+	bool full;
+	/* Decide and count, write nothing. */
+	bool dry_run;
+	/* Nothing writes to the source any more (cutover final pass): the
+	   pass may record that it has every source UID below UIDNEXT. */
+	bool source_quiet;
+	/* Also raise each destination mailbox's UIDNEXT to the source's
+	   seen UIDNEXT (cutover step g). */
+	bool raise_to_seen;
+
+	/* Called for each mailbox the pass touched. */
+	void (*mailbox_done)(void *context, const char *vname,
+			     const struct mailbox_migrate_pass_counts *counts,
+			     double secs);
+	void *context;
+};
+
+struct mailbox_migrate_pass_result {
+	struct mailbox_migrate_pass_counts total;
+	unsigned int mailboxes_touched;
+	unsigned int mailboxes_failed;
+	/* The pass compared in full, and why. */
+	bool full;
+	const char *full_reason;
+	/* Journal seq the destination has now taken. */
+	uint64_t checkpoint_seq;
+};
+
+/* Run one pass from src_user to dst_user (the same account opened on the
+   destination location, with dsyncing set so that the mail plugin does not
+   journal the pass' own writes). db is the source's state file opened for
+   writing; dst_db the destination's (for its seen UIDNEXT), may be NULL.
+   Returns 0 if every selected mailbox was brought over, -1 if something
+   failed: then *error_r says what and *mail_error_r its kind, the
+   checkpoint is not moved, and a rerun converges. */
+int mailbox_migrate_pass_run(struct mail_user *src_user,
+			     struct mail_user *dst_user,
+			     struct mailbox_migrate_db *db,
+			     struct mailbox_migrate_db *dst_db,
+			     const struct mailbox_migrate_pass_settings *set,
+			     struct mailbox_migrate_pass_result *result_r,
+			     enum mail_error *mail_error_r,
+			     const char **error_r);
+
+/* Raise every destination mailbox's UIDNEXT to at least the source's
+   current UIDNEXT (and its seen UIDNEXT when with_seen), and record the
+   value as the mailbox's raised_uidnext when record_raise. Returns 0 or
+   -1 with *error_r set. */
+int mailbox_migrate_pass_raise_uidnext(struct mail_user *src_user,
+				       struct mail_user *dst_user,
+				       struct mailbox_migrate_db *db,
+				       const char *dest_name, bool with_seen,
+				       bool record_raise,
+				       const char **error_r);
+
+#endif
