@@ -13,6 +13,7 @@
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
+#include "mailbox-list-private.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-journal-verify.h"
@@ -865,6 +866,9 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		update.min_next_uid = I_MAX(update.min_next_uid,
 					    st.src_seen_uidnext);
 	update.min_highest_modseq = st.src_highest_modseq;
+	/* nothing a pass brings is \Recent to the destination's clients */
+	update.min_first_recent_uid = I_MAX(update.min_next_uid,
+					    st.dst_status.uidnext);
 	if (mailbox_update(dbox, &update) < 0 ||
 	    mailbox_sync(dbox, 0) < 0 ||
 	    pass_box_status(dbox, &st.dst_status, &st.dst_highest_modseq) < 0) {
@@ -1034,8 +1038,17 @@ static int
 pass_subscription(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		  struct mailbox *dbox)
 {
-	bool subscribed = mailbox_is_subscribed(sbox);
+	bool subscribed;
 
+	if (mailbox_list_iter_subscriptions_refresh(
+			mailbox_get_namespace(sbox)->list) < 0 ||
+	    mailbox_list_iter_subscriptions_refresh(
+			mailbox_get_namespace(dbox)->list) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, "Reading subscriptions "
+			    "failed");
+		return -1;
+	}
+	subscribed = mailbox_is_subscribed(sbox);
 	if (mailbox_is_subscribed(dbox) == subscribed || pass->set->dry_run)
 		return 0;
 	if (mailbox_set_subscribed(dbox, subscribed) < 0) {
