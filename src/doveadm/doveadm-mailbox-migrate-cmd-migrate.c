@@ -10,6 +10,7 @@
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mail-storage-service.h"
+#include "mail-storage-settings.h"
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
 #include "mailbox-migrate-settings.h"
@@ -188,9 +189,11 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	struct mailbox_migrate_pass_settings set;
 	struct mailbox_migrate_pass_result result;
 	enum mail_error mail_error;
+	struct timeval start, end;
 	const char *error;
 	int ret;
 
+	i_gettimeofday(&start);
 	i_zero(&set);
 	set.dest_name = ctx->dest_name;
 	if (array_count(&ctx->mailboxes) > 0) {
@@ -225,7 +228,9 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 		doveadm_print_num(result.total.expunged);
 		doveadm_print_num(result.total.flag_changes);
 		doveadm_print_num(result.total.reassigned);
-		doveadm_print("");
+		i_gettimeofday(&end);
+		doveadm_print(t_strdup_printf("%.3f",
+			timeval_diff_usecs(&end, &start) / 1e6));
 	}
 	if (ret < 0) {
 		i_error("Pass to %s failed: %s", ctx->dest_name, error);
@@ -329,7 +334,8 @@ static void migrate_kick_source(struct migrate_cmd_context *ctx)
 		argv[0] = t_strdup(exe);
 	}
 	status = migrate_run_program(argv);
-	if (status != 0) {
+	/* DOVEADM_EX_NOTFOUND: the user had no sessions */
+	if (status != 0 && status != DOVEADM_EX_NOTFOUND) {
 		i_warning("doveadm kick %s exited with %d: sessions on the "
 			  "source end by themselves", ctx->user->username,
 			  status);
@@ -368,6 +374,32 @@ static void migrate_wait_quiet(struct migrate_cmd_context *ctx)
 			break;
 		}
 	}
+}
+
+/* Tell the destination's own state file where the user came from, so that
+   `status` run once the userdb points there still knows. */
+static void migrate_mark_destination(struct migrate_cmd_context *ctx)
+{
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *path, *error;
+
+	if (mailbox_migrate_settings_get_db_path(ctx->dst_user, &path,
+						 &error) < 0 ||
+	    strcmp(path, ctx->src_db_path) == 0)
+		return;
+	if (mailbox_migrate_db_open(path, 0, ctx->mctx.set->lock_timeout_msecs,
+				    &db, &code, &error) < 0) {
+		i_warning("Can't record the migration in %s: %s", path, error);
+		return;
+	}
+	if (mailbox_migrate_db_meta_set(db, "migrated_from",
+			mail_user_set_get_storage_set(ctx->user)->mail_location,
+			&error) < 0 ||
+	    mailbox_migrate_db_meta_set(db, "migrated_at",
+			dec2str(ioloop_time), &error) < 0)
+		i_warning("Can't record the migration in %s: %s", path, error);
+	mailbox_migrate_db_close(&db);
 }
 
 static const char *const cutover_steps[] = {
@@ -471,6 +503,7 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 	}
 	if (migrate_set_phase(ctx, MAILBOX_MIGRATE_PHASE_DONE) < 0)
 		return -1;
+	migrate_mark_destination(ctx);
 	i_info("Cutover of %s to %s done", ctx->user->username,
 	       ctx->dest_name);
 	return 0;

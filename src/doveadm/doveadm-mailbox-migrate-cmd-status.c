@@ -86,6 +86,24 @@ cmd_mailbox_migrate_status_run(struct doveadm_mail_cmd_context *_ctx,
 		if (dest->last_pass > newest)
 			newest = dest->last_pass;
 	}
+	if (ctx->mctx.db != NULL && array_count(&dests) == 0 && ret == 0) {
+		const char *from, *at;
+		struct mailbox_migrate_destination here;
+
+		/* the user lives here now: migrated from elsewhere */
+		if (mailbox_migrate_db_meta_get(ctx->mctx.db, "migrated_from",
+						&from, &error) > 0 &&
+		    mailbox_migrate_db_meta_get(ctx->mctx.db, "migrated_at",
+						&at, &error) > 0) {
+			i_zero(&here);
+			here.name = t_strdup_printf("(here, from %s)", from);
+			here.phase = MAILBOX_MIGRATE_PHASE_DONE;
+			if (str_to_time(at, &here.last_pass) < 0)
+				here.last_pass = 0;
+			status_print(ctx, &here, 0);
+			newest = here.last_pass;
+		}
+	}
 	if (want != NULL && newest == 0 && ret == 0) {
 		struct mailbox_migrate_destination none;
 

@@ -18,10 +18,13 @@ import smtplib
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 
 DOVECOT = "/usr/sbin/dovecot"
+SWITCH_USERDB = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "switch-userdb.py")
 DOVEADM = "/usr/bin/doveadm"
 HOST = "127.0.0.1"
 PASSWORD = "secret"
@@ -65,7 +68,7 @@ class DoveadmError(Exception):
 class Dovecot:
     def __init__(self, users=("alice", "bob"), mail_location=None,
                  plugin_settings=None, plugin=True, name="mmtest",
-                 mail_fsync="never"):
+                 mail_fsync="never", user_mail=None):
         self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
         os.chmod(self.root, 0o755)
         self.users = list(users)
@@ -73,6 +76,8 @@ class Dovecot:
         self.plugin = plugin
         self.plugin_settings = dict(plugin_settings or {})
         self.mail_fsync = mail_fsync
+        # per-user mail location in the userdb (what a cutover switches)
+        self.user_mail = dict(user_mail or {})
         self.imap_port = free_port()
         self.pop3_port = free_port()
         self.lmtp_port = free_port()
@@ -93,9 +98,12 @@ class Dovecot:
     def write_passwd(self):
         with open(self.passwd, "w") as f:
             for user in self.users:
-                f.write("%s:{PLAIN}%s:%d:%d::%s::\n" % (
+                extra = ""
+                if user in self.user_mail:
+                    extra = "userdb_mail=%s" % self.user_mail[user]
+                f.write("%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
                     user, PASSWORD, self.pw.pw_uid, self.pw.pw_gid,
-                    self.home(user)))
+                    self.home(user), extra))
                 os.makedirs(self.home(user), exist_ok=True)
                 os.chown(self.home(user), self.pw.pw_uid, self.pw.pw_gid)
 
@@ -299,6 +307,36 @@ plugin {{
             return override.replace("%u", user).replace("~", self.home(user))
         return os.path.join(self.home(user), "Maildir",
                             "mailbox-migrate.db")
+
+    def switch_command(self, location):
+        """A --switch-command that points the user's userdb entry at
+        location (the user name is appended by mailbox-migrate)."""
+        return "%s %s %s %s" % (
+            sys.executable, SWITCH_USERDB, self.passwd, location)
+
+    def migrate(self, user, destination, *options, check=True):
+        """doveadm mailbox-migrate; returns the process (rows in json)."""
+        return self.doveadm("mailbox-migrate", "-u", user, *options,
+                            destination, check=check, fmt="json")
+
+    def snapshot(self, user, location=None):
+        """What clients and POP3 see of every mailbox of the user, through
+        doveadm: {mailbox: (status, [messages])}; \\Recent left out (it
+        is per session)."""
+        opts = ["-o", "mail_location=%s" % location] if location else []
+        boxes = {}
+        for row in self.doveadm_json(
+                *opts, "mailbox", "status", "-u", user,
+                "guid uidvalidity uidnext messages", "*"):
+            mails = self.doveadm_json(
+                *opts, "fetch", "-u", user,
+                "uid guid flags date.received date.saved pop3.uidl",
+                "mailbox", row["mailbox"])
+            for m in mails:
+                m["flags"] = " ".join(sorted(
+                    f for f in m["flags"].split() if f != "\\Recent"))
+            boxes[row["mailbox"]] = (row, mails)
+        return boxes
 
     def chown_to_mail_user(self, path):
         os.chown(path, self.pw.pw_uid, self.pw.pw_gid)
