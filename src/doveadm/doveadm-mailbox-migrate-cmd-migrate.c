@@ -35,6 +35,7 @@ struct migrate_cmd_context {
 	ARRAY_TYPE(const_string) mailboxes;
 	const char *switch_command;
 	bool full, dry_run, cutover;
+	bool dest_missing;
 
 	/* per user */
 	struct mail_user *user, *dst_user;
@@ -108,7 +109,7 @@ static int migrate_init_dest_user(struct migrate_cmd_context *ctx,
 				  struct mail_user *user)
 {
 	struct setting_parser_context *set_parser;
-	const char *location, *error;
+	const char *location, *error, *root;
 	int ret;
 
 	location = mailbox_migrate_cmd_expand(user, ctx->destination);
@@ -136,6 +137,17 @@ static int migrate_init_dest_user(struct migrate_cmd_context *ctx,
 	ctx->dst_user->dsyncing = TRUE;
 	if (migrate_check_paths(user, ctx->dst_user) < 0)
 		return -1;
+	ctx->dest_missing = FALSE;
+	if (mailbox_list_get_root_path(ctx->dst_user->namespaces->list,
+				       MAILBOX_LIST_PATH_TYPE_MAILBOX,
+				       &root) && access(root, F_OK) < 0) {
+		if (errno != ENOENT) {
+			i_error("Destination %s: access(%s) failed: %m",
+				location, root);
+			return -1;
+		}
+		ctx->dest_missing = TRUE;
+	}
 	return 0;
 }
 
@@ -203,6 +215,7 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	}
 	set.full = ctx->full;
 	set.dry_run = ctx->dry_run;
+	set.dest_missing = ctx->dest_missing;
 	set.source_quiet = source_quiet;
 	set.raise_to_seen = raise_to_seen;
 	set.mailbox_done = quiet_output ? NULL : migrate_print_row;

@@ -17,6 +17,7 @@
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-journal-verify.h"
+#include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-destination.h"
 #include "doveadm-mailbox-migrate-pass.h"
@@ -41,6 +42,7 @@ ARRAY_DEFINE_TYPE(pass_mail, struct pass_mail);
 struct pass_box_changes;
 HASH_TABLE_DEFINE_TYPE(pass_changes, const char *, struct pass_box_changes *);
 ARRAY_DEFINE_TYPE(pass_box_changes, struct pass_box_changes *);
+HASH_TABLE_DEFINE_TYPE(pass_names, const char *, void *);
 
 /* What the journal says changed in one mailbox since the checkpoint. */
 struct pass_box_changes {
@@ -51,6 +53,7 @@ struct pass_box_changes {
 	ARRAY_TYPE(uint32_t) expunged;
 	ARRAY_TYPE(const_string) expunged_guids;
 	bool mailbox_changed, subscription_changed, deleted;
+	bool seen_on_source;
 	/* UIDVALIDITY changed, or something else only a full comparison
 	   of the mailbox can settle */
 	bool compare_full;
@@ -741,6 +744,7 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 {
 	const char *vname = mailbox_get_vname(sbox);
 	struct pass_box_state st;
+	struct mailbox_migrate_index_ext_header lost;
 	struct pass_box_plan plan;
 	struct mailbox_migrate_seen_record seen;
 	ARRAY_TYPE(pass_mail) src_mails, dst_mails;
@@ -753,7 +757,10 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 
 	i_zero(&st);
 	st.guid = guid;
-	if (mailbox_sync(sbox, 0) < 0) {
+	/* per-message modseqs on the source let the next pass prove from
+	   the index alone that the journal has every change */
+	if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
+	    mailbox_sync(sbox, 0) < 0) {
 		pass_box_failed(pass, sbox, "Syncing source mailbox");
 		return -1;
 	}
@@ -766,6 +773,7 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		pass_box_failed(pass, sbox, "Reading source mailbox");
 		return -1;
 	}
+	mailbox_migrate_index_ext_get(sbox, &lost);
 	if (pass_box_status(dbox, &st.dst_status, &st.dst_highest_modseq) < 0) {
 		pass_box_failed(pass, dbox, "Reading destination mailbox");
 		return -1;
@@ -884,6 +892,7 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	st.rec.uidvalidity = st.src_status.uidvalidity;
 	st.rec.src_modseq = st.src_highest_modseq;
 	st.rec.dst_modseq = st.dst_highest_modseq;
+	st.rec.lost_count = lost.lost_count;
 	if (mailbox_migrate_destination_mailbox_set(pass->db,
 			pass->set->dest_name, guid, &st.rec, &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
@@ -1034,28 +1043,94 @@ pass_dest_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	return 1;
 }
 
-static int
-pass_subscription(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
-		  struct mailbox *dbox)
+static int pass_subscribed_names(struct mailbox_migrate_pass *pass,
+				 struct mail_user *user,
+				 HASH_TABLE_TYPE(pass_names) *names)
 {
-	bool subscribed;
+	static const char *const patterns[] = { "*", NULL };
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
 
-	if (mailbox_list_iter_subscriptions_refresh(
-			mailbox_get_namespace(sbox)->list) < 0 ||
-	    mailbox_list_iter_subscriptions_refresh(
-			mailbox_get_namespace(dbox)->list) < 0) {
-		pass_failed(pass, MAIL_ERROR_TEMP, "Reading subscriptions "
+	iter = mailbox_list_iter_init_namespaces(user->namespaces, patterns,
+			MAIL_NAMESPACE_TYPE_PRIVATE,
+			MAILBOX_LIST_ITER_SELECT_SUBSCRIBED |
+			MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL)
+		hash_table_update(*names, t_strdup(info->vname), POINTER_CAST(1));
+	if (mailbox_list_iter_deinit(&iter) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, "Listing subscriptions "
 			    "failed");
 		return -1;
 	}
-	subscribed = mailbox_is_subscribed(sbox);
-	if (mailbox_is_subscribed(dbox) == subscribed || pass->set->dry_run)
-		return 0;
-	if (mailbox_set_subscribed(dbox, subscribed) < 0) {
-		pass_box_failed(pass, dbox, "Subscribing");
-		return -1;
-	}
 	return 0;
+}
+
+static void pass_set_subscribed(struct mailbox_migrate_pass *pass,
+				const char *vname, bool set)
+{
+	struct mailbox *box;
+
+	if (pass->set->dry_run)
+		return;
+	box = pass_box_alloc(pass->dst_user, vname, 0);
+	if (mailbox_set_subscribed(box, set) < 0)
+		pass_box_failed(pass, box, set ? "Subscribing" :
+				"Unsubscribing");
+	mailbox_free(&box);
+}
+
+/* Subscriptions are names, not mailboxes (they may name none): bring over
+   the state of the given names (journal), or (changed_names == NULL, a
+   full comparison) every source subscription, and drop destination
+   subscriptions of source mailboxes the source has not subscribed;
+   subscriptions made on the destination to other names are kept. */
+static void pass_subscriptions(struct mailbox_migrate_pass *pass,
+			       const ARRAY_TYPE(const_string) *changed_names,
+			       HASH_TABLE_TYPE(pass_names) src_boxes)
+{
+	HASH_TABLE_TYPE(pass_names) src, dst;
+	struct hash_iterate_context *iter;
+	const char *const *namep, *name;
+	void *value;
+	bool want, have;
+
+	hash_table_create(&src, pool_datastack_create(), 0, str_hash, strcmp);
+	hash_table_create(&dst, pool_datastack_create(), 0, str_hash, strcmp);
+	if (pass_subscribed_names(pass, pass->src_user, &src) < 0 ||
+	    pass_subscribed_names(pass, pass->dst_user, &dst) < 0) {
+		hash_table_destroy(&src);
+		hash_table_destroy(&dst);
+		return;
+	}
+	if (changed_names != NULL) {
+		array_foreach(changed_names, namep) {
+			if (!pass_box_selected(pass, *namep))
+				continue;
+			want = hash_table_lookup(src, *namep) != NULL;
+			have = hash_table_lookup(dst, *namep) != NULL;
+			if (want != have)
+				pass_set_subscribed(pass, *namep, want);
+		}
+	} else {
+		iter = hash_table_iterate_init(src);
+		while (hash_table_iterate(iter, src, &name, &value)) {
+			if (pass_box_selected(pass, name) &&
+			    hash_table_lookup(dst, name) == NULL)
+				pass_set_subscribed(pass, name, TRUE);
+		}
+		hash_table_iterate_deinit(&iter);
+		iter = hash_table_iterate_init(dst);
+		while (hash_table_iterate(iter, dst, &name, &value)) {
+			if (pass_box_selected(pass, name) &&
+			    hash_table_lookup(src, name) == NULL &&
+			    hash_table_is_created(src_boxes) &&
+			    hash_table_lookup(src_boxes, name) != NULL)
+				pass_set_subscribed(pass, name, FALSE);
+		}
+		hash_table_iterate_deinit(&iter);
+	}
+	hash_table_destroy(&src);
+	hash_table_destroy(&dst);
 }
 
 /* One source mailbox: make sure the destination has it, then bring its
@@ -1071,7 +1146,12 @@ pass_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 
 	i_zero(&counts);
 	i_gettimeofday(&start);
-	ret = pass_dest_box(pass, sbox, guid, &dbox);
+	if (pass->set->dry_run && pass->set->dest_missing) {
+		dbox = NULL;
+		ret = 1;
+	} else {
+		ret = pass_dest_box(pass, sbox, guid, &dbox);
+	}
 	if (ret < 0) {
 		pass->result->mailboxes_failed++;
 		return;
@@ -1090,8 +1170,8 @@ pass_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		mailbox_free(&dbox);
 		return;
 	}
-	(void)pass_subscription(pass, sbox, dbox);
-	mailbox_free(&dbox);
+	if (dbox != NULL)
+		mailbox_free(&dbox);
 
 	i_gettimeofday(&end);
 	pass->result->total.copied += counts.copied;
@@ -1226,6 +1306,7 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 	const struct pass_src_box *sb;
 	struct mailbox *sbox;
 	HASH_TABLE(const char *, void *) src_guids;
+	HASH_TABLE_TYPE(pass_names) src_names;
 
 	t_array_init(&boxes, 32);
 	if (pass_list_source(pass, &boxes) < 0)
@@ -1233,9 +1314,12 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 	array_sort(&boxes, pass_src_box_cmp);
 	hash_table_create(&src_guids, pool_datastack_create(), 0,
 			  str_hash, strcmp);
+	hash_table_create(&src_names, pool_datastack_create(), 0,
+			  str_hash, strcmp);
 	pass->boxes_total = array_count(&boxes);
 	array_foreach(&boxes, sb) {
 		hash_table_update(src_guids, sb->guid, POINTER_CAST(1));
+		hash_table_update(src_names, sb->vname, POINTER_CAST(1));
 		pass->boxes_done++;
 		if (!pass_box_selected(pass, sb->vname))
 			continue;
@@ -1249,7 +1333,7 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 	}
 
 	/* mailboxes an earlier pass brought that the source no longer has */
-	if (pass->globs == NULL) {
+	if (pass->globs == NULL && !pass->set->dest_missing) {
 		struct mailbox_list_iterate_context *iter;
 		const struct mailbox_info *info;
 		static const char *const patterns[] = { "*", NULL };
@@ -1280,6 +1364,8 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 		array_foreach(&gone, guidp)
 			pass_delete_box(pass, *guidp);
 	}
+	pass_subscriptions(pass, NULL, src_names);
+	hash_table_destroy(&src_names);
 	hash_table_destroy(&src_guids);
 }
 
@@ -1303,50 +1389,47 @@ pass_changes_get(pool_t pool, HASH_TABLE_TYPE(pass_changes) *hash,
 	return ch;
 }
 
-/* Open the source mailbox the journal knows by GUID. Returns 1 and the
-   mailbox, 0 if the source no longer has it, -1 on error. */
-static int pass_src_box_by_guid(struct mailbox_migrate_pass *pass,
-				const char *guid, struct mailbox **box_r)
+/* One source mailbox in a journal pass: changes (NULL if the journal has
+   none for it) are taken if the index proves the journal complete for it
+   since this destination's last pass; otherwise it is compared in full. */
+static void
+pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
+		 const char *guid, uint64_t checkpoint_seq,
+		 struct pass_box_changes *changes, pool_t pool)
 {
-	struct mailbox_migrate_journal_mailbox known;
-	struct mailbox *box;
-	guid_128_t guid_128;
-	const char *error, *box_guid;
+	struct mailbox_migrate_destination_mailbox rec;
+	const char *error, *reason = NULL;
 	int ret;
 
-	ret = mailbox_migrate_journal_get_mailbox(pass->db, guid, &known,
-						  &error);
+	ret = mailbox_migrate_destination_mailbox_get(pass->db,
+			pass->set->dest_name, guid, &rec, &error);
 	if (ret < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
-		return -1;
+		pass->result->mailboxes_failed++;
+		return;
 	}
-	if (ret > 0 && !known.deleted && known.name[0] != '\0') {
-		box = pass_box_alloc(pass->src_user, known.name,
-				     MAILBOX_FLAG_READONLY);
-		box_guid = pass_box_guid(box);
-		if (box_guid != NULL && strcmp(box_guid, guid) == 0) {
-			*box_r = box;
-			return 1;
-		}
-		mailbox_free(&box);
+	if (ret == 0)
+		reason = "not at the destination yet";
+	else if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
+		 mailbox_sync(sbox, 0) < 0 ||
+		 (ret = mailbox_migrate_journal_verify_since(pass->db, sbox,
+				guid, rec.uidvalidity, rec.src_modseq,
+				checkpoint_seq, rec.lost_count, &reason,
+				&error)) < 0) {
+		pass_box_failed(pass, sbox, "Reading source mailbox");
+		pass->result->mailboxes_failed++;
+		return;
 	}
-	if (guid_128_from_string(guid, guid_128) < 0)
-		return 0;
-	box = mailbox_alloc_guid(pass->src_user->namespaces->list, guid_128,
-				 MAILBOX_FLAG_READONLY);
-	if (mailbox_open(box) < 0) {
-		enum mail_error error_code;
-
-		(void)mailbox_get_last_internal_error(box, &error_code);
-		mailbox_free(&box);
-		if (error_code == MAIL_ERROR_NOTFOUND)
-			return 0;
-		pass_failed(pass, error_code, t_strdup_printf(
-			"Opening source mailbox %s failed", guid));
-		return -1;
+	if (reason != NULL) {
+		i_info("%s: comparing in full: %s", mailbox_get_vname(sbox),
+		       reason);
+		if (changes == NULL)
+			changes = p_new(pool, struct pass_box_changes, 1);
+		changes->compare_full = TRUE;
 	}
-	*box_r = box;
-	return 1;
+	if (changes == NULL)
+		return;
+	pass_box(pass, sbox, guid, changes);
 }
 
 /* Returns 0, or -1 if the journal can't be used (then compare in full). */
@@ -1357,9 +1440,12 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	struct mailbox_migrate_journal_iter *iter;
 	const struct mailbox_migrate_journal_entry *e;
 	HASH_TABLE_TYPE(pass_changes) hash;
+	HASH_TABLE_TYPE(pass_names) no_names;
 	ARRAY_TYPE(pass_box_changes) order;
+	ARRAY_TYPE(const_string) sub_names;
 	struct pass_box_changes *ch, *const *chp;
-	struct mailbox_migrate_journal_completeness completeness;
+	ARRAY_TYPE(pass_src_box) boxes;
+	const struct pass_src_box *sb;
 	struct mailbox *sbox;
 	const char *error;
 	pool_t pool;
@@ -1368,6 +1454,7 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	pool = pool_alloconly_create("mailbox-migrate journal changes", 4096);
 	hash_table_create(&hash, pool, 0, str_hash, strcmp);
 	p_array_init(&order, pool, 16);
+	p_array_init(&sub_names, pool, 4);
 	iter = mailbox_migrate_journal_iter_init(pass->db, since_seq, NULL);
 	while (mailbox_migrate_journal_iter_next(iter, &e)) {
 		if (e->seq > until_seq)
@@ -1401,6 +1488,10 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_RENAME:
 			ch->mailbox_changed = TRUE;
 			ch->deleted = FALSE;
+			if (e->name != NULL) {
+				const char *name = p_strdup(pool, e->name);
+				array_push_back(&sub_names, &name);
+			}
 			break;
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE:
 			ch->deleted = TRUE;
@@ -1408,6 +1499,10 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_SUBSCRIBE:
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_UNSUBSCRIBE:
 			ch->subscription_changed = TRUE;
+			if (e->name != NULL) {
+				const char *name = p_strdup(pool, e->name);
+				array_push_back(&sub_names, &name);
+			}
 			break;
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE:
 			ch->compare_full = TRUE;
@@ -1427,47 +1522,48 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 		return ret == -1 ? -1 : 0;
 	}
 
-	pass->boxes_total = array_count(&order);
-	array_foreach(&order, chp) {
-		ch = *chp;
+	/* every source mailbox: those with journal entries are brought over
+	   from them; for each the index proves (or not) that the journal
+	   has all its changes since this destination last had it, which
+	   also catches changes made without the plugin */
+	t_array_init(&boxes, 32);
+	if (pass_list_source(pass, &boxes) < 0) {
+		hash_table_destroy(&hash);
+		pool_unref(&pool);
+		return 0;
+	}
+	array_sort(&boxes, pass_src_box_cmp);
+	pass->boxes_total = array_count(&boxes);
+	array_foreach(&boxes, sb) {
 		pass->boxes_done++;
-		if (ch->guid[0] == '\0')
+		ch = hash_table_lookup(hash, sb->guid);
+		if (ch != NULL)
+			ch->seen_on_source = TRUE;
+		if (!pass_box_selected(pass, sb->vname))
 			continue;
-		ret = pass_src_box_by_guid(pass, ch->guid, &sbox);
-		if (ret < 0) {
-			pass->result->mailboxes_failed++;
-			continue;
-		}
-		if (ret == 0) {
-			if (pass->globs == NULL) T_BEGIN {
-				pass_delete_box(pass, ch->guid);
-			} T_END;
-			continue;
-		}
-		if (!pass_box_selected(pass, mailbox_get_vname(sbox))) {
-			mailbox_free(&sbox);
-			continue;
-		}
+		sbox = pass_box_alloc(pass->src_user, sb->vname,
+				      MAILBOX_FLAG_READONLY);
 		T_BEGIN {
-			/* prove, from the mailbox's index, that the journal
-			   has every change of it */
-			i_zero(&completeness);
-			if (mailbox_sync(sbox, 0) == 0 &&
-			    mailbox_migrate_journal_verify_mailbox(pass->db,
-					sbox, ch->guid, until_seq,
-					&completeness, &error) == 0 &&
-			    completeness.incomplete_since != 0 &&
-			    completeness.incomplete_since <= until_seq) {
-				i_info("%s: comparing in full: %s",
-				       mailbox_get_vname(sbox),
-				       completeness.reason);
-				ch->compare_full = TRUE;
-			}
-			pass_box(pass, sbox, ch->guid, ch);
+			pass_journal_box(pass, sbox, sb->guid, since_seq, ch,
+					 pool);
 		} T_END;
 		mailbox_free(&sbox);
 		pass_progress(pass);
 	}
+	/* mailboxes the journal names that the source no longer has */
+	array_foreach(&order, chp) {
+		ch = *chp;
+		if (ch->guid[0] == '\0' || ch->seen_on_source ||
+		    pass->globs != NULL)
+			continue;
+		T_BEGIN {
+			pass_delete_box(pass, ch->guid);
+		} T_END;
+	}
+	if (array_count(&sub_names) > 0) T_BEGIN {
+		i_zero(&no_names);
+		pass_subscriptions(pass, &sub_names, no_names);
+	} T_END;
 	hash_table_destroy(&hash);
 	pool_unref(&pool);
 	return 0;

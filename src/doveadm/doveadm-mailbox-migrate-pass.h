@@ -33,6 +33,9 @@ struct mailbox_migrate_pass_settings {
 	bool full;
 	/* Decide and count, write nothing. */
 	bool dry_run;
+	/* The destination doesn't exist yet: a dry run must not open it
+	   (that would create INBOX there). */
+	bool dest_missing;
 	/* Nothing writes to the source any more (cutover final pass): the
 	   pass may record that it has every source UID below UIDNEXT. */
 	bool source_quiet;

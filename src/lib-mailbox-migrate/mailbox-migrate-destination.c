@@ -99,6 +99,7 @@ int mailbox_migrate_destination_mailbox_get(struct mailbox_migrate_db *db,
 	rec_r->src_modseq = (uint64_t)sqlite3_column_int64(stmt, 2);
 	rec_r->dst_modseq = (uint64_t)sqlite3_column_int64(stmt, 3);
 	rec_r->raised_uidnext = (uint32_t)sqlite3_column_int64(stmt, 4);
+	rec_r->lost_count = (uint32_t)sqlite3_column_int64(stmt, 5);
 	(void)sqlite3_reset(stmt);
 	return 1;
 }
@@ -121,6 +122,7 @@ int mailbox_migrate_destination_mailbox_set(struct mailbox_migrate_db *db,
 	(void)sqlite3_bind_int64(stmt, 5, (sqlite3_int64)rec->src_modseq);
 	(void)sqlite3_bind_int64(stmt, 6, (sqlite3_int64)rec->dst_modseq);
 	(void)sqlite3_bind_int64(stmt, 7, rec->raised_uidnext);
+	(void)sqlite3_bind_int64(stmt, 8, rec->lost_count);
 	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
 }
 

@@ -40,6 +40,9 @@ struct mailbox_migrate_destination_mailbox {
 	/* What the cutover raised the destination's UIDNEXT to before the
 	   switch, 0 if it hasn't. */
 	uint32_t raised_uidnext;
+	/* The source mailbox's count of commits that could not be journaled
+	   (its index extension), as of that pass. */
+	uint32_t lost_count;
 };
 
 /* Returns 1 and the destination if known, 0 if not, -1 on error. Strings

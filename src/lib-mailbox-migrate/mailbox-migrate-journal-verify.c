@@ -157,3 +157,45 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		mailbox_migrate_journal_set_incomplete(result, last_seq, reason);
 	return 0;
 }
+
+int mailbox_migrate_journal_verify_since(struct mailbox_migrate_db *db,
+		struct mailbox *box, const char *mailbox_guid,
+		uint32_t uidvalidity, uint64_t since_modseq,
+		uint64_t since_seq, uint32_t lost_acked,
+		const char **reason_r, const char **error_r)
+{
+	struct mailbox_migrate_journal_mailbox known;
+	struct mailbox_migrate_index_ext_header lost;
+	struct mailbox_status status;
+
+	*reason_r = NULL;
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
+			       &status) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	if (status.uidvalidity != uidvalidity) {
+		*reason_r = "UIDVALIDITY changed";
+		return 0;
+	}
+	mailbox_migrate_index_ext_get(box, &lost);
+	if (lost.lost_count > lost_acked) {
+		*reason_r = t_strdup_printf("%u commit(s) could not be "
+			"journaled", lost.lost_count - lost_acked);
+		return 0;
+	}
+	if (status.highest_modseq <= since_modseq)
+		return 1;
+	i_zero(&known);
+	known.witness_modseq = since_modseq;
+	known.witness_seq = since_seq;
+	if (mailbox_migrate_verify_expunges(db, box, mailbox_guid, &known,
+					    uidvalidity, reason_r,
+					    error_r) < 0)
+		return -1;
+	if (*reason_r == NULL &&
+	    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
+				&known, uidvalidity, reason_r, error_r) < 0)
+		return -1;
+	return *reason_r == NULL ? 1 : 0;
+}

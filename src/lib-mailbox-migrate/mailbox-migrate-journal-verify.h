@@ -19,4 +19,16 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		struct mailbox_migrate_journal_completeness *result,
 		const char **error_r);
 
+/* The same proof for one reader (a destination): every change the index
+   shows above since_modseq (the mailbox's highest modseq when the reader
+   last had it all) must have a journal entry after since_seq (the reader's
+   checkpoint); no more lost commits than lost_acked; the same
+   UIDVALIDITY. Index only, no message file. Returns 1 if proven, 0 if not
+   (*reason_r says why), -1 on error. */
+int mailbox_migrate_journal_verify_since(struct mailbox_migrate_db *db,
+		struct mailbox *box, const char *mailbox_guid,
+		uint32_t uidvalidity, uint64_t since_modseq,
+		uint64_t since_seq, uint32_t lost_acked,
+		const char **reason_r, const char **error_r);
+
 #endif

@@ -67,7 +67,9 @@ static const char mailbox_migrate_sql_schema_v1[] =
    modseq at the end of that pass, so a full comparison tells which side
    changed a message's flags since. raised_uidnext: the UIDNEXT the
    cutover raised the destination mailbox to before the switch; mail the
-   destination got after the switch lies at or above it. */
+   destination got after the switch lies at or above it. lost_count: the
+   source mailbox's count of commits the plugin could not journal, as of
+   that pass. */
 static const char mailbox_migrate_sql_schema_v2[] =
 "CREATE TABLE destination_mailbox (\n"
 "  destination TEXT NOT NULL,\n"
@@ -77,6 +79,7 @@ static const char mailbox_migrate_sql_schema_v2[] =
 "  src_modseq INTEGER NOT NULL DEFAULT 0,\n"
 "  dst_modseq INTEGER NOT NULL DEFAULT 0,\n"
 "  raised_uidnext INTEGER NOT NULL DEFAULT 0,\n"
+"  lost_count INTEGER NOT NULL DEFAULT 0,\n"
 "  PRIMARY KEY (destination, mailbox_guid)\n"
 ");\n";
 
@@ -186,17 +189,18 @@ const char mailbox_migrate_sql_destination_set[] =
 	"last_pass = excluded.last_pass, phase = excluded.phase";
 const char mailbox_migrate_sql_destination_mailbox_get[] =
 	"SELECT uidvalidity, src_uidnext, src_modseq, dst_modseq, "
-	"raised_uidnext FROM destination_mailbox "
+	"raised_uidnext, lost_count FROM destination_mailbox "
 	"WHERE destination = ?1 AND mailbox_guid = ?2";
 const char mailbox_migrate_sql_destination_mailbox_set[] =
 	"INSERT INTO destination_mailbox (destination, mailbox_guid, "
-	"uidvalidity, src_uidnext, src_modseq, dst_modseq, raised_uidnext) "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+	"uidvalidity, src_uidnext, src_modseq, dst_modseq, raised_uidnext, "
+	"lost_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
 	"ON CONFLICT (destination, mailbox_guid) DO UPDATE SET "
 	"uidvalidity = excluded.uidvalidity, "
 	"src_uidnext = excluded.src_uidnext, "
 	"src_modseq = excluded.src_modseq, dst_modseq = excluded.dst_modseq, "
-	"raised_uidnext = excluded.raised_uidnext";
+	"raised_uidnext = excluded.raised_uidnext, "
+	"lost_count = excluded.lost_count";
 const char mailbox_migrate_sql_destination_mailbox_delete[] =
 	"DELETE FROM destination_mailbox "
 	"WHERE destination = ?1 AND mailbox_guid = ?2";
