@@ -36,12 +36,14 @@ struct migrate_cmd_context {
 	const char *switch_command;
 	bool full, dry_run, cutover;
 	bool dest_missing;
+	/* ctx->user is ours to free (a resumed cutover's source) */
+	bool src_user_owned;
 
 	/* per user */
 	struct mail_user *user, *dst_user;
 	const char *dest_name;
 	struct mailbox_migrate_db *db, *dst_db;
-	const char *src_db_path;
+	const char *src_db_path, *dst_db_path;
 };
 
 static void migrate_print_row(void *context, const char *vname,
@@ -65,8 +67,9 @@ static bool path_is_inside(const char *path, const char *dir)
 		(path[len] == '/' || path[len] == '\0');
 }
 
-/* Destination equal to or inside the source (or the source inside it):
-   a pass would copy the mail onto itself. */
+/* Returns 1 if both users' mail is in the same place, -1 if the
+   destination is inside the source or the other way round (or the two
+   can't be combined), 0 if they are apart. */
 static int migrate_check_paths(struct mail_user *user,
 			       struct mail_user *dst_user)
 {
@@ -77,6 +80,7 @@ static int migrate_check_paths(struct mail_user *user,
 	struct mail_namespace *ns, *dns;
 	const char *src, *dst;
 	unsigned int i;
+	bool same = TRUE;
 
 	ns = mail_namespace_find_inbox(user->namespaces);
 	dns = mail_namespace_find_inbox(dst_user->namespaces);
@@ -94,49 +98,118 @@ static int migrate_check_paths(struct mail_user *user,
 		if (!mailbox_list_get_root_path(ns->list, types[i], &src) ||
 		    !mailbox_list_get_root_path(dns->list, types[i], &dst))
 			continue;
+		if (strcmp(src, dst) == 0)
+			continue;
+		same = FALSE;
 		if (path_is_inside(dst, src) || path_is_inside(src, dst)) {
-			i_error("Destination %s is %s the source %s",
-				dst, strcmp(src, dst) == 0 ? "the same as" :
+			i_error("Destination %s is %s the source %s", dst,
 				path_is_inside(dst, src) ? "inside" :
 				"a parent of", src);
 			return -1;
 		}
 	}
+	return same ? 1 : 0;
+}
+
+/* A second mail user of the account being worked on, at location. */
+static int migrate_user_at(struct migrate_cmd_context *ctx,
+			   const char *location, struct mail_user **user_r)
+{
+	struct setting_parser_context *set_parser;
+	const char *error;
+
+	set_parser = mail_storage_service_user_get_settings_parser(
+				ctx->mctx.ctx.cur_service_user);
+	if (settings_parse_keyvalue(set_parser, "mail_location",
+				    location) < 0) {
+		i_error("Invalid mail location %s: %s", location,
+			settings_parser_get_error(set_parser));
+		return -1;
+	}
+	if (mail_storage_service_next(ctx->mctx.ctx.storage_service,
+				      ctx->mctx.ctx.cur_service_user,
+				      user_r, &error) < 0) {
+		i_error("Mail location %s: %s", location, error);
+		return -1;
+	}
+	/* the mail plugin loaded for this user must not journal the pass'
+	   own writes nor count them as seen by a client */
+	(*user_r)->dsyncing = TRUE;
 	return 0;
 }
 
-static int migrate_init_dest_user(struct migrate_cmd_context *ctx,
-				  struct mail_user *user)
+/* The source of a cutover that was interrupted after the switch, when
+   the userdb already names the destination. Returns 1 and the location,
+   0 if there is none, -1 on error. */
+static int migrate_find_cutover_source(struct migrate_cmd_context *ctx,
+				       struct mail_user *user,
+				       const char **location_r)
 {
-	struct setting_parser_context *set_parser;
-	const char *location, *error, *root;
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *path, *error;
+	int ret;
+
+	if (mailbox_migrate_settings_get_db_path(user, &path, &error) < 0)
+		return 0;
+	ret = mailbox_migrate_db_open(path,
+				      MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
+				      ctx->mctx.set->lock_timeout_msecs, &db,
+				      &code, &error);
+	if (ret <= 0)
+		return ret;
+	ret = mailbox_migrate_db_meta_get(db, "cutover_from", location_r,
+					  &error);
+	if (ret > 0)
+		*location_r = t_strdup(*location_r);
+	mailbox_migrate_db_close(&db);
+	if (ret > 0 && (*location_r)[0] == '\0')
+		ret = 0;
+	return ret;
+}
+
+static int migrate_init_users(struct migrate_cmd_context *ctx,
+			      struct mail_user *user)
+{
+	struct mail_user *other, *src_user;
+	const char *location, *from, *root;
 	int ret;
 
 	location = mailbox_migrate_cmd_expand(user, ctx->destination);
 	if (location == NULL)
 		return -1;
 	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
-	set_parser = mail_storage_service_user_get_settings_parser(
-				ctx->mctx.ctx.cur_service_user);
-	if (settings_parse_keyvalue(set_parser, "mail_location",
-				    location) < 0) {
-		i_error("Invalid destination %s: %s", location,
-			settings_parser_get_error(set_parser));
+	if (migrate_user_at(ctx, location, &other) < 0)
 		return -1;
-	}
-	ret = mail_storage_service_next(ctx->mctx.ctx.storage_service,
-					ctx->mctx.ctx.cur_service_user,
-					&ctx->dst_user, &error);
-	/* the next user of -A gets its own mail_location again */
+	ret = migrate_check_paths(user, other);
 	if (ret < 0) {
-		i_error("Destination %s: %s", location, error);
+		mail_user_deinit(&other);
 		return -1;
 	}
-	/* the mail plugin loaded for the destination must not journal the
-	   pass' own writes nor count them as seen by a client */
-	ctx->dst_user->dsyncing = TRUE;
-	if (migrate_check_paths(user, ctx->dst_user) < 0)
-		return -1;
+	ctx->user = user;
+	ctx->dst_user = other;
+	if (ret > 0) {
+		mail_user_deinit(&ctx->dst_user);
+		ret = migrate_find_cutover_source(ctx, user, &from);
+		if (ret <= 0) {
+			if (ret == 0) {
+				i_error("Destination %s is the same as the "
+					"source", location);
+			}
+			return -1;
+		}
+		/* the cutover switched the userdb, then died: the source
+		   is where it came from */
+		i_info("The userdb already points at %s: finishing the "
+		       "cutover from %s", location, from);
+		if (migrate_user_at(ctx, from, &src_user) < 0)
+			return -1;
+		user->dsyncing = TRUE;
+		ctx->user = src_user;
+		ctx->dst_user = user;
+		ctx->src_user_owned = TRUE;
+	}
+
 	ctx->dest_missing = FALSE;
 	if (mailbox_list_get_root_path(ctx->dst_user->namespaces->list,
 				       MAILBOX_LIST_PATH_TYPE_MAILBOX,
@@ -151,13 +224,33 @@ static int migrate_init_dest_user(struct migrate_cmd_context *ctx,
 	return 0;
 }
 
+/* The destination's state file, for the seen UIDNEXT its clients have
+   been shown; it appears once the first session or the cutover's hold
+   made it, so every pass looks again. */
+static int migrate_open_dst_db(struct migrate_cmd_context *ctx)
+{
+	enum mailbox_migrate_db_error code;
+	const char *error;
+
+	if (ctx->dst_db != NULL || ctx->dst_db_path == NULL)
+		return 0;
+	if (mailbox_migrate_db_open(ctx->dst_db_path,
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
+				    ctx->mctx.set->lock_timeout_msecs,
+				    &ctx->dst_db, &code, &error) < 0) {
+		i_error("Can't read the destination's state file: %s (%s)",
+			error, mailbox_migrate_db_error_name(code));
+		return -1;
+	}
+	return 0;
+}
+
 static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 			    struct mail_user *user)
 {
 	const struct mailbox_migrate_settings *set = ctx->mctx.set;
 	enum mailbox_migrate_db_error code;
 	const char *path, *dst_path, *error;
-	int ret;
 
 	if (mailbox_migrate_settings_get_db_path(user, &path, &error) < 0) {
 		i_error("%s", error);
@@ -183,16 +276,8 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 			  path);
 		return 0;
 	}
-	ret = mailbox_migrate_db_open(dst_path,
-				      MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
-				      set->lock_timeout_msecs, &ctx->dst_db,
-				      &code, &error);
-	if (ret < 0) {
-		i_error("Can't read the destination's state file: %s (%s)",
-			error, mailbox_migrate_db_error_name(code));
-		return -1;
-	}
-	return 0;
+	ctx->dst_db_path = p_strdup(ctx->mctx.ctx.pool, dst_path);
+	return migrate_open_dst_db(ctx);
 }
 
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
@@ -206,6 +291,10 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	int ret;
 
 	i_gettimeofday(&start);
+	if (migrate_open_dst_db(ctx) < 0) {
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
 	i_zero(&set);
 	set.dest_name = ctx->dest_name;
 	if (array_count(&ctx->mailboxes) > 0) {
@@ -389,30 +478,43 @@ static void migrate_wait_quiet(struct migrate_cmd_context *ctx)
 	}
 }
 
-/* Tell the destination's own state file where the user came from, so that
-   `status` run once the userdb points there still knows. */
-static void migrate_mark_destination(struct migrate_cmd_context *ctx)
+/* Write meta keys into the destination's own state file: where a cutover
+   comes from (so that a rerun after the switch finds the source), and
+   once done, where the user was migrated from (for `status` run there). */
+static int migrate_dest_meta_set(struct migrate_cmd_context *ctx,
+				 const char *const *keys_values)
 {
 	struct mailbox_migrate_db *db;
 	enum mailbox_migrate_db_error code;
 	const char *path, *error;
+	unsigned int i;
+	int ret = 0;
 
 	if (mailbox_migrate_settings_get_db_path(ctx->dst_user, &path,
 						 &error) < 0 ||
 	    strcmp(path, ctx->src_db_path) == 0)
-		return;
+		return 0;
 	if (mailbox_migrate_db_open(path, 0, ctx->mctx.set->lock_timeout_msecs,
 				    &db, &code, &error) < 0) {
-		i_warning("Can't record the migration in %s: %s", path, error);
-		return;
+		i_error("Can't write the destination's state file %s: %s",
+			path, error);
+		return -1;
 	}
-	if (mailbox_migrate_db_meta_set(db, "migrated_from",
-			mail_user_set_get_storage_set(ctx->user)->mail_location,
-			&error) < 0 ||
-	    mailbox_migrate_db_meta_set(db, "migrated_at",
-			dec2str(ioloop_time), &error) < 0)
-		i_warning("Can't record the migration in %s: %s", path, error);
+	for (i = 0; keys_values[i] != NULL && ret == 0; i += 2) {
+		if (mailbox_migrate_db_meta_set(db, keys_values[i],
+				keys_values[i + 1], &error) < 0) {
+			i_error("Can't write the destination's state file "
+				"%s: %s", path, error);
+			ret = -1;
+		}
+	}
 	mailbox_migrate_db_close(&db);
+	return ret;
+}
+
+static const char *migrate_source_location(struct migrate_cmd_context *ctx)
+{
+	return mail_user_set_get_storage_set(ctx->user)->mail_location;
 }
 
 static const char *const cutover_steps[] = {
@@ -457,7 +559,13 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 					60, &error) < 0) {
 				i_error("Can't hold sessions: %s", error);
 				ret = -1;
+				break;
 			}
+			const char *hold_meta[] = {
+				"cutover_from", migrate_source_location(ctx),
+				NULL
+			};
+			ret = migrate_dest_meta_set(ctx, hold_meta);
 			break;
 		case 1:
 			/* b. a pass while the source is live, then c. raise
@@ -516,7 +624,15 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 	}
 	if (migrate_set_phase(ctx, MAILBOX_MIGRATE_PHASE_DONE) < 0)
 		return -1;
-	migrate_mark_destination(ctx);
+	const char *done_meta[] = {
+		"migrated_from", migrate_source_location(ctx),
+		"migrated_at", dec2str(ioloop_time),
+		"cutover_from", "",
+		NULL
+	};
+	if (migrate_dest_meta_set(ctx, done_meta) < 0)
+		i_warning("status run on the destination won't show where "
+			  "the user came from");
 	i_info("Cutover of %s to %s done", ctx->user->username,
 	       ctx->dest_name);
 	return 0;
@@ -534,10 +650,11 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_PARAMS);
 		return -1;
 	}
-	if (migrate_init_dest_user(ctx, user) < 0) {
+	if (migrate_init_users(ctx, user) < 0) {
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_PARAMS);
 		return -1;
 	}
+	user = ctx->user;
 	if (migrate_open_dbs(ctx, user) < 0) {
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
 		return -1;
@@ -590,8 +707,14 @@ cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
 	ret = migrate_user(ctx, user);
 	mailbox_migrate_db_close(&ctx->db);
 	mailbox_migrate_db_close(&ctx->dst_db);
-	if (ctx->dst_user != NULL)
+	ctx->dst_db_path = NULL;
+	if (ctx->src_user_owned) {
+		mail_user_deinit(&ctx->user);
+		ctx->dst_user = NULL;
+		ctx->src_user_owned = FALSE;
+	} else if (ctx->dst_user != NULL) {
 		mail_user_deinit(&ctx->dst_user);
+	}
 	ctx->user = NULL;
 	ctx->mctx.set = NULL;
 	return ret;

@@ -875,8 +875,9 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 					    st.src_seen_uidnext);
 	update.min_highest_modseq = st.src_highest_modseq;
 	/* nothing a pass brings is \Recent to the destination's clients */
-	update.min_first_recent_uid = I_MAX(update.min_next_uid,
-					    st.dst_status.uidnext);
+	update.min_next_uid = I_MAX(update.min_next_uid,
+				    st.dst_status.uidnext);
+	update.min_first_recent_uid = update.min_next_uid;
 	if (mailbox_update(dbox, &update) < 0 ||
 	    mailbox_sync(dbox, 0) < 0 ||
 	    pass_box_status(dbox, &st.dst_status, &st.dst_highest_modseq) < 0) {
