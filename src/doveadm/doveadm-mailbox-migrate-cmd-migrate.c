@@ -4,6 +4,9 @@
 #include "array.h"
 #include "ioloop.h"
 #include "str.h"
+#include "strescape.h"
+#include "istream.h"
+#include "write-full.h"
 #include "time-util.h"
 #include "settings-parser.h"
 #include "master-service.h"
@@ -28,6 +31,13 @@
 #define CUTOVER_QUIET_MSECS 1000
 #define CUTOVER_POLL_MSECS 100
 
+struct migrate_worker {
+	pid_t pid;
+	const char *username;
+	/* unlinked temporary file the worker writes its rows to */
+	int rows_fd;
+};
+
 struct migrate_cmd_context {
 	struct mailbox_migrate_cmd_context mctx;
 
@@ -39,6 +49,12 @@ struct migrate_cmd_context {
 	/* ctx->user is ours to free (a resumed cutover's source) */
 	bool src_user_owned;
 
+	/* -A/-F: users run in up to `workers` child processes at once */
+	unsigned int workers;
+	ARRAY(struct migrate_worker) running;
+	/* in a worker: where its rows go */
+	int rows_fd;
+
 	/* per user */
 	struct mail_user *user, *dst_user;
 	const char *dest_name;
@@ -46,17 +62,37 @@ struct migrate_cmd_context {
 	const char *src_db_path, *dst_db_path;
 };
 
-static void migrate_print_row(void *context, const char *vname,
-			      const struct mailbox_migrate_pass_counts *counts,
-			      double secs)
+/* A row of the table: printed, or in a worker process written to the
+   rows file the parent prints from. */
+static void migrate_emit_row(struct migrate_cmd_context *ctx,
+			     const char *vname,
+			     const struct mailbox_migrate_pass_counts *counts,
+			     double secs)
 {
-	(void)context;
+	const char *line;
+
+	if (ctx->rows_fd != -1) {
+		line = t_strdup_printf("%s\t%u\t%u\t%u\t%u\t%.3f\n",
+				       str_tabescape(vname), counts->copied,
+				       counts->expunged, counts->flag_changes,
+				       counts->reassigned, secs);
+		if (write_full(ctx->rows_fd, line, strlen(line)) < 0)
+			i_error("write(rows file) failed: %m");
+		return;
+	}
 	doveadm_print(vname);
 	doveadm_print_num(counts->copied);
 	doveadm_print_num(counts->expunged);
 	doveadm_print_num(counts->flag_changes);
 	doveadm_print_num(counts->reassigned);
 	doveadm_print(t_strdup_printf("%.3f", secs));
+}
+
+static void migrate_print_row(void *context, const char *vname,
+			      const struct mailbox_migrate_pass_counts *counts,
+			      double secs)
+{
+	migrate_emit_row(context, vname, counts, secs);
 }
 
 static bool path_is_inside(const char *path, const char *dir)
@@ -325,14 +361,9 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 		       result.full ? ")" : "");
 	}
 	if (!quiet_output) {
-		doveadm_print("(total)");
-		doveadm_print_num(result.total.copied);
-		doveadm_print_num(result.total.expunged);
-		doveadm_print_num(result.total.flag_changes);
-		doveadm_print_num(result.total.reassigned);
 		i_gettimeofday(&end);
-		doveadm_print(t_strdup_printf("%.3f",
-			timeval_diff_usecs(&end, &start) / 1e6));
+		migrate_emit_row(ctx, "(total)", &result.total,
+				 timeval_diff_usecs(&end, &start) / 1e6);
 	}
 	if (ret < 0) {
 		i_error("Pass to %s failed: %s", ctx->dest_name, error);
@@ -695,12 +726,9 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 	return ret;
 }
 
-static int
-cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
-			struct mail_user *user)
+static int migrate_run_user(struct migrate_cmd_context *ctx,
+			    struct mail_user *user)
 {
-	struct migrate_cmd_context *ctx =
-		(struct migrate_cmd_context *)_ctx;
 	int ret;
 
 	ctx->user = user;
@@ -718,6 +746,123 @@ cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
 	ctx->user = NULL;
 	ctx->mctx.set = NULL;
 	return ret;
+}
+
+/* Print a finished worker's rows and take its exit code. */
+static void migrate_worker_finish(struct migrate_cmd_context *ctx,
+				  struct migrate_worker *worker, int status)
+{
+	struct istream *input;
+	const char *line, *const *fields;
+	int code;
+
+	if (lseek(worker->rows_fd, 0, SEEK_SET) < 0)
+		i_error("lseek(rows file) failed: %m");
+	input = i_stream_create_fd(worker->rows_fd, 65536);
+	doveadm_print_sticky("username", worker->username);
+	while ((line = i_stream_read_next_line(input)) != NULL) {
+		fields = t_strsplit_tabescaped(line);
+		if (str_array_length(fields) != 6)
+			continue;
+		doveadm_print(fields[0]);
+		doveadm_print(fields[1]);
+		doveadm_print(fields[2]);
+		doveadm_print(fields[3]);
+		doveadm_print(fields[4]);
+		doveadm_print(fields[5]);
+	}
+	i_stream_destroy(&input);
+	i_close_fd(&worker->rows_fd);
+
+	code = WIFEXITED(status) ? WEXITSTATUS(status) : EX_SOFTWARE;
+	if (!WIFEXITED(status)) {
+		i_error("Worker for %s died with signal %d", worker->username,
+			WTERMSIG(status));
+	}
+	if (code != 0 && ctx->mctx.ctx.exit_code == 0)
+		ctx->mctx.ctx.exit_code = code;
+}
+
+/* Wait for one worker (any, or the given pid) to end. */
+static void migrate_wait_worker(struct migrate_cmd_context *ctx)
+{
+	struct migrate_worker *worker;
+	unsigned int i, count;
+	int status;
+	pid_t pid;
+
+	pid = waitpid(-1, &status, 0);
+	if (pid < 0) {
+		if (errno != EINTR && errno != ECHILD)
+			i_error("waitpid() failed: %m");
+		if (errno == ECHILD)
+			array_clear(&ctx->running);
+		return;
+	}
+	worker = array_get_modifiable(&ctx->running, &count);
+	for (i = 0; i < count; i++) {
+		if (worker[i].pid == pid) {
+			migrate_worker_finish(ctx, &worker[i], status);
+			array_delete(&ctx->running, i, 1);
+			return;
+		}
+	}
+}
+
+static int
+cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
+			struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		(struct migrate_cmd_context *)_ctx;
+	struct migrate_worker *worker;
+	char path[] = "/tmp/mailbox-migrate-rows.XXXXXX";
+	int fd, ret;
+	pid_t pid;
+
+	if (_ctx->iterate_single_user || ctx->workers <= 1)
+		return migrate_run_user(ctx, user);
+
+	/* one process per user, at most `workers` at once; a failing user
+	   doesn't stop the others, the exit code tells */
+	while (array_count(&ctx->running) >= ctx->workers)
+		migrate_wait_worker(ctx);
+	fd = mkstemp(path);
+	if (fd == -1) {
+		i_error("mkstemp(%s) failed: %m", path);
+		return migrate_run_user(ctx, user);
+	}
+	i_unlink(path);
+	pid = fork();
+	if (pid < 0) {
+		i_error("fork() failed: %m");
+		i_close_fd(&fd);
+		return migrate_run_user(ctx, user);
+	}
+	if (pid == 0) {
+		ctx->rows_fd = fd;
+		array_clear(&ctx->running);
+		ret = migrate_run_user(ctx, user);
+		if (ret < 0 && _ctx->exit_code == 0)
+			_ctx->exit_code = EX_TEMPFAIL;
+		_exit(_ctx->exit_code);
+	}
+	worker = array_append_space(&ctx->running);
+	worker->pid = pid;
+	worker->username = p_strdup(_ctx->pool, user->username);
+	worker->rows_fd = fd;
+	return 0;
+}
+
+static void cmd_mailbox_migrate_deinit(struct doveadm_mail_cmd_context *_ctx)
+{
+	struct migrate_cmd_context *ctx =
+		(struct migrate_cmd_context *)_ctx;
+	unsigned int n = 0;
+
+	/* bounded: each wait reaps one of them */
+	while (array_count(&ctx->running) > 0 && n++ < 100000)
+		migrate_wait_worker(ctx);
 }
 
 static bool
@@ -754,6 +899,7 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 			 const char *const args[])
 {
 	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+	const char *value;
 
 	if (args[0] == NULL || args[1] != NULL)
 		doveadm_mail_help_name("mailbox-migrate");
@@ -769,6 +915,13 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 	}
 	if (ctx->switch_command != NULL && !ctx->cutover)
 		i_fatal_status(EX_USAGE, "--switch-command needs --cutover");
+	value = doveadm_plugin_getenv("mailbox_migrate_workers");
+	if (value == NULL || value[0] == '\0' ||
+	    str_to_uint(value, &ctx->workers) < 0 || ctx->workers == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		ctx->workers = cpus > 0 ? (unsigned int)cpus : 1;
+	}
 	if (ctx->cutover && array_count(&ctx->mailboxes) > 0)
 		i_fatal_status(EX_USAGE, "--cutover moves the whole user: "
 			       "it can't be combined with -m");
@@ -794,6 +947,9 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
 	ctx->mctx.ctx.v.parse_arg = cmd_mailbox_migrate_parse_arg;
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_init;
 	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_run;
+	ctx->mctx.ctx.v.deinit = cmd_mailbox_migrate_deinit;
+	ctx->rows_fd = -1;
+	p_array_init(&ctx->running, ctx->mctx.ctx.pool, 8);
 	/* the switch command and doveadm kick run with doveadm's own
 	   privileges; the pass with the mail user's */
 	ctx->mctx.ctx.service_flags |=

@@ -343,3 +343,35 @@ def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
                     "sdbox:%s/alice" % mnt)
     finally:
         subprocess.run(["umount", "-l", mnt], check=False)
+
+
+def test_all_users_in_parallel_workers(make_dovecot):
+    """-A runs users in worker processes; one failing user doesn't stop the
+    others, and the exit code says something failed."""
+    users = ["u%d" % i for i in range(5)]
+    d = make_dovecot(users=users, mail_location="maildir:~/Maildir",
+                     plugin_settings={"mailbox_migrate_workers": "2"})
+    for u in users:
+        for i in range(3):
+            d.deliver(u, make_message("%s %d" % (u, i)))
+    # u3's destination has a mailbox INBOX of its own, with mail
+    dst = "sdbox:~/dest"
+    subprocess.run(["/usr/bin/doveadm", "-c", d.config, "-o",
+                    "mail_location=%s" % dst, "save", "-u", "u3", "-m",
+                    "INBOX"], input=make_message("in the way"), check=True)
+    p = d.doveadm("-f", "json", "mailbox-migrate", "-A", dst, check=False)
+    assert p.returncode != 0
+    assert "u3" in p.stderr and "another GUID" in p.stderr
+    rows = __import__("json").loads(p.stdout)
+    totals = {r["username"]: r for r in rows if r["mailbox"] == "(total)"}
+    for u in users:
+        assert totals[u]["copied"] == (3 if u != "u3" else 0), totals
+    for u in users:
+        if u == "u3":
+            continue
+        assert_same(d, u, "maildir:~/Maildir", dst)
+    # status of everyone, with the age histogram on stderr
+    p = d.doveadm("-f", "json", "mailbox-migrate", "status", "-A")
+    st = __import__("json").loads(p.stdout)
+    assert {r["username"] for r in st} == set(users) - {"u3"}
+    assert "age of last pass" in p.stderr
