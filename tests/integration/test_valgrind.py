@@ -65,3 +65,28 @@ def test_sessions_and_commands_under_valgrind(maildir_dovecot):
         make_message("third"))
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "no"
+
+
+def test_migration_and_cutover_under_valgrind(make_dovecot):
+    src, dst = "maildir:~/Maildir", "sdbox:~/sdbox"
+    d = make_dovecot(mail_location=src, user_mail={"alice": src},
+                     plugin_settings={"mailbox_migrate_workers": "2"})
+    for i in range(5):
+        d.deliver("alice", make_message("m%d" % i))
+        d.deliver("bob", make_message("m%d" % i))
+    run(["/usr/lib/dovecot/dovecot-lda", "-c", d.config, "-d", "alice"],
+        make_message("lda"))
+    base = [DOVEADM, "-c", d.config, "mailbox-migrate"]
+    out = run(base + ["-u", "alice", dst])
+    assert "(total)" in out
+    run([DOVEADM, "-c", d.config, "exec", "imap", "-u", "alice"],
+        IMAP_SESSION)
+    out = run(base + ["-u", "alice", "--full", dst])
+    out = run(base + ["-u", "alice", dst])
+    out = run(base + ["-A", "--dry-run", dst])
+    out = run(base + ["status", "-A"])
+    assert "alice" in out
+    out = run(base + ["-u", "alice", "--cutover", "--switch-command",
+                      d.switch_command(dst), dst])
+    assert d.snapshot("alice")["INBOX"][0]["messages"] == \
+        d.snapshot("alice", src)["INBOX"][0]["messages"]
