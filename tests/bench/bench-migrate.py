@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""doveadm mailbox-migrate against dsync (doveadm backup, one process per
+user) and rsync -a, on the same generated spool in the same run: a first
+pass, a no-change pass, and a pass after 1% of the messages changed (new,
+flagged, expunged). Prints a table; not a test.
+
+The spool: USERS users x MESSAGES maildir messages, sizes skewed the way
+real spools are (most a few KB, a few of hundreds of KB), in INBOX and
+three folders, written straight into Maildir/cur and indexed by Dovecot.
+Both Dovecot-side tools write sdbox (a format change, so neither gets
+maildir hard links); rsync copies the maildir as it is.
+
+Usage (as root, after scripts/build.sh):
+  tests/bench/bench-migrate.py [--users 50] [--messages 2000] [--workers N]
+                               [--keep]
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from mmtest import DOVEADM, Dovecot, clean_env, make_message  # noqa: E402
+
+FOLDERS = [("INBOX", 0.6), ("Archive", 0.2), ("Sent", 0.1),
+           ("Lists/dev", 0.1)]
+
+
+def message_size(rnd):
+    # lognormal around 5 KB, capped: mean about 20 KB
+    return int(min(2_000_000, rnd.lognormvariate(8.6, 1.3)))
+
+
+def generate(d, users, per_user, seed):
+    rnd = random.Random(seed)
+    total = 0
+    uid, gid = d.pw.pw_uid, d.pw.pw_gid
+    for u in users:
+        home = d.home(u)
+        for folder, share in FOLDERS:
+            if folder == "INBOX":
+                path = os.path.join(home, "Maildir")
+            else:
+                path = os.path.join(home, "Maildir",
+                                    "." + folder.replace("/", "."))
+            for sub in ("cur", "new", "tmp"):
+                os.makedirs(os.path.join(path, sub), exist_ok=True)
+            count = int(per_user * share)
+            now = int(time.time()) - 86400 * 30
+            for i in range(count):
+                body = make_message("%s %s %d" % (u, folder, i),
+                                    size=message_size(rnd))
+                name = "%d.M%dP%d.bench,S=%d:2,%s" % (
+                    now + i, i, os.getpid(), len(body),
+                    "S" if rnd.random() < 0.7 else "")
+                with open(os.path.join(path, "cur", name), "wb") as f:
+                    f.write(body)
+                total += len(body)
+        subprocess.run(["chown", "-R", "%d:%d" % (uid, gid), home],
+                       check=True)
+        with open(os.path.join(home, "Maildir", "subscriptions"), "w") as f:
+            f.write("Archive\nSent\nLists/dev\n")
+        os.chown(os.path.join(home, "Maildir", "subscriptions"), uid, gid)
+        # let Dovecot index the spool (reads directories, not files)
+        d.doveadm("mailbox", "status", "-u", u, "messages", "*")
+    return total
+
+
+def run_timed(cmd, env=None):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=env or clean_env())
+    secs = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit("%s failed (%d): %s" % (" ".join(cmd[:6]), proc.returncode,
+                                         proc.stderr[-2000:]))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime -
+                                                 before.ru_stime)
+    return secs, cpu, after.ru_maxrss
+
+
+def ours(d, dest, workers):
+    return run_timed([DOVEADM, "-c", d.config, "-o",
+                      "plugin/mailbox_migrate_workers=%d" % workers,
+                      "mailbox-migrate", "-A", dest])
+
+
+def dsync(d, users, root, workers):
+    # dsync doesn't expand %u in a destination: one process per user,
+    # as many at once as our workers
+    script = ("%s -c %s backup -u \"$1\" sdbox:%s/\"$1\"" %
+              (DOVEADM, d.config, root))
+    return run_timed(["sh", "-c", "printf '%%s\\n' %s | xargs -P %d -n 1 "
+                      "sh -c '%s' sh" % (" ".join(users), workers, script)])
+
+
+def rsync(src_root, dest_root):
+    return run_timed(["rsync", "-a", src_root + "/", dest_root + "/"])
+
+
+def change_one_percent(d, users, per_user, seed):
+    """1% of each user's messages: a third new (LMTP), a third flagged,
+    a third expunged (IMAP), all through Dovecot so the journal sees
+    them."""
+    rnd = random.Random(seed)
+    n = max(3, per_user // 100)
+    lmtp = d.lmtp()
+    for u in users:
+        for i in range(n // 3):
+            lmtp.sendmail("s@example.com", [u],
+                          make_message("new %d" % i, size=message_size(rnd)))
+        c = d.imap(u)
+        count = int(c.select("INBOX")[1][0])
+        seqs = rnd.sample(range(1, count + 1), 2 * (n // 3))
+        flag = ",".join(str(s) for s in seqs[:n // 3])
+        gone = ",".join(str(s) for s in seqs[n // 3:])
+        c.store(flag, "+FLAGS", "(\\Flagged)")
+        c.store(gone, "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+    lmtp.quit()
+    return n // 3 * 3
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+
+    users = ["user%03d" % i for i in range(args.users)]
+    d = Dovecot(users=users, mail_location="maildir:~/Maildir",
+                name="mmbench", mail_fsync="optimized")
+    d.start()
+    out = os.path.join(d.root, "out")
+    os.makedirs(out)
+    os.chown(out, d.pw.pw_uid, d.pw.pw_gid)
+    try:
+        t0 = time.perf_counter()
+        size = generate(d, users, args.messages, args.seed)
+        print("spool: %d users x %d messages, %.2f GB, generated in "
+              "%.0f s" % (args.users, args.messages, size / 1e9,
+                          time.perf_counter() - t0), flush=True)
+        homes = os.path.join(d.root, "home")
+        results = {}
+
+        def record(tool, stage, r):
+            results[(tool, stage)] = r
+            print("  %-8s %-10s %8.2f s  cpu %7.2f s" % (tool, stage, r[0],
+                                                         r[1]), flush=True)
+
+        subprocess.run(["sync"])
+        record("ours", "first", ours(d, "sdbox:%s/ours/%%u" % out,
+                                     args.workers))
+        record("dsync", "first", dsync(d, users, out + "/dsync",
+                                       args.workers))
+        record("rsync", "first", rsync(homes, out + "/rsync"))
+        for rep in range(2):
+            record("ours", "no-change", ours(d, "sdbox:%s/ours/%%u" % out,
+                                             args.workers))
+            record("dsync", "no-change", dsync(d, users, out + "/dsync",
+                                               args.workers))
+            record("rsync", "no-change", rsync(homes, out + "/rsync"))
+        changed = change_one_percent(d, users, args.messages, args.seed)
+        record("ours", "1%-change", ours(d, "sdbox:%s/ours/%%u" % out,
+                                         args.workers))
+        record("dsync", "1%-change", dsync(d, users, out + "/dsync",
+                                           args.workers))
+        record("rsync", "1%-change", rsync(homes, out + "/rsync"))
+
+        # sanity: the destination holds what the source holds
+        for u in users[:3]:
+            a = d.doveadm_json("mailbox", "status", "-u", u,
+                               "messages uidnext guid", "*")
+            b = d.doveadm_json("-o", "mail_location=sdbox:%s/ours/%s" %
+                               (out, u), "mailbox", "status", "-u", u,
+                               "messages uidnext guid", "*")
+            key = lambda r: r["mailbox"]  # noqa: E731
+            if sorted(a, key=key) != sorted(b, key=key):
+                sys.exit("destination of %s differs from its source" % u)
+        print()
+        print("%d users, %d messages each (%.2f GB), %d changed per user "
+              "in the last stage, %d workers/parallel processes, warm "
+              "cache" % (args.users, args.messages, size / 1e9, changed,
+                         args.workers))
+        print("%-10s %12s %12s %12s %14s %14s" % (
+            "stage", "ours (s)", "dsync (s)", "rsync (s)", "dsync/ours",
+            "rsync/ours"))
+        for stage in ("first", "no-change", "1%-change"):
+            o = results[("ours", stage)][0]
+            ds = results[("dsync", stage)][0]
+            rs = results[("rsync", stage)][0]
+            print("%-10s %12.2f %12.2f %12.2f %13.1fx %13.1fx" % (
+                stage, o, ds, rs, ds / o, rs / o))
+        print("(no-change: the second of two runs; max RSS of any child: "
+              "%d MB)" % (resource.getrusage(resource.RUSAGE_CHILDREN)
+                          .ru_maxrss // 1024))
+    finally:
+        if args.keep:
+            d.stop()
+            print("kept in", d.root)
+        else:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    main()
