@@ -1,17 +1,25 @@
 #!/usr/bin/python3
 """End-to-end demo: a private Dovecot on 127.0.0.1 with the plugin loaded,
-a sample spool made by real LMTP deliveries and IMAP/POP3 clients, and what
-the plugin recorded, shown with doveadm mailbox-migrate."""
+a sample spool made by real LMTP deliveries and IMAP/POP3 clients, what the
+plugin recorded, then a real migration from maildir to sdbox: a first pass,
+an incremental pass and a cutover of two users while mail keeps arriving
+and an IMAP client keeps looking, checked afterwards (nothing lost, the
+client never saw UIDNEXT go back)."""
 
+import imaplib
 import os
 import random
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests",
                                 "lib"))
-from mmtest import Dovecot, imap_utf7, make_message  # noqa: E402
+from mmtest import HOST, PASSWORD, Dovecot, imap_utf7, make_message  # noqa
 
 USERS = ("alice", "bob", "carol")
+SOURCE = "maildir:~/Maildir"
+DEST = "sdbox:~/sdbox"
 FOLDERS = ("Work", "Work/Projects 2026", "Archiv/Ünïcødé", "Lists")
 
 
@@ -24,7 +32,9 @@ def show(d, title, *args):
 
 def main():
     rnd = random.Random(2026)
-    d = Dovecot(users=USERS, name="mailbox-migrate-demo")
+    d = Dovecot(users=USERS, name="mailbox-migrate-demo",
+                user_mail={u: SOURCE for u in USERS},
+                plugin_settings={"mailbox_migrate_cutover_wait": "10s"})
     try:
         d.start()
         print("Private Dovecot on 127.0.0.1: imap %d, pop3 %d, lmtp %d "
@@ -76,9 +86,113 @@ def main():
         state = d.db_path("alice")
         print("\nState file of alice: %s (%d bytes)" % (
             state, os.path.getsize(state)))
-        return 0
+        return migrate(d)
     finally:
         d.cleanup()
+
+
+def run(d, *args):
+    print("\n$ doveadm mailbox-migrate %s" % " ".join(args))
+    proc = d.doveadm("mailbox-migrate", *args)
+    print(proc.stdout.rstrip())
+    for line in proc.stderr.splitlines():
+        if "Info:" in line and ("pass to" in line or "Cutover" in line):
+            print("  " + line.split("Info: ", 1)[1])
+    return proc
+
+
+class Load:
+    """LMTP deliveries to every user and an IMAP client on alice's INBOX
+    that records each UIDNEXT it is shown, until stopped."""
+
+    def __init__(self, d):
+        self.d = d
+        self.stop = threading.Event()
+        self.delivered = {u: [] for u in USERS}
+        self.uidnexts = []
+        self.threads = [threading.Thread(target=self.deliver, daemon=True),
+                        threading.Thread(target=self.watch, daemon=True)]
+
+    def deliver(self):
+        i = 0
+        deadline = time.monotonic() + 300
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            user = USERS[i % len(USERS)]
+            msgid = "<demo-live-%d@example.org>" % i
+            try:
+                if self.d.deliver(user, make_message(
+                        "live %d" % i, msgid=msgid)) == 250:
+                    self.delivered[user].append(msgid)
+            except OSError:
+                pass
+            i += 1
+            time.sleep(0.05)
+
+    def watch(self):
+        deadline = time.monotonic() + 300
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                c = imaplib.IMAP4(HOST, self.d.imap_port, timeout=60)
+                c.login("alice", PASSWORD)
+                c.select("INBOX")
+                self.uidnexts.append(int(c.response("UIDNEXT")[1][0]))
+                for _ in range(10):
+                    c.noop()
+                    typ, data = c.status("INBOX", "(UIDNEXT)")
+                    self.uidnexts.append(int(data[0].split(b"UIDNEXT ")[1]
+                                             .rstrip(b")")))
+                    time.sleep(0.05)
+                c.logout()
+            except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError):
+                time.sleep(0.05)  # kicked at the cutover: reconnect
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+
+def migrate(d):
+    print("\n=== Migration of all users from %s to %s ===" % (SOURCE, DEST))
+    run(d, "-A", DEST)
+    load = Load(d)
+    load.start()
+    print("\nMail is now delivered to every user continuously, and an IMAP "
+          "client keeps looking at alice's INBOX.")
+    time.sleep(2)
+    run(d, "-A", DEST)
+    for user in ("alice", "bob"):
+        run(d, "-u", user, "--cutover", "--switch-command",
+            d.switch_command(DEST), DEST)
+    time.sleep(2)
+    load.finish()
+    run(d, "status", "-A")
+    print("\n$ doveadm user -f mail alice  (the userdb now points at the "
+          "destination)")
+    print(d.doveadm("user", "-f", "mail", "alice").stdout.strip())
+
+    ok = True
+    for user in USERS:
+        rows = d.doveadm_json("fetch", "-u", user, "hdr.message-id",
+                              "mailbox", "INBOX")
+        ids = [r["hdr.message-id"].strip() for r in rows]
+        missing = [m for m in load.delivered[user] if m not in ids]
+        dups = len(ids) - len(set(ids))
+        where = d.doveadm("user", "-f", "mail", user).stdout.strip()
+        print("%s on %s: %d live deliveries, %d missing, %d duplicated" % (
+            user, where, len(load.delivered[user]), len(missing), dups))
+        ok = ok and not missing and dups == 0
+    rising = load.uidnexts == sorted(load.uidnexts)
+    print("alice's IMAP client was shown %d UIDNEXTs, from %d to %d: %s" % (
+        len(load.uidnexts), load.uidnexts[0], load.uidnexts[-1],
+        "never going back" if rising else "WENT BACK"))
+    ok = ok and rising and len(load.uidnexts) > 0
+    print("\nDemo %s." % ("succeeded" if ok else "FAILED"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
