@@ -20,6 +20,7 @@
 #include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-destination.h"
+#include "mailbox-migrate-uid-rule.h"
 #include "doveadm-mailbox-migrate-pass.h"
 
 #include <stdio.h>
@@ -43,6 +44,7 @@ struct pass_box_changes;
 HASH_TABLE_DEFINE_TYPE(pass_changes, const char *, struct pass_box_changes *);
 ARRAY_DEFINE_TYPE(pass_box_changes, struct pass_box_changes *);
 HASH_TABLE_DEFINE_TYPE(pass_names, const char *, void *);
+HASH_TABLE_DEFINE_TYPE(pass_guids, const char *, void *);
 
 /* What the journal says changed in one mailbox since the checkpoint. */
 struct pass_box_changes {
@@ -245,25 +247,43 @@ pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid)
    mails are all loaded (full comparison) they are looked up in memory;
    otherwise the destination's index is searched and the found mail is
    added to dst_mails. */
+/* Find an unpaired destination mail with the GUID. When the destination's
+   mails are all loaded (full comparison) they are looked up in guids
+   (GUID -> first index in dst_mails of a mail with it); otherwise the
+   destination's index is searched and the found mail is added to
+   dst_mails. */
 static struct pass_mail *
 pass_dst_find_guid(struct mailbox *dbox, pool_t pool, bool all_loaded,
-		   ARRAY_TYPE(pass_mail) *dst_mails, const char *guid)
+		   ARRAY_TYPE(pass_mail) *dst_mails,
+		   HASH_TABLE_TYPE(pass_guids) guids, const char *guid)
 {
 	struct mailbox_transaction_context *t;
 	struct mail_search_args *args;
 	struct mail_search_context *search;
 	struct pass_mail *m, found;
 	struct mail *mail;
+	unsigned int i, count;
 	bool have = FALSE;
+	void *value;
 
 	if (*guid == '\0')
 		return NULL;
+	if (all_loaded) {
+		if (!hash_table_lookup_full(guids, guid, &guid, &value))
+			return NULL;
+		/* the same GUID may be there more than once (dbox copies) */
+		count = array_count(dst_mails);
+		for (i = POINTER_CAST_TO(value, unsigned int); i < count; i++) {
+			m = array_idx_modifiable(dst_mails, i);
+			if (!m->paired && strcmp(m->guid, guid) == 0)
+				return m;
+		}
+		return NULL;
+	}
 	array_foreach_modifiable(dst_mails, m) {
 		if (!m->paired && strcmp(m->guid, guid) == 0)
 			return m;
 	}
-	if (all_loaded)
-		return NULL;
 
 	args = mail_search_build_init();
 	mail_search_build_add(args, SEARCH_GUID)->value.str =
@@ -285,7 +305,7 @@ pass_dst_find_guid(struct mailbox *dbox, pool_t pool, bool all_loaded,
 		return NULL;
 
 	/* keep the array sorted by UID */
-	unsigned int i, count = array_count(dst_mails);
+	count = array_count(dst_mails);
 	for (i = 0; i < count; i++) {
 		const struct pass_mail *m2 = array_idx(dst_mails, i);
 
@@ -340,47 +360,48 @@ pass_plan_flags(struct pass_box_plan *plan, const struct pass_box_state *st,
 }
 
 /* A source message the destination doesn't have: decide its UID by the
-   UID rule. */
+   UID rule. clash is the destination's different message at its UID. */
 static void
-pass_plan_copy(struct mailbox_migrate_pass *pass, struct pass_box_plan *plan,
-	       const struct pass_box_state *st, const char *vname,
-	       const struct pass_mail *s, struct pass_mail *clash)
+pass_plan_copy(struct pass_box_plan *plan, const struct pass_box_state *st,
+	       const char *vname, const struct pass_mail *s,
+	       struct pass_mail *clash)
 {
-	bool src_seen, dst_seen;
+	struct mailbox_migrate_uid_rule_input in;
 
-	if (clash != NULL) {
-		/* two different messages at one UID: the one a client was
-		   shown keeps it, if only one was; the source's message can
-		   never take it (it is below the destination's UIDNEXT) */
-		src_seen = s->uid < st->src_seen_uidnext;
-		dst_seen = clash->uid < st->dst_seen_uidnext;
-		if (!dst_seen || src_seen) {
-			array_push_back(&plan->renumber, &clash->uid);
-			clash->paired = TRUE;
-			i_info("%s: UID %u held %s on the destination and %s "
-			       "on the source: both get new UIDs",
-			       vname, s->uid, clash->guid, s->guid);
-		} else {
-			i_info("%s: UID %u held %s on the destination (shown "
-			       "to a client) and %s on the source: the "
-			       "source's message gets a new UID",
-			       vname, s->uid, clash->guid, s->guid);
-		}
-		array_push_back(&plan->copy_top, &s->uid);
-		return;
-	}
-	if (s->uid >= st->dst_status.uidnext &&
-	    s->uid >= st->dst_seen_uidnext) {
+	i_zero(&in);
+	in.uid = s->uid;
+	in.dst_has_other = clash != NULL;
+	in.dst_uidnext = st->dst_status.uidnext;
+	in.src_seen_uidnext = st->src_seen_uidnext;
+	in.dst_seen_uidnext = st->dst_seen_uidnext;
+	switch (mailbox_migrate_uid_rule(&in)) {
+	case MAILBOX_MIGRATE_UID_KEEP:
 		array_push_back(&plan->copy_keep, &s->uid);
 		return;
+	case MAILBOX_MIGRATE_UID_TOP_BOTH:
+		array_push_back(&plan->renumber, &clash->uid);
+		clash->paired = TRUE;
+		i_info("%s: UID %u held %s on the destination and %s on the "
+		       "source: both get new UIDs", vname, s->uid,
+		       clash->guid, s->guid);
+		break;
+	case MAILBOX_MIGRATE_UID_TOP:
+		if (clash != NULL) {
+			i_info("%s: UID %u held %s on the destination (shown "
+			       "to a client) and %s on the source: the "
+			       "source's message gets a new UID", vname,
+			       s->uid, clash->guid, s->guid);
+		} else {
+			i_info("%s: UID %u (%s) lies below the destination's "
+			       "%s %u: it gets a new UID", vname, s->uid,
+			       s->guid, s->uid < st->dst_seen_uidnext ?
+			       "seen UIDNEXT" : "UIDNEXT",
+			       s->uid < st->dst_seen_uidnext ?
+			       st->dst_seen_uidnext : st->dst_status.uidnext);
+		}
+		break;
 	}
-	i_info("%s: UID %u (%s) lies below the destination's %s "
-	       "%u: it gets a new UID", vname, s->uid, s->guid,
-	       s->uid < st->dst_seen_uidnext ? "seen UIDNEXT" : "UIDNEXT",
-	       s->uid < st->dst_seen_uidnext ? st->dst_seen_uidnext :
-	       st->dst_status.uidnext);
 	array_push_back(&plan->copy_top, &s->uid);
-	(void)pass;
 }
 
 static bool
@@ -398,7 +419,7 @@ pass_guid_in(const ARRAY_TYPE(pass_mail) *mails, const char *guid)
 /* Decide what to do with one mailbox. changes == NULL: full comparison,
    src_mails and dst_mails hold every mail. */
 static void
-pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
+pass_plan_box(struct mailbox *dbox,
 	      pool_t pool, const struct pass_box_state *st,
 	      const struct pass_box_changes *changes,
 	      ARRAY_TYPE(pass_mail) *src_mails,
@@ -407,8 +428,20 @@ pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
 	const char *vname = mailbox_get_vname(dbox);
 	struct pass_mail *s, *d;
 	bool full = changes == NULL;
+	HASH_TABLE_TYPE(pass_guids) dst_guids;
 	uint32_t floor;
 	unsigned int i, count;
+
+	i_zero(&dst_guids);
+	if (full) {
+		hash_table_create(&dst_guids, pool, 0, str_hash, strcmp);
+		count = array_count(dst_mails);
+		for (i = count; i > 0; i--) {
+			d = array_idx_modifiable(dst_mails, i - 1);
+			hash_table_update(dst_guids, d->guid,
+					  POINTER_CAST(i - 1));
+		}
+	}
 
 	/* pair by UID and GUID first, then by GUID alone */
 	array_foreach_modifiable(src_mails, s) {
@@ -425,9 +458,15 @@ pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
 			/* only its flags changed, and the destination doesn't
 			   have it any more: it was deleted there */
 			d = NULL;
+		} else if (s->uid >= st->dst_status.uidnext) {
+			/* the destination has never given this UID nor any
+			   above it, so it can't hold this message anywhere
+			   (a message moved to the top lies above UIDs the
+			   source had then) */
+			d = NULL;
 		} else {
 			d = pass_dst_find_guid(dbox, pool, full, dst_mails,
-					       s->guid);
+					       dst_guids, s->guid);
 		}
 		if (d != NULL) {
 			s->paired = d->paired = TRUE;
@@ -444,7 +483,7 @@ pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
 		d = pass_mails_find_uid(dst_mails, s->uid);
 		if (d != NULL && d->paired)
 			d = NULL;
-		pass_plan_copy(pass, plan, st, vname, s, d);
+		pass_plan_copy(plan, st, vname, s, d);
 	}
 
 	/* source expunges */
@@ -456,13 +495,20 @@ pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
 		/* a destination mail the source doesn't have, below what
 		   earlier passes handled, was expunged on the source; above
 		   it the destination got it by itself */
+		HASH_TABLE_TYPE(pass_guids) src_guids;
+
+		hash_table_create(&src_guids, pool, 0, str_hash, strcmp);
+		array_foreach_modifiable(src_mails, s)
+			hash_table_update(src_guids, s->guid, POINTER_CAST(1));
 		array_foreach_modifiable(dst_mails, d) {
 			if (!d->paired && d->uid < floor &&
-			    !pass_guid_in(src_mails, d->guid)) {
+			    hash_table_lookup(src_guids, d->guid) == NULL) {
 				d->paired = TRUE;
 				array_push_back(&plan->expunges, &d->uid);
 			}
 		}
+		hash_table_destroy(&src_guids);
+		hash_table_destroy(&dst_guids);
 		return;
 	}
 	count = array_count(&changes->expunged);
@@ -482,7 +528,7 @@ pass_plan_box(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
 		/* it may have been moved to another UID there */
 		if (*guid != '\0' && !pass_guid_in(src_mails, guid)) {
 			d = pass_dst_find_guid(dbox, pool, FALSE, dst_mails,
-					       guid);
+					       dst_guids, guid);
 			if (d != NULL) {
 				d->paired = TRUE;
 				array_push_back(&plan->expunges, &d->uid);
@@ -834,7 +880,7 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	}
 
 	pass_plan_init(&plan);
-	pass_plan_box(pass, dbox, pool, &st, changes, &src_mails, &dst_mails,
+	pass_plan_box(dbox, pool, &st, changes, &src_mails, &dst_mails,
 		      &plan);
 	if (pass->set->dry_run) {
 		counts->flag_changes += array_count(&plan.flag_updates);
@@ -849,15 +895,15 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 
 	ret = pass_apply_keep(pass, sbox, dbox, &src_mails, &plan, counts);
 	if (ret == 0) {
-		top = I_MAX(st.src_status.uidnext, st.src_seen_uidnext);
-		top = I_MAX(top, st.dst_seen_uidnext);
 		if (mailbox_sync(dbox, 0) < 0 ||
 		    pass_box_status(dbox, &st.dst_status,
 				    &st.dst_highest_modseq) < 0) {
 			pass_box_failed(pass, dbox, "Syncing");
 			ret = -1;
 		} else {
-			top = I_MAX(top, st.dst_status.uidnext);
+			top = mailbox_migrate_uid_rule_top(
+				st.src_status.uidnext, st.dst_status.uidnext,
+				st.src_seen_uidnext, st.dst_seen_uidnext);
 			ret = pass_apply_top(pass, sbox, dbox, &src_mails,
 					     &plan, top, counts);
 		}

@@ -86,6 +86,16 @@ def test_round_trip(make_dovecot, src, dst):
     assert summary(p) == "full"
     assert_same(d, "alice", src, dst)
     assert subscriptions(d, "alice", src) == subscriptions(d, "alice", dst)
+    # HIGHESTMODSEQ never below the source's
+    for loc_rows in [(d.doveadm_json("mailbox", "status", "-u", "alice",
+                                     "highestmodseq", "*"),
+                      d.doveadm_json("-o", "mail_location=%s" % dst,
+                                     "mailbox", "status", "-u", "alice",
+                                     "highestmodseq", "*"))]:
+        a = {r["mailbox"]: int(r["highestmodseq"]) for r in loc_rows[0]}
+        b = {r["mailbox"]: int(r["highestmodseq"]) for r in loc_rows[1]}
+        for box in a:
+            assert b[box] >= a[box], box
     # the big message's body is intact
     a = d.doveadm("fetch", "-u", "alice", "body", "mailbox", "INBOX",
                   "uid", "7", fmt="tab").stdout
