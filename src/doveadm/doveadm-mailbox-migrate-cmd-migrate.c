@@ -207,6 +207,7 @@ static int migrate_find_cutover_source(struct migrate_cmd_context *ctx,
 static int migrate_init_users(struct migrate_cmd_context *ctx,
 			      struct mail_user *user)
 {
+	struct setting_parser_context *set_parser;
 	struct mail_user *other, *src_user;
 	const char *location, *from, *root;
 	int ret;
@@ -215,6 +216,13 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	if (location == NULL)
 		return -1;
 	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
+	/* no fsync per message on the destination: the pass syncs the
+	   destination's filesystem once, before it records the checkpoint
+	   (a crash before that only makes the next pass redo the work) */
+	set_parser = mail_storage_service_user_get_settings_parser(
+				ctx->mctx.ctx.cur_service_user);
+	if (settings_parse_keyvalue(set_parser, "mail_fsync", "never") < 0)
+		i_unreached();
 	if (migrate_user_at(ctx, location, &other) < 0)
 		return -1;
 	ret = migrate_check_paths(user, other);

@@ -1,5 +1,8 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE /* syncfs() */
+#endif
 #include "lib.h"
 #include "array.h"
 #include "hash.h"
@@ -24,6 +27,8 @@
 #include "doveadm-mailbox-migrate-pass.h"
 
 #include <stdio.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 /* progress on stderr every this often once a pass runs this long */
 #define PASS_PROGRESS_INTERVAL_SECS 5
@@ -144,7 +149,10 @@ static const char *pass_box_guid(struct mailbox *box)
 {
 	struct mailbox_metadata metadata;
 
-	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
+	/* open first: Dovecot asserts on a GUID it failed to make when
+	   the mailbox can't be created (autocreated INBOX, unwritable) */
+	if (mailbox_open(box) < 0 ||
+	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
 		return NULL;
 	return guid_128_to_string(metadata.guid);
 }
@@ -1616,6 +1624,41 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	return 0;
 }
 
+/* The destination is written without an fsync per message (see
+   mail_fsync in the command); one syncfs() makes it all durable before
+   the checkpoint says it is there. */
+static void pass_sync_destination(struct mailbox_migrate_pass *pass)
+{
+	static const enum mailbox_list_path_type types[] = {
+		MAILBOX_LIST_PATH_TYPE_MAILBOX,
+		MAILBOX_LIST_PATH_TYPE_INDEX,
+	};
+	const char *path, *last = "";
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < N_ELEMENTS(types); i++) {
+		if (!mailbox_list_get_root_path(pass->dst_user->namespaces->list,
+						types[i], &path) ||
+		    strcmp(path, last) == 0)
+			continue;
+		last = path;
+		fd = open(path, O_RDONLY);
+		if (fd == -1) {
+			if (errno == ENOENT)
+				continue;
+			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
+				"open(%s) failed: %m", path));
+			return;
+		}
+		if (syncfs(fd) < 0) {
+			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
+				"syncfs(%s) failed: %m", path));
+		}
+		i_close_fd(&fd);
+	}
+}
+
 int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     struct mail_user *dst_user,
 			     struct mailbox_migrate_db *db,
@@ -1691,6 +1734,8 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	if (pass.error == NULL && result_r->mailboxes_failed > 0)
 		pass_failed(&pass, MAIL_ERROR_TEMP, "Some mailboxes failed");
 	result_r->checkpoint_seq = dest.checkpoint_seq;
+	if (pass.error == NULL && !set->dry_run)
+		pass_sync_destination(&pass);
 	if (pass.error == NULL && !set->dry_run && pass.globs == NULL) {
 		/* everything up to last_seq is at the destination now */
 		dest.checkpoint_seq = last_seq;

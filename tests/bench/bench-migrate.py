@@ -33,8 +33,8 @@ FOLDERS = [("INBOX", 0.6), ("Archive", 0.2), ("Sent", 0.1),
 
 
 def message_size(rnd):
-    # lognormal around 5 KB, capped: mean about 20 KB
-    return int(min(2_000_000, rnd.lognormvariate(8.6, 1.3)))
+    # lognormal: median 6 KB, mean about 20 KB, capped at 2 MB
+    return int(min(2_000_000, rnd.lognormvariate(8.7, 1.6)))
 
 
 def generate(d, users, per_user, seed):
