@@ -46,6 +46,8 @@ struct migrate_cmd_context {
 	const char *switch_command;
 	bool full, dry_run, cutover;
 	bool dest_missing;
+	/* the destination is written without fsyncs: sync it at the end */
+	bool sync_destination;
 	/* ctx->user is ours to free (a resumed cutover's source) */
 	bool src_user_owned;
 
@@ -204,6 +206,28 @@ static int migrate_find_cutover_source(struct migrate_cmd_context *ctx,
 	return ret;
 }
 
+/* TRUE if no pass to location has completed yet (read only: a command
+   that fails on bad input must not have created a state file). */
+static bool migrate_is_first_pass(struct migrate_cmd_context *ctx,
+				  struct mail_user *user, const char *location)
+{
+	struct mailbox_migrate_destination dest;
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *path, *error;
+	int ret;
+
+	if (mailbox_migrate_settings_get_db_path(user, &path, &error) < 0 ||
+	    mailbox_migrate_db_open(path,
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
+				    ctx->mctx.set->lock_timeout_msecs, &db,
+				    &code, &error) <= 0)
+		return TRUE;
+	ret = mailbox_migrate_destination_get(db, location, &dest, &error);
+	mailbox_migrate_db_close(&db);
+	return ret <= 0 || dest.last_pass == 0;
+}
+
 static int migrate_init_users(struct migrate_cmd_context *ctx,
 			      struct mail_user *user)
 {
@@ -216,13 +240,19 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	if (location == NULL)
 		return -1;
 	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
-	/* no fsync per message on the destination: the pass syncs the
-	   destination's filesystem once, before it records the checkpoint
-	   (a crash before that only makes the next pass redo the work) */
-	set_parser = mail_storage_service_user_get_settings_parser(
-				ctx->mctx.ctx.cur_service_user);
-	if (settings_parse_keyvalue(set_parser, "mail_fsync", "never") < 0)
-		i_unreached();
+	/* A first pass writes the destination without an fsync per message
+	   and syncs its filesystem once, before it records the checkpoint
+	   (a crash before that only makes the next pass redo the work).
+	   Later passes write little: they fsync as mail_fsync says, and
+	   spare the whole filesystem a sync. */
+	ctx->sync_destination = migrate_is_first_pass(ctx, user, location);
+	if (ctx->sync_destination) {
+		set_parser = mail_storage_service_user_get_settings_parser(
+					ctx->mctx.ctx.cur_service_user);
+		if (settings_parse_keyvalue(set_parser, "mail_fsync",
+					    "never") < 0)
+			i_unreached();
+	}
 	if (migrate_user_at(ctx, location, &other) < 0)
 		return -1;
 	ret = migrate_check_paths(user, other);
@@ -321,7 +351,17 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 		return 0;
 	}
 	ctx->dst_db_path = p_strdup(ctx->mctx.ctx.pool, dst_path);
-	return migrate_open_dst_db(ctx);
+	return 0;
+}
+
+static int migrate_get_dst_db(void *context, struct mailbox_migrate_db **db_r)
+{
+	struct migrate_cmd_context *ctx = context;
+
+	if (migrate_open_dst_db(ctx) < 0)
+		return -1;
+	*db_r = ctx->dst_db;
+	return 0;
 }
 
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
@@ -335,10 +375,6 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	int ret;
 
 	i_gettimeofday(&start);
-	if (migrate_open_dst_db(ctx) < 0) {
-		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
-		return -1;
-	}
 	i_zero(&set);
 	set.dest_name = ctx->dest_name;
 	if (array_count(&ctx->mailboxes) > 0) {
@@ -349,12 +385,14 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	set.full = ctx->full;
 	set.dry_run = ctx->dry_run;
 	set.dest_missing = ctx->dest_missing;
+	set.sync_destination = ctx->sync_destination;
 	set.source_quiet = source_quiet;
 	set.raise_to_seen = raise_to_seen;
 	set.mailbox_done = quiet_output ? NULL : migrate_print_row;
+	set.get_dst_db = migrate_get_dst_db;
 	set.context = ctx;
 	ret = mailbox_migrate_pass_run(ctx->user, ctx->dst_user, ctx->db,
-				       ctx->dst_db, &set, &result,
+				       &set, &result,
 				       &mail_error, &error);
 	if (!quiet_output || ret < 0) {
 		i_info("%s%s pass to %s: %u mailboxes, %u copied, "

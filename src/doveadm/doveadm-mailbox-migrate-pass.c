@@ -85,7 +85,7 @@ struct pass_box_plan {
 struct mailbox_migrate_pass {
 	pool_t pool;
 	struct mail_user *src_user, *dst_user;
-	struct mailbox_migrate_db *db, *dst_db;
+	struct mailbox_migrate_db *db;
 	const struct mailbox_migrate_pass_settings *set;
 	struct mailbox_migrate_pass_result *result;
 	struct imap_match_glob **globs;
@@ -799,6 +799,7 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	const char *vname = mailbox_get_vname(sbox);
 	struct pass_box_state st;
 	struct mailbox_migrate_index_ext_header lost;
+	struct mailbox_migrate_db *dst_db = NULL;
 	struct pass_box_plan plan;
 	struct mailbox_migrate_seen_record seen;
 	ARRAY_TYPE(pass_mail) src_mails, dst_mails;
@@ -850,8 +851,14 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		return -1;
 	}
 	st.src_seen_uidnext = seen.seen_uidnext;
-	if (pass->dst_db != NULL) {
-		if (mailbox_migrate_seen_get(pass->dst_db, guid,
+	if (pass->set->get_dst_db != NULL &&
+	    pass->set->get_dst_db(pass->set->context, &dst_db) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, "Can't read the "
+			    "destination's seen UIDNEXT");
+		return -1;
+	}
+	if (dst_db != NULL) {
+		if (mailbox_migrate_seen_get(dst_db, guid,
 					     st.dst_status.uidvalidity,
 					     &seen, &error) < 0) {
 			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
@@ -1624,9 +1631,9 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	return 0;
 }
 
-/* The destination is written without an fsync per message (see
-   mail_fsync in the command); one syncfs() makes it all durable before
-   the checkpoint says it is there. */
+/* The destination was written without an fsync per message (a first
+   pass, see the command); one syncfs() makes it all durable before the
+   checkpoint says it is there. */
 static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 {
 	static const enum mailbox_list_path_type types[] = {
@@ -1662,7 +1669,6 @@ static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     struct mail_user *dst_user,
 			     struct mailbox_migrate_db *db,
-			     struct mailbox_migrate_db *dst_db,
 			     const struct mailbox_migrate_pass_settings *set,
 			     struct mailbox_migrate_pass_result *result_r,
 			     enum mail_error *mail_error_r,
@@ -1682,7 +1688,6 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	pass.src_user = src_user;
 	pass.dst_user = dst_user;
 	pass.db = db;
-	pass.dst_db = dst_db;
 	pass.set = set;
 	pass.result = result_r;
 	i_gettimeofday(&pass.start);
@@ -1734,7 +1739,7 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	if (pass.error == NULL && result_r->mailboxes_failed > 0)
 		pass_failed(&pass, MAIL_ERROR_TEMP, "Some mailboxes failed");
 	result_r->checkpoint_seq = dest.checkpoint_seq;
-	if (pass.error == NULL && !set->dry_run)
+	if (pass.error == NULL && !set->dry_run && set->sync_destination)
 		pass_sync_destination(&pass);
 	if (pass.error == NULL && !set->dry_run && pass.globs == NULL) {
 		/* everything up to last_seq is at the destination now */

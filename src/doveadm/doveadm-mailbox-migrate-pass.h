@@ -36,12 +36,20 @@ struct mailbox_migrate_pass_settings {
 	/* The destination doesn't exist yet: a dry run must not open it
 	   (that would create INBOX there). */
 	bool dest_missing;
+	/* The destination was written without fsyncs: sync its filesystem
+	   before the checkpoint records the pass. */
+	bool sync_destination;
 	/* Nothing writes to the source any more (cutover final pass): the
 	   pass may record that it has every source UID below UIDNEXT. */
 	bool source_quiet;
 	/* Also raise each destination mailbox's UIDNEXT to the source's
 	   seen UIDNEXT (cutover step g). */
 	bool raise_to_seen;
+
+	/* The destination's state file, for the seen UIDNEXT its clients
+	   were shown: asked for only when a mailbox needs it. Returns 0 and
+	   the file (NULL if there is none), or -1 if it can't be read. */
+	int (*get_dst_db)(void *context, struct mailbox_migrate_db **db_r);
 
 	/* Called for each mailbox the pass touched. */
 	void (*mailbox_done)(void *context, const char *vname,
@@ -64,14 +72,13 @@ struct mailbox_migrate_pass_result {
 /* Run one pass from src_user to dst_user (the same account opened on the
    destination location, with dsyncing set so that the mail plugin does not
    journal the pass' own writes). db is the source's state file opened for
-   writing; dst_db the destination's (for its seen UIDNEXT), may be NULL.
+   writing.
    Returns 0 if every selected mailbox was brought over, -1 if something
    failed: then *error_r says what and *mail_error_r its kind, the
    checkpoint is not moved, and a rerun converges. */
 int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     struct mail_user *dst_user,
 			     struct mailbox_migrate_db *db,
-			     struct mailbox_migrate_db *dst_db,
 			     const struct mailbox_migrate_pass_settings *set,
 			     struct mailbox_migrate_pass_result *result_r,
 			     enum mail_error *mail_error_r,
