@@ -94,6 +94,9 @@ struct mailbox_migrate_pass {
 	time_t last_progress;
 	unsigned int boxes_done, boxes_total;
 
+	/* subscriptions changed on the destination (to be synced) */
+	bool subscriptions_written;
+
 	enum mail_error mail_error;
 	const char *error;
 };
@@ -1134,6 +1137,7 @@ static void pass_set_subscribed(struct mailbox_migrate_pass *pass,
 
 	if (pass->set->dry_run)
 		return;
+	pass->subscriptions_written = TRUE;
 	box = pass_box_alloc(pass->dst_user, vname, 0);
 	if (mailbox_set_subscribed(box, set) < 0)
 		pass_box_failed(pass, box, set ? "Subscribing" :
@@ -1631,9 +1635,9 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	return 0;
 }
 
-/* The destination was written without an fsync per message (a first
-   pass, see the command); one syncfs() makes it all durable before the
-   checkpoint says it is there. */
+/* The destination was written without an fsync per message (see the
+   command); one syncfs() makes it all durable before the checkpoint says
+   it is there. */
 static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 {
 	static const enum mailbox_list_path_type types[] = {
@@ -1739,7 +1743,10 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	if (pass.error == NULL && result_r->mailboxes_failed > 0)
 		pass_failed(&pass, MAIL_ERROR_TEMP, "Some mailboxes failed");
 	result_r->checkpoint_seq = dest.checkpoint_seq;
-	if (pass.error == NULL && !set->dry_run && set->sync_destination)
+	if (pass.error == NULL && !set->dry_run && set->sync_destination &&
+	    (result_r->mailboxes_touched > 0 || pass.subscriptions_written ||
+	     result_r->total.copied + result_r->total.expunged +
+	     result_r->total.flag_changes + result_r->total.reassigned > 0))
 		pass_sync_destination(&pass);
 	if (pass.error == NULL && !set->dry_run && pass.globs == NULL) {
 		/* everything up to last_seq is at the destination now */
