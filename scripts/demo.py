@@ -97,7 +97,7 @@ def run(d, *args):
     print(proc.stdout.rstrip())
     for line in proc.stderr.splitlines():
         if "Info:" in line and ("pass to" in line or "Cutover" in line):
-            print("  " + line.split("Info: ", 1)[1])
+            print("  " + line.replace(" Info:", ""))
     return proc
 
 

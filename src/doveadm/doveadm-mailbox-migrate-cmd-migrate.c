@@ -430,6 +430,10 @@ static int migrate_run_program(const char *const *argv)
 			if (seteuid(0) < 0 || setgid(0) < 0 || setuid(0) < 0)
 				i_fatal("Can't regain root privileges: %m");
 		}
+		/* stdout is the command's table (maybe JSON): what the
+		   program says goes to stderr */
+		if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+			i_fatal("dup2() failed: %m");
 		execvp(argv[0], (char *const *)argv);
 		i_fatal("execvp(%s) failed: %m", argv[0]);
 	}
