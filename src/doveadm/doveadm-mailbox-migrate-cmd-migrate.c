@@ -24,6 +24,7 @@
 #include "doveadm-mailbox-migrate-pass.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
+#include <stdio.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
@@ -46,8 +47,6 @@ struct migrate_cmd_context {
 	const char *switch_command;
 	bool full, dry_run, cutover;
 	bool dest_missing;
-	/* the destination is written without fsyncs: sync it at the end */
-	bool sync_destination;
 	/* ctx->user is ours to free (a resumed cutover's source) */
 	bool src_user_owned;
 
@@ -223,7 +222,6 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	   records the checkpoint (a crash before that only makes the next
 	   pass redo the work). One sync instead of one or two per message
 	   is what makes passes fast on real disks. */
-	ctx->sync_destination = TRUE;
 	set_parser = mail_storage_service_user_get_settings_parser(
 				ctx->mctx.ctx.cur_service_user);
 	if (settings_parse_keyvalue(set_parser, "mail_fsync", "never") < 0)
@@ -360,7 +358,8 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	set.full = ctx->full;
 	set.dry_run = ctx->dry_run;
 	set.dest_missing = ctx->dest_missing;
-	set.sync_destination = ctx->sync_destination;
+	/* migrate_init_users() set mail_fsync=never for the destination */
+	set.sync_destination = TRUE;
 	set.source_quiet = source_quiet;
 	set.raise_to_seen = raise_to_seen;
 	set.mailbox_done = quiet_output ? NULL : migrate_print_row;
@@ -919,6 +918,19 @@ cmd_mailbox_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
 	return TRUE;
 }
 
+/* Before the user lookup: a missing destination is a usage error, not a
+   missing -u. */
+static void cmd_mailbox_migrate_preinit(struct doveadm_mail_cmd_context *_ctx)
+{
+	if (_ctx->args[0] != NULL && _ctx->args[1] == NULL)
+		return;
+	fprintf(stderr,
+		"usage: doveadm mailbox-migrate %s\n"
+		"       doveadm mailbox-migrate <command> ...: "
+		"status, seen, journal\n", doveadm_cmd_mailbox_migrate.usage);
+	lib_exit(EX_USAGE);
+}
+
 static void
 cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 			 const char *const args[])
@@ -926,8 +938,6 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
 	const char *value;
 
-	if (args[0] == NULL || args[1] != NULL)
-		doveadm_mail_help_name("mailbox-migrate");
 	ctx->destination = p_strdup(_ctx->pool, args[0]);
 	if (str_begins(ctx->destination, "backup:")) {
 		i_fatal_status(EX_USAGE, "backup: destinations are not "
@@ -970,6 +980,7 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
 	ctx = mailbox_migrate_cmd_alloc(struct migrate_cmd_context);
 	ctx->mctx.ctx.getopt_args = "m:rncs:";
 	ctx->mctx.ctx.v.parse_arg = cmd_mailbox_migrate_parse_arg;
+	ctx->mctx.ctx.v.preinit = cmd_mailbox_migrate_preinit;
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_init;
 	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_run;
 	ctx->mctx.ctx.v.deinit = cmd_mailbox_migrate_deinit;

@@ -59,7 +59,7 @@ struct pass_box_changes {
 	/* expunged UIDs and their message GUIDs ("" when unknown) */
 	ARRAY_TYPE(uint32_t) expunged;
 	ARRAY_TYPE(const_string) expunged_guids;
-	bool mailbox_changed, subscription_changed, deleted;
+	/* the source still has the mailbox (a journal pass lists it) */
 	bool seen_on_source;
 	/* UIDVALIDITY changed, or something else only a full comparison
 	   of the mailbox can settle */
@@ -1552,23 +1552,17 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 		}
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_CREATE:
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_RENAME:
-			ch->mailbox_changed = TRUE;
-			ch->deleted = FALSE;
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_SUBSCRIBE:
+		case MAILBOX_MIGRATE_JOURNAL_TYPE_UNSUBSCRIBE:
+			/* the mailbox itself is brought over by GUID from the
+			   source listing; its name's subscription by name */
 			if (e->name != NULL) {
 				const char *name = p_strdup(pool, e->name);
 				array_push_back(&sub_names, &name);
 			}
 			break;
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE:
-			ch->deleted = TRUE;
-			break;
-		case MAILBOX_MIGRATE_JOURNAL_TYPE_SUBSCRIBE:
-		case MAILBOX_MIGRATE_JOURNAL_TYPE_UNSUBSCRIBE:
-			ch->subscription_changed = TRUE;
-			if (e->name != NULL) {
-				const char *name = p_strdup(pool, e->name);
-				array_push_back(&sub_names, &name);
-			}
+			/* seen_on_source stays FALSE: deleted there too */
 			break;
 		case MAILBOX_MIGRATE_JOURNAL_TYPE_UPDATE:
 			ch->compare_full = TRUE;

@@ -201,47 +201,47 @@ int mailbox_migrate_journal_get_range(struct mailbox_migrate_db *db,
 	return 0;
 }
 
-int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
-					 uint64_t *seq_r, const char **error_r)
+/* Run a query returning one integer (bound to seq when seq_param),
+   *value_r = 0 when it returns no row. */
+static int
+mailbox_migrate_journal_query_uint64(struct mailbox_migrate_db *db,
+				     const char *sql, bool seq_param,
+				     uint64_t seq, uint64_t *value_r,
+				     const char **error_r)
 {
 	sqlite3_stmt *stmt;
 	int ret;
 
-	*seq_r = 0;
-	if (mailbox_migrate_db_prepare(db, mailbox_migrate_sql_journal_max_seq,
-				       &stmt, error_r) < 0)
+	*value_r = 0;
+	if (mailbox_migrate_db_prepare(db, sql, &stmt, error_r) < 0)
 		return -1;
+	if (seq_param)
+		(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
 	ret = mailbox_migrate_db_step(db, stmt, error_r);
 	if (ret < 0)
 		return -1;
 	if (ret > 0) {
-		*seq_r = (uint64_t)sqlite3_column_int64(stmt, 0);
+		*value_r = (uint64_t)sqlite3_column_int64(stmt, 0);
 		(void)sqlite3_reset(stmt);
 	}
 	return 0;
+}
+
+int mailbox_migrate_journal_get_last_seq(struct mailbox_migrate_db *db,
+					 uint64_t *seq_r, const char **error_r)
+{
+	return mailbox_migrate_journal_query_uint64(db,
+			mailbox_migrate_sql_journal_max_seq, FALSE, 0,
+			seq_r, error_r);
 }
 
 int mailbox_migrate_journal_count_after(struct mailbox_migrate_db *db,
 					uint64_t seq, uint64_t *count_r,
 					const char **error_r)
 {
-	sqlite3_stmt *stmt;
-	int ret;
-
-	*count_r = 0;
-	if (mailbox_migrate_db_prepare(db,
-			mailbox_migrate_sql_journal_count_after,
-			&stmt, error_r) < 0)
-		return -1;
-	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
-	ret = mailbox_migrate_db_step(db, stmt, error_r);
-	if (ret < 0)
-		return -1;
-	if (ret > 0) {
-		*count_r = (uint64_t)sqlite3_column_int64(stmt, 0);
-		(void)sqlite3_reset(stmt);
-	}
-	return 0;
+	return mailbox_migrate_journal_query_uint64(db,
+			mailbox_migrate_sql_journal_count_after, TRUE, seq,
+			count_r, error_r);
 }
 
 /* Entries written between two prunes at most (one transaction may write

@@ -240,7 +240,8 @@ def test_journal_file_is_private(maildir_dovecot):
     # the WAL is as private as the file
     st = os.stat(d.db_path("alice") + "-wal")
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == d.pw.pw_uid
-    assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 1
+    # schema 2: destination_mailbox for the migration passes
+    assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 2
 
 
 def test_modseqs_stay_internal(maildir_dovecot):
@@ -268,3 +269,32 @@ def test_modseqs_stay_internal(maildir_dovecot):
     typ, data = c.fetch("1", "(FLAGS MODSEQ)")
     assert typ == "OK" and b"MODSEQ (" in data[0]
     c.logout()
+
+
+def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
+    """A state file of schema 1 (the first release) is upgraded in place by
+    the next session: same journal_id (destination checkpoints stay valid),
+    entries kept, the migration's table added."""
+    import sqlite3
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    path = d.db_path("alice")
+    conn = sqlite3.connect(path)
+    journal_id = conn.execute(
+        "SELECT value FROM meta WHERE key = 'journal_id'").fetchone()[0]
+    conn.execute("DROP TABLE destination_mailbox")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    # as after a package upgrade: new processes (an LMTP process keeps
+    # its users' state files open)
+    d.stop()
+    d.start()
+    d.deliver("alice", make_message("two"))
+    assert db_query(path, "PRAGMA user_version")[0][0] == 2
+    assert db_query(path, "SELECT value FROM meta WHERE key = "
+                    "'journal_id'")[0][0] == journal_id
+    assert db_query(path, "SELECT COUNT(*) FROM destination_mailbox")[0][0] \
+        == 0
+    saves = [e for e in d.journal_entries("alice") if e["type"] == "save"]
+    assert len(saves) == 2
