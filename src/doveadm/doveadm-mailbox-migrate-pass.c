@@ -1510,8 +1510,9 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	ARRAY_TYPE(pass_box_changes) order;
 	ARRAY_TYPE(const_string) sub_names;
 	struct pass_box_changes *ch, *const *chp;
-	ARRAY_TYPE(pass_src_box) boxes;
-	const struct pass_src_box *sb;
+	static const char *const all_patterns[] = { "*", NULL };
+	struct mailbox_list_iterate_context *list_iter;
+	const struct mailbox_info *info;
 	struct mailbox *sbox;
 	const char *error;
 	pool_t pool;
@@ -1586,29 +1587,54 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	   from them; for each the index proves (or not) that the journal
 	   has all its changes since this destination last had it, which
 	   also catches changes made without the plugin */
-	t_array_init(&boxes, 32);
-	if (pass_list_source(pass, &boxes) < 0) {
-		hash_table_destroy(&hash);
-		pool_unref(&pool);
-		return 0;
-	}
-	array_sort(&boxes, pass_src_box_cmp);
-	pass->boxes_total = array_count(&boxes);
-	array_foreach(&boxes, sb) {
-		pass->boxes_done++;
-		ch = hash_table_lookup(hash, sb->guid);
-		if (ch != NULL)
-			ch->seen_on_source = TRUE;
-		if (!pass_box_selected(pass, sb->vname))
+	/* one listing, each mailbox opened once for its GUID and proof */
+	list_iter = mailbox_list_iter_init_namespaces(
+			pass->src_user->namespaces,
+			all_patterns, MAIL_NAMESPACE_TYPE_PRIVATE,
+			MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+			MAILBOX_LIST_ITER_RETURN_NO_FLAGS |
+			MAILBOX_LIST_ITER_SKIP_ALIASES);
+	while ((info = mailbox_list_iter_next(list_iter)) != NULL) {
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
 			continue;
-		sbox = pass_box_alloc(pass->src_user, sb->vname,
-				      MAILBOX_FLAG_READONLY);
+		pass->boxes_done++;
+		sbox = mailbox_alloc(info->ns->list, info->vname,
+				     MAILBOX_FLAG_READONLY);
 		T_BEGIN {
-			pass_journal_box(pass, sbox, sb->guid, since_seq, ch,
-					 pool);
+			const char *guid = pass_box_guid(sbox);
+
+			if (guid == NULL) {
+				enum mail_error error;
+
+				(void)mailbox_get_last_internal_error(sbox,
+								      &error);
+				if (error != MAIL_ERROR_NOTFOUND) {
+					pass_box_failed(pass, sbox, "Opening "
+							"source mailbox");
+					pass->result->mailboxes_failed++;
+				}
+			} else {
+				ch = hash_table_lookup(hash, guid);
+				if (ch != NULL)
+					ch->seen_on_source = TRUE;
+				if (pass_box_selected(pass, info->vname)) {
+					pass_journal_box(pass, sbox, guid,
+							 since_seq, ch, pool);
+				}
+			}
 		} T_END;
 		mailbox_free(&sbox);
 		pass_progress(pass);
+	}
+	if (mailbox_list_iter_deinit(&list_iter) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
+			"Listing source mailboxes failed: %s",
+			mailbox_list_get_last_internal_error(
+				pass->src_user->namespaces->list, NULL)));
+		hash_table_destroy(&hash);
+		pool_unref(&pool);
+		return 0;
 	}
 	/* mailboxes the journal names that the source no longer has */
 	array_foreach(&order, chp) {
