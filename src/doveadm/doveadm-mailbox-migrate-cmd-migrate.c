@@ -34,10 +34,14 @@
 
 struct migrate_worker {
 	pid_t pid;
-	const char *username;
 	/* unlinked temporary file the worker writes its rows to */
 	int rows_fd;
 };
+
+/* users are handed to the workers through one pipe in records of this
+   size: a write and a read of at most PIPE_BUF bytes are atomic, so each
+   worker reads whole records */
+#define MIGRATE_USER_RECORD_SIZE 256
 
 struct migrate_cmd_context {
 	struct mailbox_migrate_cmd_context mctx;
@@ -50,9 +54,11 @@ struct migrate_cmd_context {
 	/* ctx->user is ours to free (a resumed cutover's source) */
 	bool src_user_owned;
 
-	/* -A/-F: users run in up to `workers` child processes at once */
+	/* -A/-F: users run in `workers` child processes, which take them
+	   from users_fd (the parent's end writes) */
 	unsigned int workers;
 	ARRAY(struct migrate_worker) running;
+	int users_fd;
 	/* in a worker: where its rows go */
 	int rows_fd;
 
@@ -73,7 +79,8 @@ static void migrate_emit_row(struct migrate_cmd_context *ctx,
 	const char *line;
 
 	if (ctx->rows_fd != -1) {
-		line = t_strdup_printf("%s\t%u\t%u\t%u\t%u\t%.3f\n",
+		line = t_strdup_printf("%s\t%s\t%u\t%u\t%u\t%u\t%.3f\n",
+				       str_tabescape(ctx->user->username),
 				       str_tabescape(vname), counts->copied,
 				       counts->expunged, counts->flag_changes,
 				       counts->reassigned, secs);
@@ -778,116 +785,227 @@ static void migrate_worker_finish(struct migrate_cmd_context *ctx,
 {
 	struct istream *input;
 	const char *line, *const *fields;
+	unsigned int i;
 	int code;
 
 	if (lseek(worker->rows_fd, 0, SEEK_SET) < 0)
 		i_error("lseek(rows file) failed: %m");
 	input = i_stream_create_fd(worker->rows_fd, 65536);
-	doveadm_print_sticky("username", worker->username);
 	while ((line = i_stream_read_next_line(input)) != NULL) {
 		fields = t_strsplit_tabescaped(line);
-		if (str_array_length(fields) != 6)
+		if (str_array_length(fields) != 7)
 			continue;
-		doveadm_print(fields[0]);
-		doveadm_print(fields[1]);
-		doveadm_print(fields[2]);
-		doveadm_print(fields[3]);
-		doveadm_print(fields[4]);
-		doveadm_print(fields[5]);
+		doveadm_print_sticky("username", fields[0]);
+		for (i = 1; i < 7; i++)
+			doveadm_print(fields[i]);
 	}
 	i_stream_destroy(&input);
 	i_close_fd(&worker->rows_fd);
 
 	code = WIFEXITED(status) ? WEXITSTATUS(status) : EX_SOFTWARE;
-	if (!WIFEXITED(status)) {
-		i_error("Worker for %s died with signal %d", worker->username,
-			WTERMSIG(status));
-	}
+	if (!WIFEXITED(status))
+		i_error("A worker died with signal %d", WTERMSIG(status));
 	if (code != 0 && ctx->mctx.ctx.exit_code == 0)
 		ctx->mctx.ctx.exit_code = code;
 }
 
-/* Wait for one worker (any, or the given pid) to end. */
-static void migrate_wait_worker(struct migrate_cmd_context *ctx)
+/* In a worker: look the user up and run the pass, as doveadm does for a
+   user of -A (doveadm_mail_next_user()). */
+static void migrate_worker_user(struct migrate_cmd_context *ctx,
+				const char *username)
 {
-	struct migrate_worker *worker;
-	unsigned int i, count;
-	int status;
-	pid_t pid;
+	struct doveadm_mail_cmd_context *_ctx = &ctx->mctx.ctx;
+	struct mail_storage_service_input input = _ctx->storage_service_input;
+	struct mail_storage_service_user *service_user;
+	struct mail_user *user;
+	const char *error;
+	int ret;
 
-	pid = waitpid(-1, &status, 0);
-	if (pid < 0) {
-		if (errno != EINTR && errno != ECHILD)
-			i_error("waitpid() failed: %m");
-		if (errno == ECHILD)
-			array_clear(&ctx->running);
+	i_set_failure_prefix("doveadm(%s): ", username);
+	input.username = username;
+	ret = mail_storage_service_lookup(_ctx->storage_service, &input,
+					  &service_user, &error);
+	if (ret <= 0) {
+		if (ret < 0) {
+			i_error("User lookup failed: %s", error);
+			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+		} else {
+			i_info("User no longer exists, skipping");
+		}
 		return;
 	}
-	worker = array_get_modifiable(&ctx->running, &count);
-	for (i = 0; i < count; i++) {
-		if (worker[i].pid == pid) {
-			migrate_worker_finish(ctx, &worker[i], status);
-			array_delete(&ctx->running, i, 1);
-			return;
+	if (mail_storage_service_next(_ctx->storage_service, service_user,
+				      &user, &error) < 0) {
+		i_error("%s", error);
+		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
+		mail_storage_service_user_unref(&service_user);
+		return;
+	}
+	_ctx->cur_service_user = service_user;
+	if (migrate_run_user(ctx, user) < 0 && _ctx->exit_code == 0)
+		_ctx->exit_code = EX_TEMPFAIL;
+	_ctx->cur_service_user = NULL;
+	mail_user_deinit(&user);
+	mail_storage_service_user_unref(&service_user);
+}
+
+static void ATTR_NORETURN
+migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
+{
+	char record[MIGRATE_USER_RECORD_SIZE];
+	ssize_t ret;
+
+	array_clear(&ctx->running);
+	for (;;) {
+		ret = read(users_fd, record, sizeof(record));
+		if (ret == 0)
+			break;
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			i_error("read(users pipe) failed: %m");
+			ctx->mctx.ctx.exit_code = EX_TEMPFAIL;
+			break;
+		}
+		if (ret != sizeof(record) || record[sizeof(record) - 1] != '\0')
+			i_panic("users pipe: short record");
+		T_BEGIN {
+			migrate_worker_user(ctx, record);
+		} T_END;
+	}
+	_exit(ctx->mctx.ctx.exit_code);
+}
+
+/* Start the workers: each takes users from one shared pipe until it is
+   closed. Returns 0, or -1 if they can't be started (then doveadm runs
+   the users itself, one by one). */
+static int migrate_start_workers(struct migrate_cmd_context *ctx)
+{
+	struct migrate_worker *worker;
+	char path[] = "/tmp/mailbox-migrate-rows.XXXXXX";
+	int fds[2], fd;
+	unsigned int i;
+	pid_t pid;
+
+	if (pipe(fds) < 0) {
+		i_error("pipe() failed: %m");
+		return -1;
+	}
+	for (i = 0; i < ctx->workers; i++) {
+		fd = mkstemp(path);
+		if (fd == -1) {
+			i_error("mkstemp(%s) failed: %m", path);
+			break;
+		}
+		i_unlink(path);
+		strcpy(path + strlen(path) - 6, "XXXXXX");
+		pid = fork();
+		if (pid < 0) {
+			i_error("fork() failed: %m");
+			i_close_fd(&fd);
+			break;
+		}
+		if (pid == 0) {
+			i_close_fd(&fds[1]);
+			ctx->rows_fd = fd;
+			migrate_worker_main(ctx, fds[0]);
+		}
+		worker = array_append_space(&ctx->running);
+		worker->pid = pid;
+		worker->rows_fd = fd;
+	}
+	i_close_fd(&fds[0]);
+	if (array_count(&ctx->running) == 0) {
+		i_close_fd(&fds[1]);
+		return -1;
+	}
+	ctx->users_fd = fds[1];
+	return 0;
+}
+
+static void migrate_wait_workers(struct migrate_cmd_context *ctx)
+{
+	struct migrate_worker *worker;
+	int status;
+
+	array_foreach_modifiable(&ctx->running, worker) {
+		while (waitpid(worker->pid, &status, 0) < 0) {
+			if (errno != EINTR) {
+				i_error("waitpid() failed: %m");
+				status = EX_TEMPFAIL << 8;
+				break;
+			}
+		}
+		migrate_worker_finish(ctx, worker, status);
+	}
+	array_clear(&ctx->running);
+}
+
+/* -A/-F with workers: hand every user to the workers and return none to
+   doveadm, which would otherwise look each one up and run it here. */
+static int
+cmd_mailbox_migrate_get_next_user(struct doveadm_mail_cmd_context *_ctx,
+				  const char **username_r)
+{
+	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+	char record[MIGRATE_USER_RECORD_SIZE];
+	const char *username;
+	int ret;
+
+	if (ctx->workers <= 1 || migrate_start_workers(ctx) < 0)
+		goto own;
+	for (;;) {
+		if (_ctx->users_list_input == NULL) {
+			ret = mail_storage_service_all_next(
+					_ctx->storage_service, &username);
+		} else {
+			username = i_stream_read_next_line(
+					_ctx->users_list_input);
+			ret = username != NULL ? 1 : 0;
+			if (_ctx->users_list_input->stream_errno != 0) {
+				i_error("read(%s) failed: %s",
+					i_stream_get_name(_ctx->users_list_input),
+					i_stream_get_error(_ctx->users_list_input));
+				ret = -1;
+			}
+		}
+		if (ret <= 0)
+			break;
+		if (strlen(username) >= sizeof(record)) {
+			i_error("User name too long: %s", username);
+			_ctx->exit_code = EX_DATAERR;
+			continue;
+		}
+		memset(record, 0, sizeof(record));
+		memcpy(record, username, strlen(username));
+		if (write_full(ctx->users_fd, record, sizeof(record)) < 0) {
+			i_error("write(users pipe) failed: %m");
+			ret = -1;
+			break;
 		}
 	}
+	i_close_fd(&ctx->users_fd);
+	migrate_wait_workers(ctx);
+	if (ret < 0)
+		_ctx->exit_code = EX_TEMPFAIL;
+	return 0;
+
+own:
+	ctx->workers = 1;
+	if (_ctx->users_list_input == NULL)
+		return mail_storage_service_all_next(_ctx->storage_service,
+						     username_r);
+	*username_r = i_stream_read_next_line(_ctx->users_list_input);
+	return *username_r != NULL ? 1 : 0;
 }
 
 static int
 cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
 			struct mail_user *user)
 {
-	struct migrate_cmd_context *ctx =
-		(struct migrate_cmd_context *)_ctx;
-	struct migrate_worker *worker;
-	char path[] = "/tmp/mailbox-migrate-rows.XXXXXX";
-	int fd, ret;
-	pid_t pid;
-
-	if (_ctx->iterate_single_user || ctx->workers <= 1)
-		return migrate_run_user(ctx, user);
-
-	/* one process per user, at most `workers` at once; a failing user
-	   doesn't stop the others, the exit code tells */
-	while (array_count(&ctx->running) >= ctx->workers)
-		migrate_wait_worker(ctx);
-	fd = mkstemp(path);
-	if (fd == -1) {
-		i_error("mkstemp(%s) failed: %m", path);
-		return migrate_run_user(ctx, user);
-	}
-	i_unlink(path);
-	pid = fork();
-	if (pid < 0) {
-		i_error("fork() failed: %m");
-		i_close_fd(&fd);
-		return migrate_run_user(ctx, user);
-	}
-	if (pid == 0) {
-		ctx->rows_fd = fd;
-		array_clear(&ctx->running);
-		ret = migrate_run_user(ctx, user);
-		if (ret < 0 && _ctx->exit_code == 0)
-			_ctx->exit_code = EX_TEMPFAIL;
-		_exit(_ctx->exit_code);
-	}
-	worker = array_append_space(&ctx->running);
-	worker->pid = pid;
-	worker->username = p_strdup(_ctx->pool, user->username);
-	worker->rows_fd = fd;
-	return 0;
+	return migrate_run_user((struct migrate_cmd_context *)_ctx, user);
 }
 
-static void cmd_mailbox_migrate_deinit(struct doveadm_mail_cmd_context *_ctx)
-{
-	struct migrate_cmd_context *ctx =
-		(struct migrate_cmd_context *)_ctx;
-	unsigned int n = 0;
-
-	/* bounded: each wait reaps one of them */
-	while (array_count(&ctx->running) > 0 && n++ < 100000)
-		migrate_wait_worker(ctx);
-}
 
 static bool
 cmd_mailbox_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
@@ -983,8 +1101,9 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
 	ctx->mctx.ctx.v.preinit = cmd_mailbox_migrate_preinit;
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_init;
 	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_run;
-	ctx->mctx.ctx.v.deinit = cmd_mailbox_migrate_deinit;
+	ctx->mctx.ctx.v.get_next_user = cmd_mailbox_migrate_get_next_user;
 	ctx->rows_fd = -1;
+	ctx->users_fd = -1;
 	p_array_init(&ctx->running, ctx->mctx.ctx.pool, 8);
 	/* the switch command and doveadm kick run with doveadm's own
 	   privileges; the pass with the mail user's */
