@@ -73,6 +73,9 @@ def generate(d, users, per_user, seed):
 
 
 def run_timed(cmd, env=None):
+    # every tool starts with no dirty pages of the one before (whose
+    # writeback would otherwise throttle the next one's writes)
+    subprocess.run(["sync"], check=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True,
