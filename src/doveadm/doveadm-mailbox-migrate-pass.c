@@ -82,8 +82,16 @@ struct pass_box_plan {
 	ARRAY_TYPE(uint32_t) renumber;
 };
 
+/* A destination_mailbox record to write once the destination is
+   durable. */
+struct pass_pending_rec {
+	const char *guid;
+	struct mailbox_migrate_destination_mailbox rec;
+};
+
 struct mailbox_migrate_pass {
 	pool_t pool;
+	ARRAY(struct pass_pending_rec) pending_recs;
 	struct mail_user *src_user, *dst_user;
 	struct mailbox_migrate_db *db;
 	const struct mailbox_migrate_pass_settings *set;
@@ -958,11 +966,12 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	st.rec.src_modseq = st.src_highest_modseq;
 	st.rec.dst_modseq = st.dst_highest_modseq;
 	st.rec.lost_count = lost.lost_count;
-	if (mailbox_migrate_destination_mailbox_set(pass->db,
-			pass->set->dest_name, guid, &st.rec, &error) < 0) {
-		pass_failed(pass, MAIL_ERROR_TEMP, error);
-		return -1;
-	}
+	/* written with the checkpoint, after the destination is synced: a
+	   record must never say the destination has what a power loss took */
+	struct pass_pending_rec *pending =
+		array_append_space(&pass->pending_recs);
+	pending->guid = p_strdup(pass->pool, guid);
+	pending->rec = st.rec;
 	(void)vname;
 	return 0;
 }
@@ -1690,6 +1699,60 @@ static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 	}
 }
 
+/* Make what the pass wrote durable, then record it: the mailboxes'
+   records, and (if the whole pass succeeded for every mailbox) the new
+   checkpoint, in one short transaction of the state file. */
+static void pass_commit_state(struct mailbox_migrate_pass *pass,
+			      struct mailbox_migrate_destination *dest,
+			      uint64_t last_seq)
+{
+	const struct pass_pending_rec *pending;
+	struct mailbox_migrate_pass_result *result = pass->result;
+	bool checkpoint = dest != NULL && pass->error == NULL &&
+		pass->globs == NULL;
+	const char *error;
+
+	if (pass->set->sync_destination &&
+	    (result->mailboxes_touched > 0 || pass->subscriptions_written ||
+	     result->total.copied + result->total.expunged +
+	     result->total.flag_changes + result->total.reassigned > 0)) {
+		pass_sync_destination(pass);
+		if (pass->error != NULL)
+			return;
+	}
+	if (array_count(&pass->pending_recs) == 0 && !checkpoint)
+		return;
+	if (mailbox_migrate_db_begin(pass->db, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return;
+	}
+	array_foreach(&pass->pending_recs, pending) {
+		if (mailbox_migrate_destination_mailbox_set(pass->db,
+				pass->set->dest_name, pending->guid,
+				&pending->rec, &error) < 0)
+			goto failed;
+	}
+	if (checkpoint) {
+		/* everything up to last_seq is at the destination now */
+		dest->checkpoint_seq = last_seq;
+		dest->last_pass = ioloop_time;
+		if (strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_NONE) == 0)
+			dest->phase = MAILBOX_MIGRATE_PHASE_COPYING;
+		if (mailbox_migrate_destination_set(pass->db, dest, &error) < 0)
+			goto failed;
+	}
+	if (mailbox_migrate_db_commit(pass->db, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return;
+	}
+	if (checkpoint)
+		result->checkpoint_seq = last_seq;
+	return;
+failed:
+	mailbox_migrate_db_rollback(pass->db);
+	pass_failed(pass, MAIL_ERROR_TEMP, error);
+}
+
 int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     struct mail_user *dst_user,
 			     struct mailbox_migrate_db *db,
@@ -1709,6 +1772,7 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	i_zero(result_r);
 	i_zero(&pass);
 	pass.pool = pool_alloconly_create("mailbox-migrate pass", 1024);
+	p_array_init(&pass.pending_recs, pass.pool, 16);
 	pass.src_user = src_user;
 	pass.dst_user = dst_user;
 	pass.db = db;
@@ -1763,22 +1827,8 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	if (pass.error == NULL && result_r->mailboxes_failed > 0)
 		pass_failed(&pass, MAIL_ERROR_TEMP, "Some mailboxes failed");
 	result_r->checkpoint_seq = dest.checkpoint_seq;
-	if (pass.error == NULL && !set->dry_run && set->sync_destination &&
-	    (result_r->mailboxes_touched > 0 || pass.subscriptions_written ||
-	     result_r->total.copied + result_r->total.expunged +
-	     result_r->total.flag_changes + result_r->total.reassigned > 0))
-		pass_sync_destination(&pass);
-	if (pass.error == NULL && !set->dry_run && pass.globs == NULL) {
-		/* everything up to last_seq is at the destination now */
-		dest.checkpoint_seq = last_seq;
-		dest.last_pass = ioloop_time;
-		if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_NONE) == 0)
-			dest.phase = MAILBOX_MIGRATE_PHASE_COPYING;
-		if (mailbox_migrate_destination_set(db, &dest, &error) < 0)
-			pass_failed(&pass, MAIL_ERROR_TEMP, error);
-		else
-			result_r->checkpoint_seq = last_seq;
-	}
+	if (!set->dry_run)
+		pass_commit_state(&pass, &dest, last_seq);
 	if (pass.error != NULL) {
 		*mail_error_r = pass.mail_error;
 		*error_r = t_strdup(pass.error);
@@ -1814,6 +1864,7 @@ int mailbox_migrate_pass_raise_uidnext(struct mail_user *src_user,
 	i_zero(&result);
 	set.dest_name = dest_name;
 	pass.pool = pool_alloconly_create("mailbox-migrate raise", 512);
+	p_array_init(&pass.pending_recs, pass.pool, 16);
 	pass.src_user = src_user;
 	pass.dst_user = dst_user;
 	pass.db = db;
@@ -1852,18 +1903,24 @@ int mailbox_migrate_pass_raise_uidnext(struct mail_user *src_user,
 				   mailbox_migrate_destination_mailbox_get(db,
 					dest_name, sb->guid, &rec,
 					&error) > 0) {
+				struct pass_pending_rec *pending =
+					array_append_space(&pass.pending_recs);
+
 				rec.raised_uidnext = update.min_next_uid;
-				if (mailbox_migrate_destination_mailbox_set(db,
-						dest_name, sb->guid, &rec,
-						&error) < 0) {
-					pass_failed(&pass, MAIL_ERROR_TEMP,
-						    error);
-					ret = -1;
-				}
+				pending->guid = p_strdup(pass.pool, sb->guid);
+				pending->rec = rec;
 			}
 		}
 		mailbox_free(&sbox);
 		mailbox_free(&dbox);
+	}
+	if (ret == 0) {
+		/* the raise must be durable before the records say so */
+		set.sync_destination = TRUE;
+		result.mailboxes_touched = 1;
+		pass_commit_state(&pass, NULL, 0);
+		if (pass.error != NULL)
+			ret = -1;
 	}
 	if (ret < 0)
 		*error_r = t_strdup(pass.error);
