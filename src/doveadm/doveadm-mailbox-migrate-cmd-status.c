@@ -26,8 +26,7 @@ struct status_cmd_context {
 	unsigned int users;
 };
 
-static void status_print(struct status_cmd_context *ctx,
-			 const struct mailbox_migrate_destination *dest,
+static void status_print(const struct mailbox_migrate_destination *dest,
 			 uint64_t pending)
 {
 	time_t age = dest->last_pass == 0 ? 0 : ioloop_time - dest->last_pass;
@@ -37,7 +36,6 @@ static void status_print(struct status_cmd_context *ctx,
 	doveadm_print(mailbox_migrate_cmd_time(dest->last_pass));
 	doveadm_print(dest->last_pass == 0 ? "" : dec2str(age));
 	doveadm_print(dec2str(pending));
-	(void)ctx;
 }
 
 static int
@@ -82,7 +80,7 @@ cmd_mailbox_migrate_status_run(struct doveadm_mail_cmd_context *_ctx,
 			ret = -1;
 			break;
 		}
-		status_print(ctx, dest, pending);
+		status_print(dest, pending);
 		if (dest->last_pass > newest)
 			newest = dest->last_pass;
 	}
@@ -100,7 +98,7 @@ cmd_mailbox_migrate_status_run(struct doveadm_mail_cmd_context *_ctx,
 			here.phase = MAILBOX_MIGRATE_PHASE_DONE;
 			if (str_to_time(at, &here.last_pass) < 0)
 				here.last_pass = 0;
-			status_print(ctx, &here, 0);
+			status_print(&here, 0);
 			newest = here.last_pass;
 		}
 	}
@@ -111,7 +109,7 @@ cmd_mailbox_migrate_status_run(struct doveadm_mail_cmd_context *_ctx,
 		i_zero(&none);
 		none.name = want;
 		none.phase = MAILBOX_MIGRATE_PHASE_NONE;
-		status_print(ctx, &none, 0);
+		status_print(&none, 0);
 	}
 	ctx->users++;
 	if (newest == 0)

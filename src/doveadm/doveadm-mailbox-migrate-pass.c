@@ -807,7 +807,6 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	      const struct pass_box_changes *changes,
 	      struct mailbox_migrate_pass_counts *counts)
 {
-	const char *vname = mailbox_get_vname(sbox);
 	struct pass_box_state st;
 	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_migrate_db *dst_db = NULL;
@@ -972,7 +971,6 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		array_append_space(&pass->pending_recs);
 	pending->guid = p_strdup(pass->pool, guid);
 	pending->rec = st.rec;
-	(void)vname;
 	return 0;
 }
 
