@@ -612,10 +612,64 @@ static int pass_copy(struct mailbox_transaction_context *dt, struct mail *smail,
 	return mailbox_copy(&save_ctx, smail);
 }
 
-static const struct pass_mail *
-pass_src_mail(ARRAY_TYPE(pass_mail) *src_mails, uint32_t uid)
+/* A source read transaction and a destination write transaction, with a
+   mail object on each. */
+struct pass_txn {
+	struct mailbox_transaction_context *st, *dt;
+	struct mail *smail, *dmail;
+};
+
+static void pass_txn_begin(struct pass_txn *txn, struct mailbox *sbox,
+			   struct mailbox *dbox)
 {
-	return pass_mails_find_uid(src_mails, uid);
+	txn->st = mailbox_transaction_begin(sbox, 0, __func__);
+	/* EXTERNAL and ASSIGN_UIDS as dsync's importer: UIDs as asked */
+	txn->dt = mailbox_transaction_begin(dbox,
+				MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+				MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS |
+				MAILBOX_TRANSACTION_FLAG_NO_NOTIFY, __func__);
+	txn->smail = mail_alloc(txn->st, 0, NULL);
+	txn->dmail = mail_alloc(txn->dt, 0, NULL);
+}
+
+/* Ends the source side; the destination transaction is left to commit
+   (ok) or rolled back (!ok). */
+static void pass_txn_end_source(struct pass_txn *txn, bool ok)
+{
+	mail_free(&txn->smail);
+	mail_free(&txn->dmail);
+	(void)mailbox_transaction_commit(&txn->st);
+	if (!ok)
+		mailbox_transaction_rollback(&txn->dt);
+}
+
+/* Copy the source mails of uids into the destination transaction, with
+   their own UID (keep_uid) or at the top. Returns the number copied
+   (mail expunged meanwhile is skipped), -1 on error. */
+static int pass_copy_uids(struct mailbox_migrate_pass *pass,
+			  struct pass_txn *txn,
+			  ARRAY_TYPE(pass_mail) *src_mails,
+			  const ARRAY_TYPE(uint32_t) *uids, bool keep_uid)
+{
+	const uint32_t *uidp;
+	int copied = 0;
+
+	array_foreach(uids, uidp) {
+		if (!mail_set_uid(txn->smail, *uidp))
+			continue;
+		if (pass_copy(txn->dt, txn->smail,
+			      pass_mails_find_uid(src_mails, *uidp),
+			      keep_uid ? *uidp : 0) < 0) {
+			if (txn->smail->expunged)
+				continue;
+			pass_box_failed(pass,
+				mailbox_transaction_get_mailbox(txn->dt),
+				"Copying into");
+			return -1;
+		}
+		copied++;
+	}
+	return copied;
 }
 
 /* Apply the first half of a plan: flag updates, expunges, and the copies
@@ -626,62 +680,37 @@ pass_apply_keep(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		struct pass_box_plan *plan,
 		struct mailbox_migrate_pass_counts *counts)
 {
-	struct mailbox_transaction_context *st, *dt;
 	struct mail_transaction_commit_changes changes;
-	struct mail *smail, *dmail;
 	const struct pass_flag_update *upd;
-	const uint32_t *uidp;
+	struct mail_keywords *kw;
 	struct seq_range_iter iter;
-	unsigned int n = 0, copied = 0;
+	struct pass_txn txn;
+	const uint32_t *uidp;
+	unsigned int n = 0;
 	uint32_t got;
-	int ret = 0;
+	int copied;
 
-	st = mailbox_transaction_begin(sbox, 0, __func__);
-	dt = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL |
-				       MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS |
-				       MAILBOX_TRANSACTION_FLAG_NO_NOTIFY,
-				       __func__);
-	smail = mail_alloc(st, 0, NULL);
-	dmail = mail_alloc(dt, 0, NULL);
-
+	pass_txn_begin(&txn, sbox, dbox);
 	array_foreach(&plan->flag_updates, upd) {
-		struct mail_keywords *kw;
-
-		if (!mail_set_uid(dmail, upd->dst_uid))
+		if (!mail_set_uid(txn.dmail, upd->dst_uid))
 			continue;
-		mail_update_flags(dmail, MODIFY_REPLACE, upd->flags);
+		mail_update_flags(txn.dmail, MODIFY_REPLACE, upd->flags);
 		kw = mailbox_keywords_create_valid(dbox, upd->keywords);
-		mail_update_keywords(dmail, MODIFY_REPLACE, kw);
+		mail_update_keywords(txn.dmail, MODIFY_REPLACE, kw);
 		mailbox_keywords_unref(&kw);
 		counts->flag_changes++;
 	}
 	array_foreach(&plan->expunges, uidp) {
-		if (!mail_set_uid(dmail, *uidp))
+		if (!mail_set_uid(txn.dmail, *uidp))
 			continue;
-		mail_expunge(dmail);
+		mail_expunge(txn.dmail);
 		counts->expunged++;
 	}
-	array_foreach(&plan->copy_keep, uidp) {
-		if (!mail_set_uid(smail, *uidp))
-			continue;
-		if (pass_copy(dt, smail, pass_src_mail(src_mails, *uidp),
-			      *uidp) < 0) {
-			if (smail->expunged)
-				continue;
-			pass_box_failed(pass, dbox, "Copying into");
-			ret = -1;
-			break;
-		}
-		copied++;
-	}
-	mail_free(&smail);
-	mail_free(&dmail);
-	(void)mailbox_transaction_commit(&st);
-	if (ret < 0) {
-		mailbox_transaction_rollback(&dt);
+	copied = pass_copy_uids(pass, &txn, src_mails, &plan->copy_keep, TRUE);
+	pass_txn_end_source(&txn, copied >= 0);
+	if (copied < 0)
 		return -1;
-	}
-	if (mailbox_transaction_commit_get_changes(&dt, &changes) < 0) {
+	if (mailbox_transaction_commit_get_changes(&txn.dt, &changes) < 0) {
 		pass_box_failed(pass, dbox, "Committing to");
 		return -1;
 	}
@@ -689,7 +718,6 @@ pass_apply_keep(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	/* a UID the destination gave to its own new mail meanwhile is
 	   assigned anew at the top by Dovecot: count it */
 	seq_range_array_iter_init(&iter, &changes.saved_uids);
-	n = 0;
 	array_foreach(&plan->copy_keep, uidp) {
 		if (!seq_range_array_iter_nth(&iter, n++, &got))
 			break;
@@ -713,12 +741,11 @@ pass_apply_top(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	       struct pass_box_plan *plan, uint32_t top,
 	       struct mailbox_migrate_pass_counts *counts)
 {
-	struct mailbox_transaction_context *st, *dt;
 	struct mail_save_context *save_ctx;
 	struct mailbox_update update;
-	struct mail *smail, *dmail;
+	struct pass_txn txn;
 	const uint32_t *uidp;
-	int ret = 0;
+	int copied = 0;
 
 	if (array_count(&plan->copy_top) == 0 &&
 	    array_count(&plan->renumber) == 0)
@@ -730,52 +757,32 @@ pass_apply_top(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		pass_box_failed(pass, dbox, "Raising UIDNEXT of");
 		return -1;
 	}
-	st = mailbox_transaction_begin(sbox, 0, __func__);
-	dt = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL |
-				       MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS |
-				       MAILBOX_TRANSACTION_FLAG_NO_NOTIFY,
-				       __func__);
-	smail = mail_alloc(st, 0, NULL);
-	dmail = mail_alloc(dt, 0, NULL);
+	pass_txn_begin(&txn, sbox, dbox);
 	array_foreach(&plan->renumber, uidp) {
-		if (!mail_set_uid(dmail, *uidp))
+		if (!mail_set_uid(txn.dmail, *uidp))
 			continue;
-		save_ctx = mailbox_save_alloc(dt);
-		mailbox_save_copy_flags(save_ctx, dmail);
-		if (mailbox_move(&save_ctx, dmail) < 0) {
+		save_ctx = mailbox_save_alloc(txn.dt);
+		mailbox_save_copy_flags(save_ctx, txn.dmail);
+		if (mailbox_move(&save_ctx, txn.dmail) < 0) {
 			pass_box_failed(pass, dbox, "Renumbering in");
-			ret = -1;
+			copied = -1;
 			break;
 		}
 		counts->reassigned++;
 	}
-	array_foreach(&plan->copy_top, uidp) {
-		if (ret < 0)
-			break;
-		if (!mail_set_uid(smail, *uidp))
-			continue;
-		if (pass_copy(dt, smail, pass_src_mail(src_mails, *uidp),
-			      0) < 0) {
-			if (smail->expunged)
-				continue;
-			pass_box_failed(pass, dbox, "Copying into");
-			ret = -1;
-			break;
-		}
-		counts->copied++;
-		counts->reassigned++;
+	if (copied == 0) {
+		copied = pass_copy_uids(pass, &txn, src_mails,
+					&plan->copy_top, FALSE);
 	}
-	mail_free(&smail);
-	mail_free(&dmail);
-	(void)mailbox_transaction_commit(&st);
-	if (ret < 0) {
-		mailbox_transaction_rollback(&dt);
+	pass_txn_end_source(&txn, copied >= 0);
+	if (copied < 0)
 		return -1;
-	}
-	if (mailbox_transaction_commit(&dt) < 0) {
+	if (mailbox_transaction_commit(&txn.dt) < 0) {
 		pass_box_failed(pass, dbox, "Committing to");
 		return -1;
 	}
+	counts->copied += copied;
+	counts->reassigned += copied;
 	return 0;
 }
 
