@@ -344,8 +344,7 @@ static int migrate_get_dst_db(void *context, struct mailbox_migrate_db **db_r)
 	return 0;
 }
 
-static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
-			bool raise_to_seen, bool quiet_output)
+static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet)
 {
 	struct mailbox_migrate_pass_settings set;
 	struct mailbox_migrate_pass_result result;
@@ -368,30 +367,25 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	/* migrate_init_users() set mail_fsync=never for the destination */
 	set.sync_destination = TRUE;
 	set.source_quiet = source_quiet;
-	set.raise_to_seen = raise_to_seen;
-	set.mailbox_done = quiet_output ? NULL : migrate_print_row;
+	set.mailbox_done = migrate_print_row;
 	set.get_dst_db = migrate_get_dst_db;
 	set.context = ctx;
 	ret = mailbox_migrate_pass_run(ctx->user, ctx->dst_user, ctx->db,
 				       &set, &result,
 				       &mail_error, &error);
-	if (!quiet_output || ret < 0) {
-		i_info("%s%s pass to %s: %u mailboxes, %u copied, "
-		       "%u expunged, %u flag changes, %u reassigned%s%s%s",
-		       ctx->dry_run ? "(dry run) " : "",
-		       result.full ? "full" : "journal", ctx->dest_name,
-		       result.mailboxes_touched, result.total.copied,
-		       result.total.expunged, result.total.flag_changes,
-		       result.total.reassigned,
-		       result.full ? " (" : "",
-		       result.full ? result.full_reason : "",
-		       result.full ? ")" : "");
-	}
-	if (!quiet_output) {
-		i_gettimeofday(&end);
-		migrate_emit_row(ctx, "(total)", &result.total,
-				 timeval_diff_usecs(&end, &start) / 1e6);
-	}
+	i_info("%s%s pass to %s: %u mailboxes, %u copied, "
+	       "%u expunged, %u flag changes, %u reassigned%s%s%s",
+	       ctx->dry_run ? "(dry run) " : "",
+	       result.full ? "full" : "journal", ctx->dest_name,
+	       result.mailboxes_touched, result.total.copied,
+	       result.total.expunged, result.total.flag_changes,
+	       result.total.reassigned,
+	       result.full ? " (" : "",
+	       result.full ? result.full_reason : "",
+	       result.full ? ")" : "");
+	i_gettimeofday(&end);
+	migrate_emit_row(ctx, "(total)", &result.total,
+			 timeval_diff_usecs(&end, &start) / 1e6);
 	if (ret < 0) {
 		i_error("Pass to %s failed: %s", ctx->dest_name, error);
 		doveadm_mail_failed_error(&ctx->mctx.ctx, mail_error);
@@ -632,7 +626,7 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 		case 1:
 			/* b. a pass while the source is live, then c. raise
 			   the destination's UIDNEXTs to the source's */
-			ret = migrate_pass(ctx, FALSE, FALSE, FALSE);
+			ret = migrate_pass(ctx, FALSE);
 			if (ret == 0 &&
 			    mailbox_migrate_pass_raise_uidnext(ctx->user,
 					ctx->dst_user, ctx->db, ctx->dest_name,
@@ -659,9 +653,9 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 			migrate_wait_quiet(ctx);
 			break;
 		case 4:
-			/* f. the final pass, g. UIDNEXT at least what any
-			   client of the source was shown */
-			ret = migrate_pass(ctx, TRUE, TRUE, FALSE);
+			/* f. the final pass, g. every destination UIDNEXT
+			   at least what any client of the source was shown */
+			ret = migrate_pass(ctx, TRUE);
 			if (ret == 0 &&
 			    mailbox_migrate_pass_raise_uidnext(ctx->user,
 					ctx->dst_user, ctx->db, ctx->dest_name,
@@ -740,7 +734,7 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 			       t_strdup_printf("resume at %s", dest.phase) :
 			       "hold sessions, pass, switch, kick, final "
 			       "pass, release");
-		return migrate_pass(ctx, FALSE, FALSE, FALSE);
+		return migrate_pass(ctx, FALSE);
 	}
 	if (ctx->cutover || mailbox_migrate_phase_is_cutover(dest.phase)) {
 		if (!ctx->cutover) {
@@ -753,7 +747,7 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		}
 		return migrate_cutover(ctx, dest.phase);
 	}
-	ret = migrate_pass(ctx, FALSE, FALSE, FALSE);
+	ret = migrate_pass(ctx, FALSE);
 	return ret;
 }
 

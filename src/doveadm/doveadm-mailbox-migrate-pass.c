@@ -149,11 +149,12 @@ static void pass_progress(struct mailbox_migrate_pass *pass)
 	    ioloop_time - pass->last_progress < PASS_PROGRESS_INTERVAL_SECS)
 		return;
 	pass->last_progress = ioloop_time;
-	fprintf(stderr, "mailbox-migrate(%s): %u/%u mailboxes, "
+	fprintf(stderr, "mailbox-migrate(%s): %u%s mailboxes, "
 		"%u messages copied, %u expunged\n",
 		pass->src_user->username, pass->boxes_done,
-		pass->boxes_total, pass->result->total.copied,
-		pass->result->total.expunged);
+		pass->boxes_total == 0 ? "" :
+		t_strdup_printf("/%u", pass->boxes_total),
+		pass->result->total.copied, pass->result->total.expunged);
 }
 
 static const char *pass_box_guid(struct mailbox *box)
@@ -948,9 +949,6 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	   source's */
 	i_zero(&update);
 	update.min_next_uid = st.src_status.uidnext;
-	if (pass->set->raise_to_seen)
-		update.min_next_uid = I_MAX(update.min_next_uid,
-					    st.src_seen_uidnext);
 	update.min_highest_modseq = st.src_highest_modseq;
 	/* nothing a pass brings is \Recent to the destination's clients */
 	update.min_next_uid = I_MAX(update.min_next_uid,
@@ -992,19 +990,21 @@ pass_dest_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	struct mailbox *dbox, *gbox;
 	struct mailbox_update update;
 	struct mailbox_status sstatus, dstatus;
-	guid_128_t guid_128;
-	const char *dguid;
+	const char *dguid, *old_vname, *what;
 	enum mail_error error;
 	struct mail_namespace *dns;
 
 	*dbox_r = NULL;
-	if (guid_128_from_string(guid, guid_128) < 0)
-		i_unreached();
-	if (mailbox_get_status(sbox, STATUS_UIDVALIDITY | STATUS_UIDNEXT,
-			       &sstatus) < 0) {
+	if (mailbox_get_status(sbox, STATUS_UIDVALIDITY, &sstatus) < 0) {
 		pass_box_failed(pass, sbox, "Reading source mailbox");
 		return -1;
 	}
+	/* what a mailbox made or adopted here gets */
+	i_zero(&update);
+	if (guid_128_from_string(guid, update.mailbox_guid) < 0)
+		i_unreached();
+	update.uid_validity = sstatus.uidvalidity;
+
 	dbox = pass_box_alloc(pass->dst_user, vname, 0);
 	dguid = pass_box_guid(dbox);
 	if (dguid != NULL && strcmp(dguid, guid) == 0) {
@@ -1014,51 +1014,44 @@ pass_dest_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	if (dguid == NULL) {
 		(void)mailbox_get_last_internal_error(dbox, &error);
 		if (error != MAIL_ERROR_NOTFOUND) {
-			pass_box_failed(pass, dbox, "Opening destination "
-					"mailbox");
-			mailbox_free(&dbox);
-			return -1;
+			what = "Opening destination mailbox";
+			goto failed;
 		}
-	}
-
-	/* renamed on the source since the last pass? */
-	dns = mail_namespace_find(pass->dst_user->namespaces, vname);
-	gbox = mailbox_alloc_guid(dns->list, guid_128, 0);
-	if (mailbox_open(gbox) == 0 && dguid == NULL) {
-		const char *old_vname = t_strdup(mailbox_get_vname(gbox));
-
-		if (pass->set->dry_run) {
+		/* the name is free: renamed on the source since the last
+		   pass? (a GUID lookup lists the destination's mailboxes) */
+		dns = mail_namespace_find(pass->dst_user->namespaces, vname);
+		gbox = mailbox_alloc_guid(dns->list, update.mailbox_guid, 0);
+		if (mailbox_open(gbox) == 0) {
+			old_vname = t_strdup(mailbox_get_vname(gbox));
+			if (!pass->set->dry_run) {
+				/* a fresh object: the failed open left state */
+				mailbox_free(&dbox);
+				dbox = pass_box_alloc(pass->dst_user, vname, 0);
+			}
+			if (!pass->set->dry_run &&
+			    mailbox_rename(gbox, dbox) < 0) {
+				pass_box_failed(pass, gbox, t_strdup_printf(
+					"Renaming to %s destination mailbox",
+					str_sanitize_utf8(vname, 200)));
+				mailbox_free(&gbox);
+				mailbox_free(&dbox);
+				return -1;
+			}
+			i_info("%s: renamed from %s on the destination%s",
+			       vname, old_vname,
+			       pass->set->dry_run ? " (dry run)" : "");
 			mailbox_free(&gbox);
 			*dbox_r = dbox;
 			return 0;
 		}
-		mailbox_free(&dbox);
-		dbox = pass_box_alloc(pass->dst_user, vname, 0);
-		if (mailbox_rename(gbox, dbox) < 0) {
-			pass_box_failed(pass, gbox, t_strdup_printf(
-				"Renaming to %s destination mailbox",
-				str_sanitize_utf8(vname, 200)));
-			mailbox_free(&gbox);
-			mailbox_free(&dbox);
-			return -1;
-		}
-		i_info("%s: renamed from %s on the destination", vname,
-		       old_vname);
 		mailbox_free(&gbox);
-		*dbox_r = dbox;
-		return 0;
-	}
-	mailbox_free(&gbox);
-
-	if (dguid != NULL) {
+	} else {
 		/* a mailbox of that name, with another GUID: adopt it only
 		   if it's empty (e.g. INBOX made by an early login) */
 		if (mailbox_get_status(dbox, STATUS_MESSAGES | STATUS_UIDNEXT,
 				       &dstatus) < 0) {
-			pass_box_failed(pass, dbox, "Reading destination "
-					"mailbox");
-			mailbox_free(&dbox);
-			return -1;
+			what = "Reading destination mailbox";
+			goto failed;
 		}
 		if (dstatus.messages > 0 || dstatus.uidnext > 1) {
 			pass_failed(pass, MAIL_ERROR_EXISTS, t_strdup_printf(
@@ -1069,57 +1062,37 @@ pass_dest_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 			mailbox_free(&dbox);
 			return -1;
 		}
-		if (pass->set->dry_run) {
-			*dbox_r = dbox;
-			return 1;
-		}
-		i_zero(&update);
-		memcpy(update.mailbox_guid, guid_128, sizeof(guid_128));
-		update.uid_validity = sstatus.uidvalidity;
-		if (mailbox_update(dbox, &update) < 0) {
-			pass_box_failed(pass, dbox, "Updating destination "
-					"mailbox");
-			mailbox_free(&dbox);
-			return -1;
-		}
-		*dbox_r = dbox;
-		return 1;
 	}
-
 	if (pass->set->dry_run) {
 		*dbox_r = dbox;
 		return 1;
 	}
-	i_zero(&update);
-	memcpy(update.mailbox_guid, guid_128, sizeof(guid_128));
-	update.uid_validity = sstatus.uidvalidity;
-	if (mailbox_create(dbox, &update, FALSE) < 0) {
+
+	if (dguid == NULL && mailbox_create(dbox, &update, FALSE) < 0) {
 		(void)mailbox_get_last_internal_error(dbox, &error);
 		if (error != MAIL_ERROR_EXISTS) {
-			pass_box_failed(pass, dbox, "Creating destination "
-					"mailbox");
-			mailbox_free(&dbox);
-			return -1;
+			what = "Creating destination mailbox";
+			goto failed;
 		}
-		/* a \Noselect parent directory: make it a mailbox */
-		if (mailbox_update(dbox, &update) < 0) {
-			pass_box_failed(pass, dbox, "Updating destination "
-					"mailbox");
-			mailbox_free(&dbox);
-			return -1;
-		}
+		/* a \Noselect parent directory: made a mailbox below */
+		dguid = "";
 	}
-	dguid = pass_box_guid(dbox);
-	if (dguid == NULL || strcmp(dguid, guid) != 0) {
+	/* adopting an empty mailbox or a directory, or a backend that
+	   ignored the GUID at create: set GUID and UIDVALIDITY */
+	if (dguid != NULL || (dguid = pass_box_guid(dbox)) == NULL ||
+	    strcmp(dguid, guid) != 0) {
 		if (mailbox_update(dbox, &update) < 0) {
-			pass_box_failed(pass, dbox, "Setting GUID of "
-					"destination mailbox");
-			mailbox_free(&dbox);
-			return -1;
+			what = "Updating destination mailbox";
+			goto failed;
 		}
 	}
 	*dbox_r = dbox;
 	return 1;
+
+failed:
+	pass_box_failed(pass, dbox, what);
+	mailbox_free(&dbox);
+	return -1;
 }
 
 static int pass_subscribed_names(struct mailbox_migrate_pass *pass,
@@ -1322,17 +1295,21 @@ struct pass_src_box {
 };
 ARRAY_DEFINE_TYPE(pass_src_box, struct pass_src_box);
 
-/* Every selectable source mailbox with its GUID, parents before
-   children. */
-static int pass_list_source(struct mailbox_migrate_pass *pass,
-			    ARRAY_TYPE(pass_src_box) *boxes)
+/* Calls callback for every selectable source mailbox, opened read-only,
+   with its GUID. Returns 0, or -1 if a mailbox couldn't be opened or the
+   listing failed (logged in the pass; the others are still called). */
+typedef void pass_source_callback_t(struct mailbox_migrate_pass *pass,
+				    struct mailbox *box, const char *guid,
+				    void *context);
+static int pass_foreach_source(struct mailbox_migrate_pass *pass,
+			       pass_source_callback_t *callback,
+			       void *context)
 {
 	static const char *const patterns[] = { "*", NULL };
 	struct mailbox_list_iterate_context *iter;
 	const struct mailbox_info *info;
-	struct pass_src_box *sb;
 	struct mailbox *box;
-	const char *guid;
+	enum mail_error error;
 	int ret = 0;
 
 	iter = mailbox_list_iter_init_namespaces(pass->src_user->namespaces,
@@ -1346,21 +1323,23 @@ static int pass_list_source(struct mailbox_migrate_pass *pass,
 			continue;
 		box = mailbox_alloc(info->ns->list, info->vname,
 				    MAILBOX_FLAG_READONLY);
-		guid = pass_box_guid(box);
-		if (guid == NULL) {
-			enum mail_error error;
+		T_BEGIN {
+			const char *guid = pass_box_guid(box);
 
-			(void)mailbox_get_last_internal_error(box, &error);
-			if (error != MAIL_ERROR_NOTFOUND) {
-				pass_box_failed(pass, box, "Opening source "
-						"mailbox");
-				ret = -1;
+			if (guid != NULL)
+				callback(pass, box, guid, context);
+			else {
+				(void)mailbox_get_last_internal_error(box,
+								      &error);
+				/* NOTFOUND: deleted while listing */
+				if (error != MAIL_ERROR_NOTFOUND) {
+					pass_box_failed(pass, box, "Opening "
+							"source mailbox");
+					pass->result->mailboxes_failed++;
+					ret = -1;
+				}
 			}
-		} else {
-			sb = array_append_space(boxes);
-			sb->vname = t_strdup(info->vname);
-			sb->guid = t_strdup(guid);
-		}
+		} T_END;
 		mailbox_free(&box);
 	}
 	if (mailbox_list_iter_deinit(&iter) < 0) {
@@ -1371,6 +1350,25 @@ static int pass_list_source(struct mailbox_migrate_pass *pass,
 		ret = -1;
 	}
 	return ret;
+}
+
+static void pass_list_source_box(struct mailbox_migrate_pass *pass,
+				 struct mailbox *box, const char *guid,
+				 void *context)
+{
+	ARRAY_TYPE(pass_src_box) *boxes = context;
+	struct pass_src_box *sb;
+
+	sb = array_append_space(boxes);
+	sb->vname = p_strdup(pass->pool, mailbox_get_vname(box));
+	sb->guid = p_strdup(pass->pool, guid);
+}
+
+/* Every selectable source mailbox with its GUID. */
+static int pass_list_source(struct mailbox_migrate_pass *pass,
+			    ARRAY_TYPE(pass_src_box) *boxes)
+{
+	return pass_foreach_source(pass, pass_list_source_box, boxes);
 }
 
 static int pass_src_box_cmp(const struct pass_src_box *a,
@@ -1512,6 +1510,30 @@ pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	pass_box(pass, sbox, guid, changes);
 }
 
+struct pass_journal_context {
+	HASH_TABLE_TYPE(pass_changes) hash;
+	uint64_t since_seq;
+	pool_t pool;
+};
+
+static void pass_journal_source_box(struct mailbox_migrate_pass *pass,
+				    struct mailbox *box, const char *guid,
+				    void *context)
+{
+	struct pass_journal_context *jctx = context;
+	struct pass_box_changes *ch;
+
+	pass->boxes_done++;
+	ch = hash_table_lookup(jctx->hash, guid);
+	if (ch != NULL)
+		ch->seen_on_source = TRUE;
+	if (pass_box_selected(pass, mailbox_get_vname(box))) {
+		pass_journal_box(pass, box, guid, jctx->since_seq, ch,
+				 jctx->pool);
+	}
+	pass_progress(pass);
+}
+
 /* Returns 0, or -1 if the journal can't be used (then compare in full). */
 static int pass_journal(struct mailbox_migrate_pass *pass,
 			uint64_t since_seq, uint64_t until_seq,
@@ -1524,10 +1546,7 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	ARRAY_TYPE(pass_box_changes) order;
 	ARRAY_TYPE(const_string) sub_names;
 	struct pass_box_changes *ch, *const *chp;
-	static const char *const all_patterns[] = { "*", NULL };
-	struct mailbox_list_iterate_context *list_iter;
-	const struct mailbox_info *info;
-	struct mailbox *sbox;
+	struct pass_journal_context jctx;
 	const char *error;
 	pool_t pool;
 	int ret = 0;
@@ -1602,50 +1621,12 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	   has all its changes since this destination last had it, which
 	   also catches changes made without the plugin */
 	/* one listing, each mailbox opened once for its GUID and proof */
-	list_iter = mailbox_list_iter_init_namespaces(
-			pass->src_user->namespaces,
-			all_patterns, MAIL_NAMESPACE_TYPE_PRIVATE,
-			MAILBOX_LIST_ITER_NO_AUTO_BOXES |
-			MAILBOX_LIST_ITER_RETURN_NO_FLAGS |
-			MAILBOX_LIST_ITER_SKIP_ALIASES);
-	while ((info = mailbox_list_iter_next(list_iter)) != NULL) {
-		if ((info->flags & (MAILBOX_NOSELECT |
-				    MAILBOX_NONEXISTENT)) != 0)
-			continue;
-		pass->boxes_done++;
-		sbox = mailbox_alloc(info->ns->list, info->vname,
-				     MAILBOX_FLAG_READONLY);
-		T_BEGIN {
-			const char *guid = pass_box_guid(sbox);
-
-			if (guid == NULL) {
-				enum mail_error error;
-
-				(void)mailbox_get_last_internal_error(sbox,
-								      &error);
-				if (error != MAIL_ERROR_NOTFOUND) {
-					pass_box_failed(pass, sbox, "Opening "
-							"source mailbox");
-					pass->result->mailboxes_failed++;
-				}
-			} else {
-				ch = hash_table_lookup(hash, guid);
-				if (ch != NULL)
-					ch->seen_on_source = TRUE;
-				if (pass_box_selected(pass, info->vname)) {
-					pass_journal_box(pass, sbox, guid,
-							 since_seq, ch, pool);
-				}
-			}
-		} T_END;
-		mailbox_free(&sbox);
-		pass_progress(pass);
-	}
-	if (mailbox_list_iter_deinit(&list_iter) < 0) {
-		pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
-			"Listing source mailboxes failed: %s",
-			mailbox_list_get_last_internal_error(
-				pass->src_user->namespaces->list, NULL)));
+	jctx.hash = hash;
+	jctx.since_seq = since_seq;
+	jctx.pool = pool;
+	if (pass_foreach_source(pass, pass_journal_source_box, &jctx) < 0) {
+		/* without the whole source listed, "not on the source"
+		   can't be told from "couldn't be opened": delete nothing */
 		hash_table_destroy(&hash);
 		pool_unref(&pool);
 		return 0;

@@ -42,9 +42,6 @@ struct mailbox_migrate_pass_settings {
 	/* Nothing writes to the source any more (cutover final pass): the
 	   pass may record that it has every source UID below UIDNEXT. */
 	bool source_quiet;
-	/* Also raise each destination mailbox's UIDNEXT to the source's
-	   seen UIDNEXT (cutover step g). */
-	bool raise_to_seen;
 
 	/* The destination's state file, for the seen UIDNEXT its clients
 	   were shown: asked for only when a mailbox needs it. Returns 0 and

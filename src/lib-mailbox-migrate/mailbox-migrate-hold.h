@@ -21,7 +21,7 @@ int mailbox_migrate_hold_set(const char *path, time_t until,
 /* Remove the hold file; a missing one is fine. */
 int mailbox_migrate_hold_clear(const char *path, const char **error_r);
 /* Returns the time the hold file holds until, 0 if there is none (or it
-   can't be read). One stat() when there is none. */
+   can't be read). A single failed open() when there is none. */
 time_t mailbox_migrate_hold_get(const char *path);
 
 #endif

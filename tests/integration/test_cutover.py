@@ -83,6 +83,16 @@ def dovecot_for_cutover(make_dovecot, **settings):
                         plugin_settings=plugin)
 
 
+def migrated_dovecot(make_dovecot, messages):
+    """A Dovecot whose alice has `messages` in INBOX, already brought to
+    DST by a first pass."""
+    d = dovecot_for_cutover(make_dovecot)
+    for i in range(messages):
+        d.deliver("alice", make_message("m%d" % i))
+    d.migrate("alice", DST)
+    return d
+
+
 def inbox(d, location=None):
     """[(uid, guid, message-id)] of INBOX, by doveadm."""
     opts = ["-o", "mail_location=%s" % location] if location else []
@@ -121,10 +131,7 @@ def test_a_client_never_sees_uidnext_go_back(make_dovecot, tmp_path):
     """A client sees UIDNEXT=N+1 on the source while the destination has
     mail up to N-1: after the cutover it never sees less, and sees every
     message."""
-    d = dovecot_for_cutover(make_dovecot)
-    for i in range(5):
-        d.deliver("alice", make_message("m%d" % i))
-    d.migrate("alice", DST)
+    d = migrated_dovecot(make_dovecot, 5)
     d.deliver("alice", make_message("after pass 1"))
     switch, notes = switch_script(d, tmp_path, """
 deliver("between pass and switch")
@@ -151,10 +158,7 @@ flip()
 
 
 def test_b_deleted_on_destination_stays_deleted(make_dovecot, tmp_path):
-    d = dovecot_for_cutover(make_dovecot)
-    for i in range(4):
-        d.deliver("alice", make_message("m%d" % i))
-    d.migrate("alice", DST)
+    d = migrated_dovecot(make_dovecot, 4)
     victim = inbox(d)[1]
     switch, _ = switch_script(d, tmp_path, """
 c = imap()
@@ -173,10 +177,7 @@ doveadm("expunge", "-u", USER, "mailbox", "INBOX", "uid", "2")
 def test_c_both_new_messages_survive(make_dovecot, tmp_path):
     """Different new messages at one UID on both sides: both survive, the
     one a client was shown keeps the UID; sessions are held meanwhile."""
-    d = dovecot_for_cutover(make_dovecot)
-    for i in range(3):
-        d.deliver("alice", make_message("m%d" % i))
-    d.migrate("alice", DST)
+    d = migrated_dovecot(make_dovecot, 3)
     switch, notes = switch_script(d, tmp_path, """
 deliver("to the source, never shown")
 flip()
@@ -206,10 +207,7 @@ c.logout()
 
 
 def test_d_deleted_on_source_never_reappears(make_dovecot, tmp_path):
-    d = dovecot_for_cutover(make_dovecot)
-    for i in range(4):
-        d.deliver("alice", make_message("m%d" % i))
-    d.migrate("alice", DST)
+    d = migrated_dovecot(make_dovecot, 4)
     victim = inbox(d)[0]
     c = d.imap("alice")
     c.select("INBOX")
