@@ -21,6 +21,7 @@ struct mailbox_migrate_db_stmt {
 struct mailbox_migrate_db {
 	sqlite3 *sqlite;
 	char *path;
+	const struct mailbox_migrate_db_schema *schema;
 	ARRAY(struct mailbox_migrate_db_stmt) stmts;
 	enum mailbox_migrate_db_error error;
 	bool in_transaction:1;
@@ -168,9 +169,8 @@ mailbox_migrate_db_upgrade(struct mailbox_migrate_db *db, const char **error_r)
 		return -1;
 	}
 	new_file = version == 0;
-	for (; version < MAILBOX_MIGRATE_SQL_SCHEMA_VERSION; version++) {
-		if (mailbox_migrate_db_exec(db,
-				mailbox_migrate_sql_upgrades[version],
+	for (; version < db->schema->version; version++) {
+		if (mailbox_migrate_db_exec(db, db->schema->upgrades[version],
 				error_r) < 0) {
 			mailbox_migrate_db_rollback(db);
 			return -1;
@@ -180,18 +180,26 @@ mailbox_migrate_db_upgrade(struct mailbox_migrate_db *db, const char **error_r)
 	/* journal_id names this journal: a reader's checkpoint from another
 	   journal (one that was lost and made anew) is worthless here */
 	if (mailbox_migrate_db_exec(db, t_strdup_printf(
-			"PRAGMA user_version = %d",
-			MAILBOX_MIGRATE_SQL_SCHEMA_VERSION), error_r) < 0 ||
+			"PRAGMA user_version = %d", db->schema->version),
+			error_r) < 0 ||
 	    (new_file &&
 	     (mailbox_migrate_db_meta_set(db, "created",
 			dec2str(ioloop_time), error_r) < 0 ||
-	      mailbox_migrate_db_meta_set(db, "journal_id",
-			guid_128_to_string(journal_id), error_r) < 0))) {
+	      (db->schema->journal_id &&
+	       mailbox_migrate_db_meta_set(db, "journal_id",
+			guid_128_to_string(journal_id), error_r) < 0)))) {
 		mailbox_migrate_db_rollback(db);
 		return -1;
 	}
 	return mailbox_migrate_db_commit(db, error_r);
 }
+
+const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema = {
+	.name = "state file",
+	.upgrades = mailbox_migrate_sql_upgrades,
+	.version = MAILBOX_MIGRATE_SQL_SCHEMA_VERSION,
+	.journal_id = TRUE,
+};
 
 int mailbox_migrate_db_open(const char *path,
 			    enum mailbox_migrate_db_open_flags flags,
@@ -199,6 +207,19 @@ int mailbox_migrate_db_open(const char *path,
 			    struct mailbox_migrate_db **db_r,
 			    enum mailbox_migrate_db_error *error_code_r,
 			    const char **error_r)
+{
+	return mailbox_migrate_db_open_schema(path,
+			&mailbox_migrate_db_state_schema, flags,
+			lock_timeout_msecs, db_r, error_code_r, error_r);
+}
+
+int mailbox_migrate_db_open_schema(const char *path,
+				   const struct mailbox_migrate_db_schema *schema,
+				   enum mailbox_migrate_db_open_flags flags,
+				   unsigned int lock_timeout_msecs,
+				   struct mailbox_migrate_db **db_r,
+				   enum mailbox_migrate_db_error *error_code_r,
+				   const char **error_r)
 {
 	struct mailbox_migrate_db *db;
 	bool readonly = (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY) != 0;
@@ -227,6 +248,7 @@ int mailbox_migrate_db_open(const char *path,
 
 	db = i_new(struct mailbox_migrate_db, 1);
 	db->path = i_strdup(path);
+	db->schema = schema;
 	i_array_init(&db->stmts, 16);
 	rc = sqlite3_open_v2(path, &db->sqlite,
 			     sqlite_flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -240,11 +262,11 @@ int mailbox_migrate_db_open(const char *path,
 
 	if (mailbox_migrate_db_get_version(db, &version, error_r) < 0)
 		goto failed;
-	if (version > MAILBOX_MIGRATE_SQL_SCHEMA_VERSION) {
+	if (version > schema->version) {
 		db->error = MAILBOX_MIGRATE_DB_ERROR_VERSION;
 		*error_r = t_strdup_printf("%s has schema version %d, "
 			"this mailbox-migrate knows only up to %d", path,
-			version, MAILBOX_MIGRATE_SQL_SCHEMA_VERSION);
+			version, schema->version);
 		goto failed;
 	}
 	if (readonly) {
@@ -276,7 +298,7 @@ int mailbox_migrate_db_open(const char *path,
 				"PRAGMA synchronous = OFF; "
 				"PRAGMA wal_autocheckpoint = 100", error_r) < 0)
 			goto failed;
-		if (version < MAILBOX_MIGRATE_SQL_SCHEMA_VERSION &&
+		if (version < schema->version &&
 		    mailbox_migrate_db_upgrade(db, error_r) < 0)
 			goto failed;
 	}

@@ -33,6 +33,17 @@ enum mailbox_migrate_db_error {
 	MAILBOX_MIGRATE_DB_ERROR_OTHER,
 };
 
+/* What a database file holds: its schema, brought up to date by upgrades
+   (upgrades[v-1] takes version v-1 to v; version 0 is an empty file). */
+struct mailbox_migrate_db_schema {
+	const char *name;
+	const char *const *upgrades;
+	int version;
+	/* a new file gets a random journal_id in meta */
+	bool journal_id;
+};
+extern const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema;
+
 /* Open (and with write access create with mode 0600 and upgrade) the state
    file. Returns 1 if opened, 0 if the file doesn't exist (only with
    READONLY), -1 on error with *error_code_r and *error_r set. */
@@ -42,6 +53,15 @@ int mailbox_migrate_db_open(const char *path,
 			    struct mailbox_migrate_db **db_r,
 			    enum mailbox_migrate_db_error *error_code_r,
 			    const char **error_r);
+/* The same for a database of another schema (e.g. a backup store's
+   index). */
+int mailbox_migrate_db_open_schema(const char *path,
+				   const struct mailbox_migrate_db_schema *schema,
+				   enum mailbox_migrate_db_open_flags flags,
+				   unsigned int lock_timeout_msecs,
+				   struct mailbox_migrate_db **db_r,
+				   enum mailbox_migrate_db_error *error_code_r,
+				   const char **error_r);
 void mailbox_migrate_db_close(struct mailbox_migrate_db **db);
 
 const char *mailbox_migrate_db_get_path(struct mailbox_migrate_db *db);
