@@ -21,6 +21,7 @@
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-destination.h"
 #include "mailbox-migrate-hold.h"
+#include "mailbox-migrate-backup-store.h"
 #include "doveadm-mailbox-migrate-pass.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
@@ -50,6 +51,8 @@ struct migrate_cmd_context {
 	ARRAY_TYPE(const_string) mailboxes;
 	const char *switch_command;
 	bool full, dry_run, cutover;
+	/* DESTINATION is backup:DIR */
+	bool backup;
 	bool dest_missing;
 	/* ctx->user is ours to free (a resumed cutover's source) */
 	bool src_user_owned;
@@ -67,6 +70,7 @@ struct migrate_cmd_context {
 	const char *dest_name;
 	struct mailbox_migrate_db *db, *dst_db;
 	const char *src_db_path, *dst_db_path;
+	struct mailbox_migrate_backup_store *store;
 };
 
 /* A row of the table: printed, or in a worker process written to the
@@ -155,6 +159,36 @@ static int migrate_check_paths(struct mail_user *user,
 	return same ? 1 : 0;
 }
 
+/* A backup store must lie apart from the user's mail. */
+static int migrate_check_backup_path(struct mail_user *user, const char *dir)
+{
+	static const enum mailbox_list_path_type types[] = {
+		MAILBOX_LIST_PATH_TYPE_MAILBOX,
+		MAILBOX_LIST_PATH_TYPE_INDEX,
+	};
+	struct mail_namespace *ns;
+	const char *root;
+	unsigned int i;
+
+	if (dir[0] != '/') {
+		i_error("Invalid backup destination backup:%s: expected an "
+			"absolute path", dir);
+		return -1;
+	}
+	ns = mail_namespace_find_inbox(user->namespaces);
+	for (i = 0; ns != NULL && i < N_ELEMENTS(types); i++) {
+		if (!mailbox_list_get_root_path(ns->list, types[i], &root))
+			continue;
+		if (path_is_inside(dir, root) || path_is_inside(root, dir)) {
+			i_error("Backup store %s is %s the user's mail %s", dir,
+				path_is_inside(dir, root) ? "inside" :
+				"a parent of", root);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* A second mail user of the account being worked on, at location. */
 static int migrate_user_at(struct migrate_cmd_context *ctx,
 			   const char *location, struct mail_user **user_r)
@@ -224,6 +258,9 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	if (location == NULL)
 		return -1;
 	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
+	ctx->user = user;
+	if (ctx->backup)
+		return migrate_check_backup_path(user, location + 7);
 	/* The destination is written without an fsync per message: the pass
 	   syncs its filesystem once, when it wrote something, before it
 	   records the checkpoint (a crash before that only makes the next
@@ -320,7 +357,8 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 			mailbox_migrate_db_error_name(code));
 		return -1;
 	}
-	if (mailbox_migrate_settings_get_db_path(ctx->dst_user, &dst_path,
+	if (ctx->dst_user == NULL ||
+	    mailbox_migrate_settings_get_db_path(ctx->dst_user, &dst_path,
 						 &error) < 0)
 		return 0;
 	if (strcmp(dst_path, path) == 0) {
@@ -368,7 +406,15 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet)
 	set.sync_destination = TRUE;
 	set.source_quiet = source_quiet;
 	set.mailbox_done = migrate_print_row;
-	set.get_dst_db = migrate_get_dst_db;
+	if (ctx->store != NULL) {
+		set.backup = ctx->store;
+		if (!ctx->dry_run) {
+			mailbox_migrate_backup_store_pass_begin(ctx->store,
+								ioloop_time);
+		}
+	} else {
+		set.get_dst_db = migrate_get_dst_db;
+	}
 	set.context = ctx;
 	ret = mailbox_migrate_pass_run(ctx->user, ctx->dst_user, ctx->db,
 				       &set, &result,
@@ -694,6 +740,41 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 	return 0;
 }
 
+static int migrate_backup_user(struct migrate_cmd_context *ctx)
+{
+	const struct mailbox_migrate_settings *set = ctx->mctx.set;
+	enum mailbox_migrate_backup_compression compression;
+	const char *dir = ctx->dest_name + 7, *error;
+	int ret;
+
+	if (mailbox_migrate_backup_compression_parse(set->backup_compression,
+						     &compression) < 0)
+		i_unreached(); /* checked by the settings */
+	ret = mailbox_migrate_backup_store_open(dir, ctx->dry_run ?
+			MAILBOX_MIGRATE_BACKUP_OPEN_READONLY :
+			MAILBOX_MIGRATE_BACKUP_OPEN_CREATE, compression,
+			I_MAX(set->lock_timeout_msecs / 1000, 1),
+			&ctx->store, &error);
+	if (ret < 0) {
+		i_error("Backup store %s: %s", dir, error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (ret == 0) {
+		/* a dry run doesn't make the store */
+		i_info("(dry run) %s has no backup store yet: the pass would "
+		       "make it and back up every mailbox", dir);
+		return 0;
+	}
+	if (ctx->store->cut_bytes > 0) {
+		i_warning("Backup store %s: cut %"PRIuUOFF_T" bytes of an "
+			  "unfinished pass", dir, ctx->store->cut_bytes);
+	}
+	ret = migrate_pass(ctx, FALSE);
+	mailbox_migrate_backup_store_close(&ctx->store);
+	return ret;
+}
+
 static int migrate_user(struct migrate_cmd_context *ctx,
 			struct mail_user *user)
 {
@@ -721,6 +802,8 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}
+	if (ctx->backup)
+		return migrate_backup_user(ctx);
 	if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_DONE) == 0) {
 		i_info("%s was already migrated to %s; nothing to do",
 		       user->username, ctx->dest_name);
@@ -1051,10 +1134,10 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 	const char *value;
 
 	ctx->destination = p_strdup(_ctx->pool, args[0]);
-	if (str_begins(ctx->destination, "backup:")) {
-		i_fatal_status(EX_USAGE, "backup: destinations are not "
-			       "supported by this version yet");
-	}
+	ctx->backup = str_begins(ctx->destination, "backup:");
+	if (ctx->backup && ctx->cutover)
+		i_fatal_status(EX_USAGE, "--cutover needs a mail location, "
+			       "not a backup store");
 	if (strchr(ctx->destination, ':') == NULL) {
 		i_fatal_status(EX_USAGE, "Invalid destination %s: expected a "
 			       "mail location such as sdbox:/path/%%u",

@@ -24,7 +24,7 @@
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-destination.h"
 #include "mailbox-migrate-uid-rule.h"
-#include "doveadm-mailbox-migrate-pass.h"
+#include "doveadm-mailbox-migrate-pass-private.h"
 
 #include <stdio.h>
 #include <fcntl.h>
@@ -32,39 +32,6 @@
 
 /* progress on stderr every this often once a pass runs this long */
 #define PASS_PROGRESS_INTERVAL_SECS 5
-
-/* One message as the index shows it: no message file is read for it. */
-struct pass_mail {
-	uint32_t uid;
-	const char *guid;
-	enum mail_flags flags;
-	const char *const *keywords;
-	uint64_t modseq;
-	/* matched with a message of the other side */
-	bool paired;
-};
-ARRAY_DEFINE_TYPE(pass_mail, struct pass_mail);
-
-struct pass_box_changes;
-HASH_TABLE_DEFINE_TYPE(pass_changes, const char *, struct pass_box_changes *);
-ARRAY_DEFINE_TYPE(pass_box_changes, struct pass_box_changes *);
-HASH_TABLE_DEFINE_TYPE(pass_names, const char *, void *);
-HASH_TABLE_DEFINE_TYPE(pass_guids, const char *, void *);
-
-/* What the journal says changed in one mailbox since the checkpoint. */
-struct pass_box_changes {
-	const char *guid;
-	/* UIDs saved or copied, and UIDs whose flags or keywords changed */
-	ARRAY_TYPE(seq_range) saved, flagged;
-	/* expunged UIDs and their message GUIDs ("" when unknown) */
-	ARRAY_TYPE(uint32_t) expunged;
-	ARRAY_TYPE(const_string) expunged_guids;
-	/* the source still has the mailbox (a journal pass lists it) */
-	bool seen_on_source;
-	/* UIDVALIDITY changed, or something else only a full comparison
-	   of the mailbox can settle */
-	bool compare_full;
-};
 
 struct pass_flag_update {
 	uint32_t dst_uid;
@@ -82,34 +49,7 @@ struct pass_box_plan {
 	ARRAY_TYPE(uint32_t) renumber;
 };
 
-/* A destination_mailbox record to write once the destination is
-   durable. */
-struct pass_pending_rec {
-	const char *guid;
-	struct mailbox_migrate_destination_mailbox rec;
-};
-
-struct mailbox_migrate_pass {
-	pool_t pool;
-	ARRAY(struct pass_pending_rec) pending_recs;
-	struct mail_user *src_user, *dst_user;
-	struct mailbox_migrate_db *db;
-	const struct mailbox_migrate_pass_settings *set;
-	struct mailbox_migrate_pass_result *result;
-	struct imap_match_glob **globs;
-
-	struct timeval start;
-	time_t last_progress;
-	unsigned int boxes_done, boxes_total;
-
-	/* subscriptions changed on the destination (to be synced) */
-	bool subscriptions_written;
-
-	enum mail_error mail_error;
-	const char *error;
-};
-
-static void pass_failed(struct mailbox_migrate_pass *pass,
+void pass_failed(struct mailbox_migrate_pass *pass,
 			enum mail_error error, const char *text)
 {
 	/* the first failure is the one worth reporting */
@@ -119,7 +59,7 @@ static void pass_failed(struct mailbox_migrate_pass *pass,
 	}
 }
 
-static void pass_box_failed(struct mailbox_migrate_pass *pass,
+void pass_box_failed(struct mailbox_migrate_pass *pass,
 			    struct mailbox *box, const char *what)
 {
 	enum mail_error error;
@@ -129,7 +69,7 @@ static void pass_box_failed(struct mailbox_migrate_pass *pass,
 				mailbox_get_vname(box), errstr));
 }
 
-static bool pass_box_selected(struct mailbox_migrate_pass *pass,
+bool pass_box_selected(struct mailbox_migrate_pass *pass,
 			      const char *vname)
 {
 	unsigned int i;
@@ -157,7 +97,7 @@ static void pass_progress(struct mailbox_migrate_pass *pass)
 		pass->result->total.copied, pass->result->total.expunged);
 }
 
-static const char *pass_box_guid(struct mailbox *box)
+const char *pass_box_guid(struct mailbox *box)
 {
 	struct mailbox_metadata metadata;
 
@@ -197,7 +137,7 @@ static int pass_mail_read(struct mail *mail, pool_t pool,
 
 /* Read the index records of all mails (uids == NULL) or of the given UIDs
    that still exist, in UID order. */
-static int pass_mails_load(struct mailbox *box, pool_t pool,
+int pass_mails_load(struct mailbox *box, pool_t pool,
 			   const ARRAY_TYPE(seq_range) *uids,
 			   ARRAY_TYPE(pass_mail) *mails)
 {
@@ -244,7 +184,7 @@ static int pass_mails_load(struct mailbox *box, pool_t pool,
 	return ret;
 }
 
-static struct pass_mail *
+struct pass_mail *
 pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid)
 {
 	struct pass_mail *m;
@@ -263,10 +203,6 @@ pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid)
 	return NULL;
 }
 
-/* Find an unpaired destination mail with the GUID. When the destination's
-   mails are all loaded (full comparison) they are looked up in memory;
-   otherwise the destination's index is searched and the found mail is
-   added to dst_mails. */
 /* Find an unpaired destination mail with the GUID. When the destination's
    mails are all loaded (full comparison) they are looked up in guids
    (GUID -> first index in dst_mails of a mail with it); otherwise the
@@ -336,7 +272,7 @@ pass_dst_find_guid(struct mailbox *dbox, pool_t pool, bool all_loaded,
 	return array_idx_modifiable(dst_mails, i);
 }
 
-static bool pass_keywords_equal(const char *const *a, const char *const *b)
+bool pass_keywords_equal(const char *const *a, const char *const *b)
 {
 	unsigned int i;
 
@@ -796,7 +732,7 @@ static void pass_plan_init(struct pass_box_plan *plan)
 	t_array_init(&plan->renumber, 4);
 }
 
-static int pass_box_status(struct mailbox *box, struct mailbox_status *status_r,
+int pass_box_status(struct mailbox *box, struct mailbox_status *status_r,
 			   uint64_t *highest_modseq_r)
 {
 	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
@@ -972,10 +908,7 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	st.rec.lost_count = lost.lost_count;
 	/* written with the checkpoint, after the destination is synced: a
 	   record must never say the destination has what a power loss took */
-	struct pass_pending_rec *pending =
-		array_append_space(&pass->pending_recs);
-	pending->guid = p_strdup(pass->pool, guid);
-	pending->rec = st.rec;
+	pass_record_box(pass, guid, &st.rec);
 	return 0;
 }
 
@@ -1194,7 +1127,7 @@ pass_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 {
 	struct mailbox_migrate_pass_counts counts;
 	struct mailbox *dbox;
-	struct timeval start, end;
+	struct timeval start;
 	int ret;
 
 	i_zero(&counts);
@@ -1225,22 +1158,39 @@ pass_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	}
 	if (dbox != NULL)
 		mailbox_free(&dbox);
+	pass_box_done(pass, mailbox_get_vname(sbox), &counts, &start,
+		      ret > 0 || changes != NULL);
+}
+
+void pass_box_done(struct mailbox_migrate_pass *pass, const char *vname,
+		   const struct mailbox_migrate_pass_counts *counts,
+		   const struct timeval *start, bool touched)
+{
+	struct timeval end;
 
 	i_gettimeofday(&end);
-	pass->result->total.copied += counts.copied;
-	pass->result->total.expunged += counts.expunged;
-	pass->result->total.flag_changes += counts.flag_changes;
-	pass->result->total.reassigned += counts.reassigned;
-	if (ret > 0 || counts.copied > 0 || counts.expunged > 0 ||
-	    counts.flag_changes > 0 || counts.reassigned > 0 ||
-	    changes != NULL) {
+	pass->result->total.copied += counts->copied;
+	pass->result->total.expunged += counts->expunged;
+	pass->result->total.flag_changes += counts->flag_changes;
+	pass->result->total.reassigned += counts->reassigned;
+	if (touched || counts->copied > 0 || counts->expunged > 0 ||
+	    counts->flag_changes > 0 || counts->reassigned > 0) {
 		pass->result->mailboxes_touched++;
 		if (pass->set->mailbox_done != NULL) {
-			pass->set->mailbox_done(pass->set->context,
-				mailbox_get_vname(sbox), &counts,
-				timeval_diff_usecs(&end, &start) / 1e6);
+			pass->set->mailbox_done(pass->set->context, vname,
+				counts, timeval_diff_usecs(&end, start) / 1e6);
 		}
 	}
+}
+
+void pass_record_box(struct mailbox_migrate_pass *pass, const char *guid,
+		     const struct mailbox_migrate_destination_mailbox *rec)
+{
+	struct pass_pending_rec *pending;
+
+	pending = array_append_space(&pass->pending_recs);
+	pending->guid = p_strdup(pass->pool, guid);
+	pending->rec = *rec;
 }
 
 /* Delete on the destination a mailbox that was deleted on the source: only
@@ -1377,13 +1327,47 @@ static int pass_src_box_cmp(const struct pass_src_box *a,
 	return strcmp(a->vname, b->vname);
 }
 
+/* Mailboxes an earlier pass brought that the source no longer has. */
+static void pass_delete_gone(struct mailbox_migrate_pass *pass,
+			     HASH_TABLE_TYPE(pass_guids) src_guids)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	static const char *const patterns[] = { "*", NULL };
+	ARRAY_TYPE(const_string) gone;
+	const char *guid, *const *guidp;
+	struct mailbox *dbox;
+
+	t_array_init(&gone, 4);
+	iter = mailbox_list_iter_init_namespaces(
+			pass->dst_user->namespaces, patterns,
+			MAIL_NAMESPACE_TYPE_PRIVATE,
+			MAILBOX_LIST_ITER_NO_AUTO_BOXES |
+			MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) {
+		if ((info->flags & (MAILBOX_NOSELECT |
+				    MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		dbox = mailbox_alloc(info->ns->list, info->vname, 0);
+		guid = pass_box_guid(dbox);
+		if (guid != NULL &&
+		    hash_table_lookup(src_guids, guid) == NULL) {
+			guid = t_strdup(guid);
+			array_push_back(&gone, &guid);
+		}
+		mailbox_free(&dbox);
+	}
+	(void)mailbox_list_iter_deinit(&iter);
+	array_foreach(&gone, guidp)
+		pass_delete_box(pass, *guidp);
+}
+
 static void pass_full(struct mailbox_migrate_pass *pass)
 {
 	ARRAY_TYPE(pass_src_box) boxes;
-	ARRAY_TYPE(mailbox_migrate_destination) dests ATTR_UNUSED;
 	const struct pass_src_box *sb;
 	struct mailbox *sbox;
-	HASH_TABLE(const char *, void *) src_guids;
+	HASH_TABLE_TYPE(pass_guids) src_guids;
 	HASH_TABLE_TYPE(pass_names) src_names;
 
 	t_array_init(&boxes, 32);
@@ -1404,45 +1388,16 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 		sbox = pass_box_alloc(pass->src_user, sb->vname,
 				      MAILBOX_FLAG_READONLY);
 		T_BEGIN {
-			pass_box(pass, sbox, sb->guid, NULL);
+			pass->v->box(pass, sbox, sb->guid, NULL);
 		} T_END;
 		mailbox_free(&sbox);
 		pass_progress(pass);
 	}
 
 	/* mailboxes an earlier pass brought that the source no longer has */
-	if (pass->globs == NULL && !pass->set->dest_missing) {
-		struct mailbox_list_iterate_context *iter;
-		const struct mailbox_info *info;
-		static const char *const patterns[] = { "*", NULL };
-		ARRAY_TYPE(const_string) gone;
-		const char *guid, *const *guidp;
-		struct mailbox *dbox;
-
-		t_array_init(&gone, 4);
-		iter = mailbox_list_iter_init_namespaces(
-				pass->dst_user->namespaces, patterns,
-				MAIL_NAMESPACE_TYPE_PRIVATE,
-				MAILBOX_LIST_ITER_NO_AUTO_BOXES |
-				MAILBOX_LIST_ITER_RETURN_NO_FLAGS);
-		while ((info = mailbox_list_iter_next(iter)) != NULL) {
-			if ((info->flags & (MAILBOX_NOSELECT |
-					    MAILBOX_NONEXISTENT)) != 0)
-				continue;
-			dbox = mailbox_alloc(info->ns->list, info->vname, 0);
-			guid = pass_box_guid(dbox);
-			if (guid != NULL &&
-			    hash_table_lookup(src_guids, guid) == NULL) {
-				guid = t_strdup(guid);
-				array_push_back(&gone, &guid);
-			}
-			mailbox_free(&dbox);
-		}
-		(void)mailbox_list_iter_deinit(&iter);
-		array_foreach(&gone, guidp)
-			pass_delete_box(pass, *guidp);
-	}
-	pass_subscriptions(pass, NULL, src_names);
+	if (pass->globs == NULL && !pass->set->dest_missing)
+		pass->v->delete_gone(pass, src_guids);
+	pass->v->subscriptions(pass, NULL, src_names);
 	hash_table_destroy(&src_names);
 	hash_table_destroy(&src_guids);
 }
@@ -1507,7 +1462,7 @@ pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	}
 	if (changes == NULL)
 		return;
-	pass_box(pass, sbox, guid, changes);
+	pass->v->box(pass, sbox, guid, changes);
 }
 
 struct pass_journal_context {
@@ -1638,12 +1593,12 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 		    pass->globs != NULL)
 			continue;
 		T_BEGIN {
-			pass_delete_box(pass, ch->guid);
+			pass->v->delete_box(pass, ch->guid);
 		} T_END;
 	}
 	if (array_count(&sub_names) > 0) T_BEGIN {
 		i_zero(&no_names);
-		pass_subscriptions(pass, &sub_names, no_names);
+		pass->v->subscriptions(pass, &sub_names, no_names);
 	} T_END;
 	hash_table_destroy(&hash);
 	pool_unref(&pool);
@@ -1655,6 +1610,7 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
    it is there. */
 static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 {
+	struct mailbox_migrate_pass_result *result = pass->result;
 	static const enum mailbox_list_path_type types[] = {
 		MAILBOX_LIST_PATH_TYPE_MAILBOX,
 		MAILBOX_LIST_PATH_TYPE_INDEX,
@@ -1663,6 +1619,11 @@ static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 	unsigned int i;
 	int fd;
 
+	if (!pass->set->sync_destination ||
+	    (result->mailboxes_touched == 0 && !pass->subscriptions_written &&
+	     result->total.copied + result->total.expunged +
+	     result->total.flag_changes + result->total.reassigned == 0))
+		return;
 	for (i = 0; i < N_ELEMENTS(types); i++) {
 		if (!mailbox_list_get_root_path(pass->dst_user->namespaces->list,
 						types[i], &path) ||
@@ -1675,11 +1636,13 @@ static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 				continue;
 			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
 				"open(%s) failed: %m", path));
+			pass->error_fatal = TRUE;
 			return;
 		}
 		if (syncfs(fd) < 0) {
 			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
 				"syncfs(%s) failed: %m", path));
+			pass->error_fatal = TRUE;
 		}
 		i_close_fd(&fd);
 	}
@@ -1698,14 +1661,9 @@ static void pass_commit_state(struct mailbox_migrate_pass *pass,
 		pass->globs == NULL;
 	const char *error;
 
-	if (pass->set->sync_destination &&
-	    (result->mailboxes_touched > 0 || pass->subscriptions_written ||
-	     result->total.copied + result->total.expunged +
-	     result->total.flag_changes + result->total.reassigned > 0)) {
-		pass_sync_destination(pass);
-		if (pass->error != NULL)
-			return;
-	}
+	pass->v->sync(pass);
+	if (pass->error != NULL && pass->error_fatal)
+		return;
 	if (array_count(&pass->pending_recs) == 0 && !checkpoint)
 		return;
 	if (mailbox_migrate_db_begin(pass->db, &error) < 0) {
@@ -1739,6 +1697,14 @@ failed:
 	pass_failed(pass, MAIL_ERROR_TEMP, error);
 }
 
+static const struct mailbox_migrate_pass_vfuncs pass_location_vfuncs = {
+	.box = pass_box,
+	.delete_box = pass_delete_box,
+	.delete_gone = pass_delete_gone,
+	.subscriptions = pass_subscriptions,
+	.sync = pass_sync_destination,
+};
+
 int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     struct mail_user *dst_user,
 			     struct mailbox_migrate_db *db,
@@ -1759,6 +1725,8 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	i_zero(&pass);
 	pass.pool = pool_alloconly_create("mailbox-migrate pass", 1024);
 	p_array_init(&pass.pending_recs, pass.pool, 16);
+	pass.v = set->backup != NULL ? &mailbox_migrate_backup_pass_vfuncs :
+		&pass_location_vfuncs;
 	pass.src_user = src_user;
 	pass.dst_user = dst_user;
 	pass.db = db;
@@ -1851,6 +1819,7 @@ int mailbox_migrate_pass_raise_uidnext(struct mail_user *src_user,
 	set.dest_name = dest_name;
 	pass.pool = pool_alloconly_create("mailbox-migrate raise", 512);
 	p_array_init(&pass.pending_recs, pass.pool, 16);
+	pass.v = &pass_location_vfuncs;
 	pass.src_user = src_user;
 	pass.dst_user = dst_user;
 	pass.db = db;

@@ -3,6 +3,7 @@
 
 struct mail_user;
 struct mailbox_migrate_db;
+struct mailbox_migrate_backup_store;
 
 /* One pass of a user's mail from the source (the user's own mail
    location) to a destination mail location: the pass engine shared by
@@ -26,6 +27,9 @@ struct mailbox_migrate_pass_counts {
 struct mailbox_migrate_pass_settings {
 	/* The destination's expanded location; names its checkpoint. */
 	const char *dest_name;
+	/* A backup store instead of a mail location (dst_user is then
+	   NULL): the pass appends to it. */
+	struct mailbox_migrate_backup_store *backup;
 	/* Mailbox name patterns (-m); NULL or empty means all. A pass
 	   limited to some mailboxes doesn't move the checkpoint. */
 	const char *const *mailbox_patterns;
@@ -68,8 +72,8 @@ struct mailbox_migrate_pass_result {
 
 /* Run one pass from src_user to dst_user (the same account opened on the
    destination location, with dsyncing set so that the mail plugin does not
-   journal the pass' own writes). db is the source's state file opened for
-   writing.
+   journal the pass' own writes), or to set->backup. db is the source's
+   state file opened for writing.
    Returns 0 if every selected mailbox was brought over, -1 if something
    failed: then *error_r says what and *mail_error_r its kind, the
    checkpoint is not moved, and a rerun converges. */

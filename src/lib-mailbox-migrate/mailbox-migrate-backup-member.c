@@ -215,6 +215,12 @@ mailbox_migrate_backup_member_writer_init(int fd, uoff_t offset,
 		writer->error = i_strdup_printf("Dovecot's lib-compression "
 			"has no %s support", name);
 	}
+	/* the file ostream write()s while it believes the fd's position
+	   is where it writes */
+	if (lseek(fd, offset, SEEK_SET) < 0) {
+		writer->error = i_strdup_printf("lseek(%"PRIuUOFF_T") failed: "
+						"%m", offset);
+	}
 	writer->file_output = o_stream_create_fd_file(fd, offset, FALSE);
 	o_stream_set_name(writer->file_output, "backup data file");
 	/* finishing a member must not finish the file */

@@ -143,6 +143,18 @@ static void test_member_round_trip(enum mailbox_migrate_backup_compression c)
 			&size2, &error) == 0);
 	mailbox_migrate_backup_member_writer_deinit(&writer);
 	test_assert(off1 == 0 && off2 == size1);
+	/* a later writer appends after what is there */
+	uoff_t off3, size3;
+	writer = mailbox_migrate_backup_member_writer_init(fd, off2 + size2, c);
+	mailbox_migrate_backup_member_writer_write(writer, "third", 5);
+	test_assert(mailbox_migrate_backup_member_writer_end(writer, &off3,
+			&size3, &error) == 0);
+	mailbox_migrate_backup_member_writer_deinit(&writer);
+	test_assert(off3 == off2 + size2);
+	test_assert(mailbox_migrate_backup_member_read(fd, c, off3,
+			off3 + size3, out, &msize, &error) == 1);
+	test_assert(msize == size3 && out->used == 5);
+	buffer_set_used_size(out, 0);
 
 	test_assert(mailbox_migrate_backup_member_read(fd, c, 0, off2 + size2,
 			out, &msize, &error) == 1);
