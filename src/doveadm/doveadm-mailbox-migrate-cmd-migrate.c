@@ -170,11 +170,6 @@ static int migrate_check_backup_path(struct mail_user *user, const char *dir)
 	const char *root;
 	unsigned int i;
 
-	if (dir[0] != '/') {
-		i_error("Invalid backup destination backup:%s: expected an "
-			"absolute path", dir);
-		return -1;
-	}
 	ns = mail_namespace_find_inbox(user->namespaces);
 	for (i = 0; ns != NULL && i < N_ELEMENTS(types); i++) {
 		if (!mailbox_list_get_root_path(ns->list, types[i], &root))
@@ -257,10 +252,17 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	location = mailbox_migrate_cmd_expand(user, ctx->destination);
 	if (location == NULL)
 		return -1;
-	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
 	ctx->user = user;
-	if (ctx->backup)
-		return migrate_check_backup_path(user, location + 7);
+	if (ctx->backup) {
+		location = mailbox_migrate_cmd_backup_dir(user,
+							  ctx->destination);
+		if (location == NULL)
+			return -1;
+		ctx->dest_name = p_strconcat(ctx->mctx.ctx.pool, "backup:",
+					     location, NULL);
+		return migrate_check_backup_path(user, location);
+	}
+	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
 	/* The destination is written without an fsync per message: the pass
 	   syncs its filesystem once, when it wrote something, before it
 	   records the checkpoint (a crash before that only makes the next

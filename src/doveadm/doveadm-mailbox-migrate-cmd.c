@@ -148,3 +148,24 @@ const char *mailbox_migrate_cmd_expand(struct mail_user *user,
 	}
 	return str_c(str);
 }
+
+const char *mailbox_migrate_cmd_backup_dir(struct mail_user *user,
+					   const char *destination)
+{
+	const char *location, *home;
+
+	location = mailbox_migrate_cmd_expand(user, destination);
+	if (location == NULL)
+		return NULL;
+	i_assert(str_begins(location, "backup:"));
+	location += 7;
+	if (str_begins(location, "~/") &&
+	    mail_user_get_home(user, &home) > 0)
+		location = t_strconcat(home, location + 1, NULL);
+	if (location[0] != '/') {
+		i_error("Invalid backup destination backup:%s: expected an "
+			"absolute path", location);
+		return NULL;
+	}
+	return location;
+}

@@ -46,9 +46,18 @@ const char *mailbox_migrate_cmd_time(time_t t);
 const char *mailbox_migrate_cmd_expand(struct mail_user *user,
 				       const char *location);
 
+/* The directory of a backup:... destination for the user (expanded, ~
+   as the user's home); NULL after logging an error. */
+const char *mailbox_migrate_cmd_backup_dir(struct mail_user *user,
+					   const char *destination);
+
 extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate;
 extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_status;
 extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_seen;
 extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_journal;
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_restore;
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_verify;
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_compact;
+extern struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate_reindex;
 
 #endif

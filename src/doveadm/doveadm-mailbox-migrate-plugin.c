@@ -16,6 +16,10 @@ static struct doveadm_cmd_ver2 *const doveadm_mailbox_migrate_cmds[] = {
 	&doveadm_cmd_mailbox_migrate_seen,
 	&doveadm_cmd_mailbox_migrate_journal,
 	&doveadm_cmd_mailbox_migrate_status,
+	&doveadm_cmd_mailbox_migrate_restore,
+	&doveadm_cmd_mailbox_migrate_verify,
+	&doveadm_cmd_mailbox_migrate_compact,
+	&doveadm_cmd_mailbox_migrate_reindex,
 	&doveadm_cmd_mailbox_migrate,
 };
 

@@ -142,10 +142,10 @@ static const char sql_stats_messages[] =
 	"SELECT count(*) FROM message WHERE until_pass IS NULL";
 static const char sql_stats_bodies[] =
 	"SELECT count(*), coalesce(sum(size), 0) FROM body";
-/* kept: a message row current, or ended by a pass at or after ?1 */
+/* kept: a message row current, or ended by a pass after ?1 */
 #define ROW_KEPT(alias) \
 	"(" alias "until_pass IS NULL OR " alias "until_pass IN " \
-	"(SELECT id FROM pass WHERE time >= ?1))"
+	"(SELECT id FROM pass WHERE time > ?1))"
 static const char sql_stats_dead[] =
 	"SELECT count(*), coalesce(sum(size), 0) FROM body b WHERE NOT EXISTS "
 	"(SELECT 1 FROM message m WHERE m.hash = b.hash AND "

@@ -104,12 +104,12 @@ int mailbox_migrate_backup_index_messages(struct mailbox_migrate_db *db,
 struct mailbox_migrate_backup_index_stats {
 	unsigned int passes, mailboxes, messages, bodies;
 	uoff_t body_bytes;
-	/* bodies that no message row kept after `keep_since` needs */
+	/* bodies that no message row kept after keep_since needs */
 	unsigned int dead_bodies;
 	uoff_t dead_bytes;
 };
 /* Counts for status, verify and compact; dead_* counts bodies whose every
-   message row ended at a pass before keep_since (0: count none dead). */
+   message row ended at a pass at or before keep_since (0: none dead). */
 int mailbox_migrate_backup_index_stats(struct mailbox_migrate_db *db,
 		time_t keep_since,
 		struct mailbox_migrate_backup_index_stats *stats_r,
@@ -128,7 +128,7 @@ int mailbox_migrate_backup_index_missing_bodies(struct mailbox_migrate_db *db,
 		const char **error_r);
 
 /* Compaction: write the history kept (passes, and the mailbox and message
-   rows current at or ended after a pass at or after keep_since) as
+   rows current or ended by a pass after keep_since) as
    snapshot lines into dest; the bodies they need are those for which
    mailbox_migrate_backup_index_body_needed() returns 1. */
 int mailbox_migrate_backup_index_snapshot(struct mailbox_migrate_db *db,

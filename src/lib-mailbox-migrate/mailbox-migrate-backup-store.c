@@ -29,7 +29,7 @@ struct mailbox_migrate_backup_append {
 	time_t time;
 	struct mailbox_migrate_backup_member_writer *writer;
 	/* bodies appended, their member's place filled in when it ends */
-	ARRAY(struct mailbox_migrate_backup_body) bodies;
+	ARRAY_TYPE(mailbox_migrate_backup_body) bodies;
 	unsigned int member_first_body;
 	HASH_TABLE(const char *, void *) hashes;
 	string_t *record;
@@ -213,6 +213,21 @@ static void backup_store_clean(struct mailbox_migrate_backup_store *store)
 	(void)closedir(dir);
 }
 
+static bool backup_store_has_data(const char *dir)
+{
+	struct dirent *d;
+	DIR *dirp;
+	bool found = FALSE;
+
+	dirp = opendir(dir);
+	if (dirp == NULL)
+		return FALSE;
+	while (!found && (d = readdir(dirp)) != NULL)
+		found = str_begins(d->d_name, "data-");
+	(void)closedir(dirp);
+	return found;
+}
+
 int mailbox_migrate_backup_store_open(const char *dir,
 		enum mailbox_migrate_backup_open_flags flags,
 		enum mailbox_migrate_backup_compression compression,
@@ -264,12 +279,17 @@ int mailbox_migrate_backup_store_open(const char *dir,
 
 	index_path = t_strdup_printf("%s/%s", dir,
 				     MAILBOX_MIGRATE_BACKUP_INDEX_NAME);
-	if (stat(index_path, &st) < 0 && errno == ENOENT &&
-	    (flags & MAILBOX_MIGRATE_BACKUP_OPEN_CREATE) == 0) {
-		*error_r = t_strdup_printf("%s has no index: not a backup "
-			"store, or run reindex to rebuild it", dir);
-		ret = 0;
-		goto failed_ret;
+	if (stat(index_path, &st) < 0 && errno == ENOENT) {
+		if (backup_store_has_data(dir)) {
+			/* never start a new index over an old data file */
+			*error_r = t_strdup_printf("%s has a data file but no "
+				"index: run reindex to rebuild it", dir);
+			goto failed;
+		}
+		if ((flags & MAILBOX_MIGRATE_BACKUP_OPEN_CREATE) == 0) {
+			ret = 0;
+			goto failed_ret;
+		}
 	}
 	if (store->readonly)
 		db_flags |= MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY;
@@ -351,6 +371,135 @@ void mailbox_migrate_backup_store_close(struct mailbox_migrate_backup_store **_s
 	pool_unref(&store->pool);
 }
 
+struct mailbox_migrate_backup_append *
+mailbox_migrate_backup_append_init(int fd, uoff_t offset,
+		enum mailbox_migrate_backup_compression compression,
+		time_t mtime)
+{
+	struct mailbox_migrate_backup_append *append;
+	pool_t pool;
+
+	pool = pool_alloconly_create("mailbox-migrate backup append", 4096);
+	append = p_new(pool, struct mailbox_migrate_backup_append, 1);
+	append->pool = pool;
+	append->time = mtime;
+	append->writer = mailbox_migrate_backup_member_writer_init(fd, offset,
+								   compression);
+	p_array_init(&append->bodies, pool, 64);
+	hash_table_create(&append->hashes, pool, 0, str_hash, strcmp);
+	return append;
+}
+
+void mailbox_migrate_backup_append_deinit(struct mailbox_migrate_backup_append **_append)
+{
+	struct mailbox_migrate_backup_append *append = *_append;
+
+	*_append = NULL;
+	mailbox_migrate_backup_member_writer_deinit(&append->writer);
+	hash_table_destroy(&append->hashes);
+	if (append->record != NULL)
+		str_free(&append->record);
+	pool_unref(&append->pool);
+}
+
+bool mailbox_migrate_backup_append_has_body(struct mailbox_migrate_backup_append *append,
+					    const char *hash)
+{
+	return hash_table_lookup(append->hashes, hash) != NULL;
+}
+
+const ARRAY_TYPE(mailbox_migrate_backup_body) *
+mailbox_migrate_backup_append_bodies(struct mailbox_migrate_backup_append *append)
+{
+	return &append->bodies;
+}
+
+static int backup_append_end_member(struct mailbox_migrate_backup_append *append,
+				    uoff_t *offset_r, uoff_t *size_r,
+				    const char **error_r)
+{
+	struct mailbox_migrate_backup_body *body;
+	unsigned int i, count;
+
+	if (mailbox_migrate_backup_member_writer_end(append->writer, offset_r,
+						     size_r, error_r) < 0)
+		return -1;
+	body = array_get_modifiable(&append->bodies, &count);
+	for (i = append->member_first_body; i < count; i++) {
+		body[i].member_offset = *offset_r;
+		body[i].member_size = *size_r;
+	}
+	append->member_first_body = count;
+	return 0;
+}
+
+static void backup_append_entry(struct mailbox_migrate_backup_append *append,
+				const char *name, const void *data,
+				size_t size, uoff_t *entry_offset_r)
+{
+	static const unsigned char zeros[MAILBOX_MIGRATE_TAR_BLOCK_SIZE];
+	unsigned char hdr[MAILBOX_MIGRATE_TAR_BLOCK_SIZE];
+
+	mailbox_migrate_tar_header(hdr, name, size, append->time);
+	mailbox_migrate_backup_member_writer_write(append->writer, hdr,
+						   sizeof(hdr));
+	*entry_offset_r =
+		mailbox_migrate_backup_member_writer_member_pos(append->writer);
+	mailbox_migrate_backup_member_writer_write(append->writer, data, size);
+	mailbox_migrate_backup_member_writer_write(append->writer, zeros,
+		mailbox_migrate_tar_padding(size));
+}
+
+void mailbox_migrate_backup_append_body(struct mailbox_migrate_backup_append *append,
+					const char *hash,
+					const void *data, size_t size)
+{
+	struct mailbox_migrate_backup_body *body;
+	uoff_t offset, member_size;
+	const char *error;
+
+	if (append->failed ||
+	    hash_table_lookup(append->hashes, hash) != NULL)
+		return;
+
+	body = array_append_space(&append->bodies);
+	body->hash = p_strdup(append->pool, hash);
+	body->size = size;
+	hash_table_insert(append->hashes, body->hash, POINTER_CAST(1));
+	backup_append_entry(append, t_strconcat("b/", hash, NULL),
+			    data, size, &body->entry_offset);
+	if (mailbox_migrate_backup_member_writer_member_pos(append->writer) >=
+	    MAILBOX_MIGRATE_BACKUP_MEMBER_SIZE &&
+	    backup_append_end_member(append, &offset, &member_size,
+				     &error) < 0) {
+		i_error("Writing backup data file: %s", error);
+		append->failed = TRUE;
+	}
+}
+
+int mailbox_migrate_backup_append_finish(struct mailbox_migrate_backup_append *append,
+					 const char *record_name,
+					 const string_t *record,
+					 uoff_t *record_offset_r,
+					 uoff_t *record_size_r,
+					 const char **error_r)
+{
+	uoff_t offset, size, entry_offset;
+
+	if (append->failed) {
+		*error_r = "Writing the data file failed";
+		return -1;
+	}
+	if (mailbox_migrate_backup_member_writer_member_pos(append->writer) > 0 &&
+	    backup_append_end_member(append, &offset, &size, error_r) < 0)
+		return -1;
+	/* the record in its own member: reindex finds it there */
+	backup_append_entry(append, record_name, str_data(record),
+			    str_len(record), &entry_offset);
+	return backup_append_end_member(append, record_offset_r,
+					record_size_r, error_r);
+}
+
 void mailbox_migrate_backup_store_pass_begin(struct mailbox_migrate_backup_store *store,
 					     time_t now)
 {
@@ -358,28 +507,23 @@ void mailbox_migrate_backup_store_pass_begin(struct mailbox_migrate_backup_store
 	struct mailbox_migrate_backup_line line;
 	const char *error;
 	uint32_t last_id = 0;
-	time_t last_time;
-	pool_t pool;
+	time_t last_time = 0;
+	bool failed = FALSE;
 
 	i_assert(store->append == NULL);
 	i_assert(!store->readonly);
 
-	pool = pool_alloconly_create("mailbox-migrate backup append", 4096);
-	append = p_new(pool, struct mailbox_migrate_backup_append, 1);
-	append->pool = pool;
 	if (mailbox_migrate_backup_index_last_pass(store->index, &last_id,
 						   &last_time, &error) < 0) {
 		i_error("%s: %s", store->dir, error);
-		append->failed = TRUE;
+		failed = TRUE;
 	}
-	append->pass_id = last_id + 1;
 	/* a pass' time never goes below the last one's: restore --at
 	   depends on the order */
-	append->time = I_MAX(now, last_id == 0 ? 0 : last_time);
-	append->writer = mailbox_migrate_backup_member_writer_init(
-		store->data_fd, store->data_size, store->compression);
-	p_array_init(&append->bodies, pool, 64);
-	hash_table_create(&append->hashes, pool, 0, str_hash, strcmp);
+	append = mailbox_migrate_backup_append_init(store->data_fd,
+		store->data_size, store->compression, I_MAX(now, last_time));
+	append->failed = failed;
+	append->pass_id = last_id + 1;
 	append->record = str_new(default_pool, 4096);
 	store->append = append;
 
@@ -397,76 +541,17 @@ int mailbox_migrate_backup_store_has_body(struct mailbox_migrate_backup_store *s
 	struct mailbox_migrate_backup_body body;
 
 	if (store->append != NULL &&
-	    hash_table_lookup(store->append->hashes, hash) != NULL)
+	    mailbox_migrate_backup_append_has_body(store->append, hash))
 		return 1;
 	return mailbox_migrate_backup_index_body_get(store->index, hash,
 						     &body, error_r);
-}
-
-static int backup_store_end_member(struct mailbox_migrate_backup_store *store,
-				   uoff_t *offset_r, uoff_t *size_r,
-				   const char **error_r)
-{
-	struct mailbox_migrate_backup_append *append = store->append;
-	struct mailbox_migrate_backup_body *body;
-	unsigned int i, count;
-
-	if (mailbox_migrate_backup_member_writer_end(append->writer, offset_r,
-						     size_r, error_r) < 0)
-		return -1;
-	body = array_get_modifiable(&append->bodies, &count);
-	for (i = append->member_first_body; i < count; i++) {
-		body[i].member_offset = *offset_r;
-		body[i].member_size = *size_r;
-	}
-	append->member_first_body = count;
-	return 0;
-}
-
-static void backup_store_write_entry(struct mailbox_migrate_backup_store *store,
-				     const char *name, const void *data,
-				     size_t size, uoff_t *entry_offset_r)
-{
-	static const unsigned char zeros[MAILBOX_MIGRATE_TAR_BLOCK_SIZE];
-	struct mailbox_migrate_backup_append *append = store->append;
-	unsigned char hdr[MAILBOX_MIGRATE_TAR_BLOCK_SIZE];
-
-	mailbox_migrate_tar_header(hdr, name, size, append->time);
-	mailbox_migrate_backup_member_writer_write(append->writer, hdr,
-						   sizeof(hdr));
-	*entry_offset_r =
-		mailbox_migrate_backup_member_writer_member_pos(append->writer);
-	mailbox_migrate_backup_member_writer_write(append->writer, data, size);
-	mailbox_migrate_backup_member_writer_write(append->writer, zeros,
-		mailbox_migrate_tar_padding(size));
 }
 
 void mailbox_migrate_backup_store_add_body(struct mailbox_migrate_backup_store *store,
 					   const char *hash,
 					   const void *data, size_t size)
 {
-	struct mailbox_migrate_backup_append *append = store->append;
-	struct mailbox_migrate_backup_body *body;
-	uoff_t offset, member_size;
-	const char *error;
-
-	i_assert(append != NULL);
-	if (append->failed ||
-	    hash_table_lookup(append->hashes, hash) != NULL)
-		return;
-
-	body = array_append_space(&append->bodies);
-	body->hash = p_strdup(append->pool, hash);
-	body->size = size;
-	hash_table_insert(append->hashes, body->hash, POINTER_CAST(1));
-	backup_store_write_entry(store, t_strconcat("b/", hash, NULL),
-				 data, size, &body->entry_offset);
-	if (mailbox_migrate_backup_member_writer_member_pos(append->writer) >=
-	    MAILBOX_MIGRATE_BACKUP_MEMBER_SIZE &&
-	    backup_store_end_member(store, &offset, &member_size, &error) < 0) {
-		i_error("%s: %s", store->data_path, error);
-		append->failed = TRUE;
-	}
+	mailbox_migrate_backup_append_body(store->append, hash, data, size);
 }
 
 void mailbox_migrate_backup_store_add_line(struct mailbox_migrate_backup_store *store,
@@ -481,20 +566,9 @@ unsigned int mailbox_migrate_backup_store_pass_lines(struct mailbox_migrate_back
 	return store->append->lines;
 }
 
-static void backup_store_append_free(struct mailbox_migrate_backup_store *store)
-{
-	struct mailbox_migrate_backup_append *append = store->append;
-
-	store->append = NULL;
-	mailbox_migrate_backup_member_writer_deinit(&append->writer);
-	hash_table_destroy(&append->hashes);
-	str_free(&append->record);
-	pool_unref(&append->pool);
-}
-
 void mailbox_migrate_backup_store_pass_abort(struct mailbox_migrate_backup_store *store)
 {
-	backup_store_append_free(store);
+	mailbox_migrate_backup_append_deinit(&store->append);
 	if (ftruncate(store->data_fd, store->data_size) < 0)
 		i_error("ftruncate(%s) failed: %m", store->data_path);
 }
@@ -520,8 +594,12 @@ int mailbox_migrate_backup_store_apply_record(struct mailbox_migrate_db *index,
 	}
 	*pass_id_r = line.pass_id;
 	*time_r = line.time;
+	/* a compacted store's history: what the snapshot says, since its
+	   time (restore --at before it is refused) */
 	if (line.type == MAILBOX_MIGRATE_BACKUP_LINE_SNAPSHOT &&
-	    mailbox_migrate_backup_index_reset(index, error_r) < 0)
+	    (mailbox_migrate_backup_index_reset(index, error_r) < 0 ||
+	     mailbox_migrate_db_meta_set(index, "history_since",
+					 dec2str(line.time), error_r) < 0))
 		return -1;
 	for (i = 1; lines[i] != NULL && ret == 0; i++) {
 		if (lines[i][0] == '\0')
@@ -547,29 +625,20 @@ int mailbox_migrate_backup_store_pass_commit(struct mailbox_migrate_backup_store
 {
 	struct mailbox_migrate_backup_append *append = store->append;
 	const struct mailbox_migrate_backup_body *body;
-	uoff_t offset, size, entry_offset, record_offset, record_size;
+	uoff_t record_offset, record_size;
 	uint32_t pass_id;
 	time_t pass_time;
 
-	if (append->failed) {
-		*error_r = "Writing the data file failed";
-		goto failed;
-	}
-	if (append->lines == 0 && array_count(&append->bodies) == 0) {
-		backup_store_append_free(store);
+	if (append->lines == 0 && array_count(&append->bodies) == 0 &&
+	    !append->failed) {
+		mailbox_migrate_backup_append_deinit(&store->append);
 		return 0;
 	}
-	if (mailbox_migrate_backup_member_writer_member_pos(append->writer) > 0 &&
-	    backup_store_end_member(store, &offset, &size, error_r) < 0)
-		goto failed;
-	/* the record in its own member: reindex finds it there */
-	backup_store_write_entry(store, t_strdup_printf("p/%u.txt",
-				 append->pass_id), str_data(append->record),
-				 str_len(append->record), &entry_offset);
-	if (backup_store_end_member(store, &record_offset, &record_size,
-				    error_r) < 0)
-		goto failed;
-	if (mailbox_migrate_backup_store_sync(store->data_fd, store->dir,
+	if (mailbox_migrate_backup_append_finish(append,
+			t_strdup_printf("p/%u.txt", append->pass_id),
+			append->record, &record_offset, &record_size,
+			error_r) < 0 ||
+	    mailbox_migrate_backup_store_sync(store->data_fd, store->dir,
 					      error_r) < 0)
 		goto failed;
 
@@ -592,7 +661,7 @@ int mailbox_migrate_backup_store_pass_commit(struct mailbox_migrate_backup_store
 	if (mailbox_migrate_db_commit(store->index, error_r) < 0)
 		goto failed;
 	store->data_size = record_offset + record_size;
-	backup_store_append_free(store);
+	mailbox_migrate_backup_append_deinit(&store->append);
 	return 0;
 
 failed_rollback:

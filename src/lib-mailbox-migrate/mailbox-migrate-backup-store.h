@@ -98,6 +98,35 @@ int mailbox_migrate_backup_store_pass_commit(struct mailbox_migrate_backup_store
 					     const char **error_r);
 void mailbox_migrate_backup_store_pass_abort(struct mailbox_migrate_backup_store *store);
 
+/* Low level: appends body entries and, at the end, a record entry to a
+   data file from offset (passes and compaction). Bodies are grouped into
+   members of about MAILBOX_MIGRATE_BACKUP_MEMBER_SIZE; the record gets a
+   member of its own. */
+struct mailbox_migrate_backup_append *
+mailbox_migrate_backup_append_init(int fd, uoff_t offset,
+		enum mailbox_migrate_backup_compression compression,
+		time_t mtime);
+void mailbox_migrate_backup_append_deinit(struct mailbox_migrate_backup_append **append);
+/* Has this append written the body? */
+bool mailbox_migrate_backup_append_has_body(struct mailbox_migrate_backup_append *append,
+					    const char *hash);
+/* Append a body (once per hash). */
+void mailbox_migrate_backup_append_body(struct mailbox_migrate_backup_append *append,
+					const char *hash,
+					const void *data, size_t size);
+/* End the open member, append the record entry in a member of its own.
+   After this the bodies' places are known. Returns 0 or -1. */
+int mailbox_migrate_backup_append_finish(struct mailbox_migrate_backup_append *append,
+					 const char *record_name,
+					 const string_t *record,
+					 uoff_t *record_offset_r,
+					 uoff_t *record_size_r,
+					 const char **error_r);
+ARRAY_DEFINE_TYPE(mailbox_migrate_backup_body,
+		  struct mailbox_migrate_backup_body);
+const ARRAY_TYPE(mailbox_migrate_backup_body) *
+mailbox_migrate_backup_append_bodies(struct mailbox_migrate_backup_append *append);
+
 /* Parse a record's text and apply it to the index as pass pass_id
    (inside the caller's transaction). A snapshot record resets the index
    first. Returns 0 or -1. */

@@ -1,0 +1,467 @@
+"""backup:/path/%u destinations and restore, verify, compact, reindex,
+against a real Dovecot on 127.0.0.1 and real store files."""
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from mmtest import DOVEADM, clean_env, db_query, imap_utf7, make_message
+from test_migrate import make_spool
+
+STORE = "backup:%s/backup/%%u"
+
+
+def store(d):
+    """The backup root, made writable for the mail user as an
+    administrator would."""
+    root = os.path.join(d.root, "backup")
+    if not os.path.exists(root):
+        os.mkdir(root)
+        d.chown_to_mail_user(root)
+    return STORE % d.root
+
+
+def store_dir(d, user="alice"):
+    return os.path.join(d.root, "backup", user)
+
+
+def data_file(d, user="alice"):
+    names = [n for n in os.listdir(store_dir(d, user))
+             if n.startswith("data-") and not n.endswith(".tmp")]
+    assert len(names) == 1, names
+    return os.path.join(store_dir(d, user), names[0])
+
+
+def index(d, user="alice"):
+    return os.path.join(store_dir(d, user), "index.db")
+
+
+def backup(d, user="alice", *options, check=True):
+    return d.migrate(user, store(d), *options, check=check)
+
+
+def rows(proc):
+    return {r["mailbox"]: r for r in json.loads(proc.stdout)}
+
+
+def restore(d, user="alice", *options, check=True):
+    return d.doveadm("mailbox-migrate", "restore", "-u", user, *options,
+                     store(d), check=check, fmt="json")
+
+
+def tool(d, cmd, user="alice", *options, check=True):
+    return d.doveadm("mailbox-migrate", cmd, "-u", user, *options, store(d),
+                     check=check, fmt="json")
+
+
+def contents(d, user="alice"):
+    """Every mailbox with its GUID and UIDVALIDITY, every message with
+    UID, GUID, flags and keywords, dates, POP3 UIDL and a hash of its
+    text."""
+    out = {}
+    for st in d.doveadm_json("mailbox", "status", "-u", user,
+                             "guid uidvalidity messages", "*"):
+        mails = d.doveadm_json("fetch", "-u", user,
+                               "uid guid flags date.received pop3.uidl "
+                               "text", "mailbox", st["mailbox"])
+        for m in mails:
+            m["flags"] = " ".join(sorted(
+                f for f in m["flags"].split() if f != "\\Recent"))
+            m["text"] = hashlib.sha256(m["text"].encode()).hexdigest()
+        out[st["mailbox"]] = (st, mails)
+    return out
+
+
+def tar_list(path):
+    cat = "zstdcat" if path.endswith(".zst") else "zcat"
+    p = subprocess.run("%s %s | tar tf -" % (cat, path), shell=True,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "", p.stderr
+    return p.stdout.split()
+
+
+def wipe(d, user="alice"):
+    """The user's mail and state are lost."""
+    home = d.home(user)
+    for name in os.listdir(home):
+        path = os.path.join(home, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+
+
+def store_rows(d, user="alice"):
+    """The index as queries see it (row ids and file places aside)."""
+    path = index(d, user)
+    return {
+        "pass": db_query(path, "SELECT id, time FROM pass ORDER BY id"),
+        "body": db_query(path, "SELECT hash, size FROM body ORDER BY hash"),
+        "mailbox": db_query(path, "SELECT guid, uidvalidity, name, "
+                            "from_pass, until_pass FROM mailbox "
+                            "ORDER BY guid, from_pass"),
+        "message": db_query(path, "SELECT mailbox_guid, uid, guid, hash, "
+                            "size, flags, keywords, received, saved, "
+                            "pop3_uidl, pop3_order, from_pass, until_pass "
+                            "FROM message ORDER BY mailbox_guid, uid, "
+                            "from_pass"),
+    }
+
+
+@pytest.mark.parametrize("compression", ["gz", "zstd"])
+def test_round_trip(make_dovecot, compression):
+    d = make_dovecot(plugin_settings={
+        "mailbox_migrate_backup_compression": compression})
+    make_spool(d)
+    before = contents(d)
+    p = backup(d)
+    assert "full pass" in p.stderr
+    assert rows(p)["(total)"]["copied"] == 12
+    # standard tools read the data file
+    names = tar_list(data_file(d))
+    assert data_file(d).endswith(".gz" if compression == "gz" else ".zst")
+    assert "p/1.txt" in names
+    # copies of one message are one body
+    bodies = [n for n in names if n.startswith("b/")]
+    assert len(bodies) == len(set(bodies)) == len(
+        db_query(index(d), "SELECT hash FROM body"))
+
+    wipe(d)
+    p = restore(d)
+    assert rows(p)["(total)"]["restored"] == 12
+    assert rows(p)["(total)"]["failed"] == 0
+    after = contents(d)
+    assert sorted(after) == sorted(before)
+    for box in before:
+        sa, ma = before[box]
+        sb, mb = after[box]
+        for key in ("guid", "uidvalidity", "messages"):
+            assert sa[key] == sb[key], (box, key)
+        assert ma == mb, box
+    # restoring again duplicates nothing
+    p = restore(d)
+    assert rows(p)["(total)"]["restored"] == 0
+    assert rows(p)["(total)"]["present"] == 12
+    assert contents(d) == after
+
+
+def test_incremental_passes(maildir_dovecot):
+    d = maildir_dovecot
+    make_spool(d)
+    backup(d)
+    size = os.path.getsize(data_file(d))
+    # a no-change pass writes nothing
+    p = backup(d)
+    assert "journal pass" in p.stderr
+    assert list(rows(p)) == ["(total)"]
+    assert os.path.getsize(data_file(d)) == size
+    # a change costs its own bytes only
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1", "+FLAGS", "(\\Flagged)")
+    c.store("2", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    d.deliver("alice", make_message("new"))
+    p = backup(d)
+    r = rows(p)["INBOX"]
+    assert (r["copied"], r["expunged"], r["flag_changes"]) == (1, 1, 1)
+    assert os.path.getsize(data_file(d)) - size < 4096
+    assert len(db_query(index(d), "SELECT id FROM pass")) == 2
+    # status shows when the user was last backed up
+    st = d.doveadm_json("mailbox-migrate", "status", "-u", "alice",
+                        store(d))
+    assert st[0]["destination"] == store(d).replace("%u", "alice")
+    assert int(st[0]["age_secs"]) < 60 and int(st[0]["pending"]) == 0
+
+
+def test_point_in_time(maildir_dovecot):
+    d = maildir_dovecot
+    for i in range(5):
+        d.deliver("alice", make_message("pit %d" % i))
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1", "+FLAGS", "(\\Seen)")
+    c.logout()
+    backup(d)
+    t1 = int(db_query(index(d), "SELECT max(time) FROM pass")[0][0])
+    before = contents(d)["INBOX"][1]
+    time.sleep(1.1)
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("2:3", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.store("1", "-FLAGS", "(\\Seen)")
+    c.logout()
+    backup(d)
+    # as of now: nothing to bring back
+    p = restore(d)
+    assert rows(p)["(total)"]["restored"] == 0
+    # as of the first pass: exactly the two expunged messages
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t1))
+    p = restore(d, "alice", "--at", iso)
+    assert rows(p)["INBOX"]["restored"] == 2
+    after = contents(d)["INBOX"][1]
+    assert sorted(m["guid"] for m in after) == \
+        sorted(m["guid"] for m in before)
+    # they come back at new UIDs (below UIDNEXT is taken), with what
+    # they had then
+    gone = {m["guid"]: m for m in before if m["uid"] in ("2", "3")}
+    back = {m["guid"]: m for m in after if m["guid"] in gone}
+    assert sorted(int(m["uid"]) for m in back.values()) == [6, 7]
+    for guid, m in back.items():
+        del m["uid"], gone[guid]["uid"]
+    assert back == gone
+    # --to: the mailbox as it was, into a new one, flags of that time
+    p = restore(d, "alice", "--at", str(t1), "-m", "INBOX", "--to",
+                "Restored")
+    assert rows(p)["INBOX (into Restored)"]["restored"] == 5
+    copy = contents(d)["Restored"][1]
+    assert sorted((m["guid"], m["flags"]) for m in copy) == \
+        sorted((m["guid"], m["flags"]) for m in before)
+    # before the first backup: nothing to restore
+    p = restore(d, "alice", "--at", "2001-01-01", check=False)
+    assert p.returncode != 0 and "no backup at or before" in p.stderr
+    p = restore(d, "alice", "--at", "yesterday-ish", check=False)
+    assert p.returncode == 64
+
+
+def test_dedup_and_rename(maildir_dovecot):
+    d = maildir_dovecot
+    d.deliver("alice", make_message("shared", size=200 * 1024))
+    c = d.imap("alice")
+    c.create("One")
+    c.create("Two")
+    c.select("INBOX")
+    c.copy("1", "One")
+    c.copy("1", "Two")
+    c.logout()
+    backup(d)
+    names = tar_list(data_file(d))
+    assert len([n for n in names if n.startswith("b/")]) == 1
+    assert len(db_query(index(d), "SELECT hash FROM message")) == 3
+    # a rename is one small record, no body again
+    size = os.path.getsize(data_file(d))
+    time.sleep(1.1)
+    c = d.imap("alice")
+    c.rename("Two", "Renamed")
+    c.logout()
+    p = backup(d)
+    assert rows(p)["Renamed"]["copied"] == 0
+    assert os.path.getsize(data_file(d)) - size < 1024
+    names = tar_list(data_file(d))
+    assert len([n for n in names if n.startswith("b/")]) == 1
+    assert db_query(index(d), "SELECT name FROM mailbox WHERE until_pass "
+                    "IS NULL ORDER BY name") == [("INBOX",), ("One",),
+                                                 ("Renamed",)]
+    # the old name is history: restore --at the first pass knows it
+    wipe(d)
+    t1 = db_query(index(d), "SELECT time FROM pass WHERE id = 1")[0][0]
+    restore(d, "alice", "--at", str(t1))
+    boxes = {r["mailbox"] for r in d.doveadm_json(
+        "mailbox", "status", "-u", "alice", "messages", "*")}
+    assert boxes == {"INBOX", "One", "Two"}
+
+
+def test_corruption(make_dovecot):
+    d = make_dovecot()
+    for user in ("alice", "bob"):
+        for i in range(40):
+            # random bodies: members of about 1 MB, several of them
+            d.deliver(user, make_message("c%d" % i, size=100 * 1024))
+        backup(d, user)
+    assert tool(d, "verify", "bob")
+    # flip a byte in the middle of alice's data file
+    path = data_file(d)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        b = f.read(1)
+        f.seek(size // 2)
+        f.write(bytes([b[0] ^ 0x55]))
+    p = tool(d, "verify", "alice", check=False)
+    assert p.returncode != 0
+    row = json.loads(p.stdout)[0]
+    assert int(row["problems"]) > 0 and "offset" in row["first_problem"]
+    offset = int(row["first_problem"].split()[1].rstrip(":"))
+    assert 0 <= offset <= size // 2
+    # bob is not affected
+    assert json.loads(tool(d, "verify", "bob").stdout)[0]["problems"] == 0
+    # every intact message comes back
+    wipe(d)
+    p = restore(d, check=False)
+    assert p.returncode != 0
+    total = rows(p)["(total)"]
+    assert total["failed"] > 0 and total["restored"] > 0
+    assert total["restored"] + total["failed"] == 40
+    assert len(d.fetch("alice", "INBOX")) == total["restored"]
+
+    # a truncated file: verify names the place
+    os.truncate(data_file(d, "bob"), os.path.getsize(data_file(d, "bob"))
+                - 1000)
+    p = tool(d, "verify", "bob", check=False)
+    assert p.returncode != 0
+    assert "offset" in json.loads(p.stdout)[0]["first_problem"]
+    p = tool(d, "verify", "bob", "--quick", check=False)
+    assert p.returncode != 0
+
+
+def test_reindex_gives_the_same_index(maildir_dovecot):
+    d = maildir_dovecot
+    make_spool(d)
+    backup(d)
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1:3", "+FLAGS", "(\\Flagged work)")
+    c.store("4", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.rename(imap_utf7("Sp ace"), "Elsewhere")
+    c.delete(imap_utf7("Amp & Co"))
+    c.logout()
+    d.deliver("alice", make_message("after"))
+    backup(d)
+    want = store_rows(d)
+    os.unlink(index(d))
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(index(d) + suffix):
+            os.unlink(index(d) + suffix)
+    p = tool(d, "verify", "alice", check=False)
+    assert p.returncode != 0 and "reindex" in p.stderr
+    r = json.loads(tool(d, "reindex").stdout)[0]
+    assert r["passes"] == 2 and r["bad_members"] == 0
+    assert store_rows(d) == want
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    # a later pass goes on from the rebuilt index
+    p = backup(d)
+    assert rows(p)["(total)"]["copied"] == 0
+
+
+def test_compact(maildir_dovecot):
+    d = maildir_dovecot
+    for i in range(30):
+        d.deliver("alice", make_message("k%d" % i, size=20 * 1024))
+    backup(d)
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1:20", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    backup(d)
+    old = os.path.getsize(data_file(d))
+    # with all history kept nothing is dead
+    r = json.loads(tool(d, "compact").stdout)[0]
+    assert r["compacted"] == "no"
+    # history older than 0 days goes: 20 of 30 bodies dead
+    r = json.loads(tool(d, "compact", "alice", "--keep", "0").stdout)[0]
+    assert r["compacted"] == "yes" and int(r["dirty_percent"]) >= 60
+    assert int(r["new_bytes"]) < old * 0.6
+    assert data_file(d).endswith("data-2.tar.gz")
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    assert len([n for n in tar_list(data_file(d))
+                if n.startswith("b/")]) == 10
+    # history before the compaction can't be restored, the rest can
+    p = restore(d, "alice", "--at", "1", check=False)
+    assert p.returncode != 0
+    wipe(d)
+    assert rows(restore(d))["(total)"]["restored"] == 10
+    # the compacted store reindexes to the same index
+    want = store_rows(d)
+    os.unlink(index(d))
+    tool(d, "reindex")
+    assert store_rows(d) == want
+    # and takes further passes
+    backup(d, "alice", "--full")
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+
+
+def run_killed(d, args, delay):
+    """Start doveadm, kill -9 it after delay seconds (if still running)."""
+    proc = subprocess.Popen([DOVEADM, "-c", d.config] + args,
+                            env=clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    return proc.returncode
+
+
+def backed_up_guids(d, user="alice"):
+    return sorted(g for (g,) in db_query(
+        index(d, user), "SELECT guid FROM message WHERE until_pass IS NULL"))
+
+
+def live_guids(d, user="alice"):
+    return sorted(m["guid"] for m in d.fetch(user, "INBOX", "guid"))
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_kill_during_pass_and_compact(maildir_dovecot, trial):
+    d = maildir_dovecot
+    rnd = random.Random(trial)
+    for i in range(60):
+        d.deliver("alice", make_message("kill%d %d" % (trial, i),
+                                        size=rnd.randint(1, 300) * 1024))
+    run_killed(d, ["mailbox-migrate", "-u", "alice", store(d)],
+               rnd.uniform(0.05, 0.6))
+    if os.path.exists(index(d)):
+        assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    backup(d)
+    assert backed_up_guids(d) == live_guids(d)
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1:40", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    backup(d)
+    want = backed_up_guids(d)
+    run_killed(d, ["mailbox-migrate", "compact", "-u", "alice", "--keep",
+                   "0", store(d)], rnd.uniform(0.01, 0.3))
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    assert backed_up_guids(d) == want
+    tool(d, "compact", "alice", "--keep", "0")
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    assert backed_up_guids(d) == want == live_guids(d)
+    tar_list(data_file(d))
+
+
+def test_bad_input(maildir_dovecot):
+    d = maildir_dovecot
+    d.deliver("alice", make_message("x"))
+    # relative path, inside the user's mail
+    p = d.migrate("alice", "backup:relative/%u", check=False)
+    assert p.returncode != 0 and "absolute" in p.stderr
+    p = d.migrate("alice", "backup:~/Maildir/backup", check=False)
+    assert p.returncode != 0 and "inside" in p.stderr
+    assert not os.path.exists(os.path.join(d.home("alice"), "Maildir",
+                                           "backup"))
+    # cutover is for mail locations
+    p = d.migrate("alice", store(d), "--cutover", check=False)
+    assert p.returncode == 64
+    # unknown user, no store yet
+    p = restore(d, "nosuchuser", check=False)
+    assert p.returncode != 0
+    p = restore(d, check=False)
+    assert p.returncode != 0 and "doesn't exist" in p.stderr
+    # a dry run makes no store
+    p = d.migrate("alice", store(d), "--dry-run")
+    assert not os.path.exists(store_dir(d))
+    backup(d)
+    # --to needs one mailbox
+    p = restore(d, "alice", "--to", "X", check=False)
+    assert p.returncode == 64
+    # another process holds the store
+    import fcntl
+    with open(os.path.join(store_dir(d), "lock")) as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        p = backup(d, check=False)
+        assert p.returncode != 0 and "locked" in p.stderr
