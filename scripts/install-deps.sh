@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-dev
-	libsqlite3-dev zlib1g-dev libzstd-dev zstd sqlite3 autoconf automake libtool pkg-config
+	libsqlite3-dev zlib1g-dev libzstd-dev libssl-dev zstd sqlite3 autoconf automake libtool pkg-config
 	make gcc valgrind python3 python3-pytest strace rsync"
 
 missing=""

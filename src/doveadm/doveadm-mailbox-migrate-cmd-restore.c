@@ -15,10 +15,13 @@
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mail-search-build.h"
+#include "mail-storage-service.h"
+#include "settings-parser.h"
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-backup-store.h"
+#include "doveadm-mailbox-migrate-pass.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
 #include <stdio.h>
@@ -481,6 +484,12 @@ cmd_mailbox_migrate_restore_run(struct doveadm_mail_cmd_context *_ctx,
 		total.failed += counts.failed;
 	}
 	mailbox_migrate_backup_store_close(&store);
+	/* written without an fsync per message (restore_prerun) */
+	if (total.restored > 0 &&
+	    mailbox_migrate_sync_user_mail(user, &error) < 0) {
+		i_error("%s", error);
+		ret = -1;
+	}
 	if (matched == 0 && globs != NULL) {
 		i_error("No mailbox in the backup of %s matches %s",
 			user->username, t_strarray_join(
@@ -499,6 +508,22 @@ cmd_mailbox_migrate_restore_run(struct doveadm_mail_cmd_context *_ctx,
 		}
 		doveadm_mail_failed_error(_ctx, total.failed > 0 ?
 					  MAIL_ERROR_EXPUNGED : MAIL_ERROR_TEMP);
+		return -1;
+	}
+	return 0;
+}
+
+/* Restored mail is written without an fsync per message and made durable
+   by one syncfs() at the end, as a migration pass writes. */
+static int restore_prerun(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+			  struct mail_storage_service_user *service_user,
+			  const char **error_r)
+{
+	struct setting_parser_context *set_parser =
+		mail_storage_service_user_get_settings_parser(service_user);
+
+	if (settings_parse_keyvalue(set_parser, "mail_fsync", "never") < 0) {
+		*error_r = settings_parser_get_error(set_parser);
 		return -1;
 	}
 	return 0;
@@ -565,6 +590,7 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_restore_alloc(void)
 	ctx->mctx.ctx.v.parse_arg = cmd_mailbox_migrate_restore_parse_arg;
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_restore_init;
 	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_restore_run;
+	ctx->mctx.ctx.v.prerun = restore_prerun;
 	p_array_init(&ctx->mailboxes, ctx->mctx.ctx.pool, 4);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->mctx.ctx;

@@ -1606,45 +1606,20 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 }
 
 /* The destination was written without an fsync per message (see the
-   command); one syncfs() makes it all durable before the checkpoint says
-   it is there. */
+   command): make it all durable before the checkpoint says it is there. */
 static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 {
 	struct mailbox_migrate_pass_result *result = pass->result;
-	static const enum mailbox_list_path_type types[] = {
-		MAILBOX_LIST_PATH_TYPE_MAILBOX,
-		MAILBOX_LIST_PATH_TYPE_INDEX,
-	};
-	const char *path, *last = "";
-	unsigned int i;
-	int fd;
+	const char *error;
 
 	if (!pass->set->sync_destination ||
 	    (result->mailboxes_touched == 0 && !pass->subscriptions_written &&
 	     result->total.copied + result->total.expunged +
 	     result->total.flag_changes + result->total.reassigned == 0))
 		return;
-	for (i = 0; i < N_ELEMENTS(types); i++) {
-		if (!mailbox_list_get_root_path(pass->dst_user->namespaces->list,
-						types[i], &path) ||
-		    strcmp(path, last) == 0)
-			continue;
-		last = path;
-		fd = open(path, O_RDONLY);
-		if (fd == -1) {
-			if (errno == ENOENT)
-				continue;
-			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
-				"open(%s) failed: %m", path));
-			pass->error_fatal = TRUE;
-			return;
-		}
-		if (syncfs(fd) < 0) {
-			pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
-				"syncfs(%s) failed: %m", path));
-			pass->error_fatal = TRUE;
-		}
-		i_close_fd(&fd);
+	if (mailbox_migrate_sync_user_mail(pass->dst_user, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		pass->error_fatal = TRUE;
 	}
 }
 
@@ -1704,6 +1679,40 @@ static const struct mailbox_migrate_pass_vfuncs pass_location_vfuncs = {
 	.subscriptions = pass_subscriptions,
 	.sync = pass_sync_destination,
 };
+
+int mailbox_migrate_sync_user_mail(struct mail_user *user,
+				   const char **error_r)
+{
+	static const enum mailbox_list_path_type types[] = {
+		MAILBOX_LIST_PATH_TYPE_MAILBOX,
+		MAILBOX_LIST_PATH_TYPE_INDEX,
+	};
+	const char *path, *last = "";
+	unsigned int i;
+	int fd, ret = 0;
+
+	for (i = 0; i < N_ELEMENTS(types) && ret == 0; i++) {
+		if (!mailbox_list_get_root_path(user->namespaces->list,
+						types[i], &path) ||
+		    strcmp(path, last) == 0)
+			continue;
+		last = path;
+		fd = open(path, O_RDONLY);
+		if (fd == -1) {
+			if (errno == ENOENT)
+				continue;
+			*error_r = t_strdup_printf("open(%s) failed: %m", path);
+			return -1;
+		}
+		if (syncfs(fd) < 0) {
+			*error_r = t_strdup_printf("syncfs(%s) failed: %m",
+						   path);
+			ret = -1;
+		}
+		i_close_fd(&fd);
+	}
+	return ret;
+}
 
 int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     struct mail_user *dst_user,

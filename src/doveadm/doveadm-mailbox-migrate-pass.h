@@ -85,6 +85,11 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     enum mail_error *mail_error_r,
 			     const char **error_r);
 
+/* One syncfs() of the filesystems of the user's mail and indexes: what
+   was written with mail_fsync=never becomes durable. Returns 0 or -1. */
+int mailbox_migrate_sync_user_mail(struct mail_user *user,
+				   const char **error_r);
+
 /* Raise every destination mailbox's UIDNEXT to at least the source's
    current UIDNEXT (and its seen UIDNEXT when with_seen), and record the
    value as the mailbox's raised_uidnext when record_raise. Returns 0 or

@@ -14,7 +14,7 @@
 struct compact_context {
 	struct mailbox_migrate_backup_store *store;
 	struct mailbox_migrate_backup_append *append;
-	time_t keep_since;
+	HASH_TABLE_TYPE(mailbox_migrate_backup_hashes) needed;
 	const char *error;
 };
 
@@ -24,15 +24,8 @@ static int compact_body(const struct mailbox_migrate_backup_body *body,
 	struct compact_context *ctx = context;
 	const unsigned char *data;
 	const char *error;
-	int ret;
 
-	ret = mailbox_migrate_backup_index_body_needed(ctx->store->index,
-			body->hash, ctx->keep_since, &error);
-	if (ret < 0) {
-		ctx->error = p_strdup(ctx->store->pool, error);
-		return -1;
-	}
-	if (ret == 0)
+	if (hash_table_lookup(ctx->needed, body->hash) == NULL)
 		return 0;
 	if (mailbox_migrate_backup_store_read_body(ctx->store, body, &data,
 						   &error) < 0) {
@@ -88,7 +81,13 @@ int mailbox_migrate_backup_compact(struct mailbox_migrate_backup_store *store,
 	}
 	i_zero(&ctx);
 	ctx.store = store;
-	ctx.keep_since = keep_since;
+	hash_table_create(&ctx.needed, default_pool, 0, str_hash, strcmp);
+	if (mailbox_migrate_backup_index_needed_bodies(store->index,
+			keep_since, store->pool, &ctx.needed, error_r) < 0) {
+		hash_table_destroy(&ctx.needed);
+		i_close_fd(&fd);
+		return -1;
+	}
 	ctx.append = mailbox_migrate_backup_append_init(fd, 0,
 				store->compression, ioloop_time);
 	record = t_str_new(4096);
@@ -150,6 +149,7 @@ int mailbox_migrate_backup_compact(struct mailbox_migrate_backup_store *store,
 		i_error("unlink(%s) failed: %m", old_path);
 	(void)mailbox_migrate_backup_store_sync(-1, store->dir, &error);
 	mailbox_migrate_backup_append_deinit(&ctx.append);
+	hash_table_destroy(&ctx.needed);
 	result_r->new_size = store->data_size;
 	result_r->compacted = TRUE;
 	return 0;
@@ -163,6 +163,7 @@ failed:
 	if (unlink(tmp_path) < 0)
 		i_error("unlink(%s) failed: %m", tmp_path);
 	mailbox_migrate_backup_append_deinit(&ctx.append);
+	hash_table_destroy(&ctx.needed);
 	i_close_fd(&fd);
 	return -1;
 }

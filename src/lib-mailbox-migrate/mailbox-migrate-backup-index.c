@@ -4,6 +4,7 @@
 #include "array.h"
 #include "str.h"
 #include "seq-range-array.h"
+#include "hash.h"
 #include "mailbox-migrate-backup-record.h"
 #include "mailbox-migrate-backup-index.h"
 
@@ -51,8 +52,7 @@ static const char *const backup_index_upgrades[] = {
 	"  from_pass INTEGER NOT NULL,\n"
 	"  until_pass INTEGER\n"
 	");\n"
-	"CREATE INDEX message_box ON message (mailbox_guid, uid);\n"
-	"CREATE INDEX message_hash ON message (hash);\n",
+	"CREATE INDEX message_box ON message (mailbox_guid, uid);\n",
 };
 
 const struct mailbox_migrate_db_schema mailbox_migrate_backup_index_schema = {
@@ -60,6 +60,7 @@ const struct mailbox_migrate_db_schema mailbox_migrate_backup_index_schema = {
 	.upgrades = backup_index_upgrades,
 	.version = N_ELEMENTS(backup_index_upgrades),
 	.journal_id = FALSE,
+	.checkpoint_on_close = TRUE,
 };
 
 /* a row as of pass ?P, or current with ?P = 0 */
@@ -146,12 +147,13 @@ static const char sql_stats_bodies[] =
 #define ROW_KEPT(alias) \
 	"(" alias "until_pass IS NULL OR " alias "until_pass IN " \
 	"(SELECT id FROM pass WHERE time > ?1))"
+/* no index on message.hash (it would cost every message row as much
+   again): compaction's queries build their set once */
 static const char sql_stats_dead[] =
-	"SELECT count(*), coalesce(sum(size), 0) FROM body b WHERE NOT EXISTS "
-	"(SELECT 1 FROM message m WHERE m.hash = b.hash AND "
-	ROW_KEPT("m.") ")";
-static const char sql_body_needed[] =
-	"SELECT 1 FROM message WHERE hash = ?2 AND " ROW_KEPT("") " LIMIT 1";
+	"SELECT count(*), coalesce(sum(size), 0) FROM body WHERE hash NOT IN "
+	"(SELECT hash FROM message WHERE " ROW_KEPT("") ")";
+static const char sql_needed_bodies[] =
+	"SELECT DISTINCT hash FROM message WHERE " ROW_KEPT("");
 static const char sql_missing_bodies[] =
 	"SELECT count(*), min(hash) FROM message m WHERE NOT EXISTS "
 	"(SELECT 1 FROM body b WHERE b.hash = m.hash)";
@@ -763,20 +765,23 @@ int mailbox_migrate_backup_index_missing_bodies(struct mailbox_migrate_db *db,
 	return 0;
 }
 
-int mailbox_migrate_backup_index_body_needed(struct mailbox_migrate_db *db,
-		const char *hash, time_t keep_since, const char **error_r)
+int mailbox_migrate_backup_index_needed_bodies(struct mailbox_migrate_db *db,
+		time_t keep_since, pool_t pool,
+		HASH_TABLE_TYPE(mailbox_migrate_backup_hashes) *hashes,
+		const char **error_r)
 {
 	sqlite3_stmt *stmt;
+	const char *hash;
 	int ret;
 
-	if (mailbox_migrate_db_prepare(db, sql_body_needed, &stmt,
+	if (mailbox_migrate_db_prepare(db, sql_needed_bodies, &stmt,
 				       error_r) < 0)
 		return -1;
 	(void)sqlite3_bind_int64(stmt, 1, keep_since);
-	(void)sqlite3_bind_text(stmt, 2, hash, -1, SQLITE_STATIC);
-	ret = mailbox_migrate_db_step(db, stmt, error_r);
-	if (ret > 0)
-		(void)sqlite3_reset(stmt);
+	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) {
+		hash = p_strdup(pool, (const char *)sqlite3_column_text(stmt, 0));
+		hash_table_update(*hashes, hash, POINTER_CAST(1));
+	}
 	return ret;
 }
 

@@ -3,6 +3,7 @@
 
 #include "mail-types.h"
 #include "seq-range-array.h"
+#include "hash.h"
 #include "mailbox-migrate-db.h"
 
 struct mailbox_migrate_backup_line;
@@ -130,12 +131,15 @@ int mailbox_migrate_backup_index_missing_bodies(struct mailbox_migrate_db *db,
 /* Compaction: write the history kept (passes, and the mailbox and message
    rows current or ended by a pass after keep_since) as
    snapshot lines into dest; the bodies they need are those for which
-   mailbox_migrate_backup_index_body_needed() returns 1. */
+   in the set mailbox_migrate_backup_index_needed_bodies() fills. */
 int mailbox_migrate_backup_index_snapshot(struct mailbox_migrate_db *db,
 		time_t keep_since, uint32_t snapshot_pass, time_t now,
 		string_t *dest, const char **error_r);
-int mailbox_migrate_backup_index_body_needed(struct mailbox_migrate_db *db,
-		const char *hash, time_t keep_since, const char **error_r);
+HASH_TABLE_DEFINE_TYPE(mailbox_migrate_backup_hashes, const char *, void *);
+int mailbox_migrate_backup_index_needed_bodies(struct mailbox_migrate_db *db,
+		time_t keep_since, pool_t pool,
+		HASH_TABLE_TYPE(mailbox_migrate_backup_hashes) *hashes,
+		const char **error_r);
 /* Drop all body rows (compaction adds the rewritten ones). */
 int mailbox_migrate_backup_index_bodies_clear(struct mailbox_migrate_db *db,
 					      const char **error_r);

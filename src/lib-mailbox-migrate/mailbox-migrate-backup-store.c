@@ -6,7 +6,6 @@
 #include "hash.h"
 #include "hex-binary.h"
 #include "str.h"
-#include "sha2.h"
 #include "ioloop.h"
 #include "mkdir-parents.h"
 #include "sleep.h"
@@ -20,6 +19,7 @@
 #include <unistd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <openssl/sha.h>
 
 #define BACKUP_LOCK_POLL_MSECS 100
 
@@ -39,9 +39,11 @@ struct mailbox_migrate_backup_append {
 
 const char *mailbox_migrate_backup_hash(const void *data, size_t size)
 {
-	unsigned char digest[SHA256_RESULTLEN];
+	unsigned char digest[SHA256_DIGEST_LENGTH];
 
-	sha256_get_digest(data, size, digest);
+	/* libcrypto's, not lib's sha2.c: with SHA extensions it is about
+	   eight times faster, and every byte backed up is hashed */
+	(void)SHA256(data, size, digest);
 	return binary_to_hex(digest, sizeof(digest));
 }
 
@@ -59,9 +61,11 @@ int mailbox_migrate_backup_store_sync(int fd, const char *dir,
 	int dir_fd;
 
 	if (fd != -1 && fdatasync(fd) < 0) {
-		*error_r = t_strdup_printf("fdatasync(%s) failed: %m", dir);
+		*error_r = t_strdup_printf("fdatasync() failed: %m");
 		return -1;
 	}
+	if (dir == NULL)
+		return 0;
 	dir_fd = open(dir, O_RDONLY);
 	if (dir_fd == -1) {
 		*error_r = t_strdup_printf("open(%s) failed: %m", dir);
@@ -312,8 +316,14 @@ int mailbox_migrate_backup_store_open(const char *dir,
 	store->data_path = p_strdup(pool,
 		mailbox_migrate_backup_store_data_path(store,
 						       store->generation));
-	store->data_fd = open(store->data_path, store->readonly ? O_RDONLY :
-			      O_RDWR | O_CREAT, 0600);
+	store->data_fd = store->readonly ? -1 :
+		open(store->data_path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (store->data_fd != -1)
+		store->data_created = TRUE;
+	else if (store->readonly || errno == EEXIST) {
+		store->data_fd = open(store->data_path, store->readonly ?
+				      O_RDONLY : O_RDWR);
+	}
 	if (store->data_fd == -1) {
 		*error_r = t_strdup_printf("open(%s) failed: %m",
 					   store->data_path);
@@ -638,9 +648,10 @@ int mailbox_migrate_backup_store_pass_commit(struct mailbox_migrate_backup_store
 			t_strdup_printf("p/%u.txt", append->pass_id),
 			append->record, &record_offset, &record_size,
 			error_r) < 0 ||
-	    mailbox_migrate_backup_store_sync(store->data_fd, store->dir,
-					      error_r) < 0)
+	    mailbox_migrate_backup_store_sync(store->data_fd,
+			store->data_created ? store->dir : NULL, error_r) < 0)
 		goto failed;
+	store->data_created = FALSE;
 
 	if (mailbox_migrate_db_begin(store->index, error_r) < 0)
 		goto failed;

@@ -49,6 +49,9 @@ struct mailbox_migrate_backup_store {
 
 	int lock_fd;
 	bool readonly;
+	/* the data file was made by this open: its directory entry must be
+	   synced too */
+	bool data_created;
 
 	/* a pass being appended */
 	struct mailbox_migrate_backup_append *append;
@@ -164,7 +167,8 @@ int mailbox_migrate_backup_store_scan(struct mailbox_migrate_backup_store *store
 		uoff_t limit, mailbox_migrate_backup_scan_callback_t *callback,
 		void *context, uoff_t *end_r, const char **error_r);
 
-/* Make the data file and the store's directory durable. */
+/* Make the data file (fd != -1) and the store's directory (dir != NULL)
+   durable. */
 int mailbox_migrate_backup_store_sync(int fd, const char *dir,
 				      const char **error_r);
 

@@ -286,9 +286,11 @@ int mailbox_migrate_db_open_schema(const char *path,
 		   (rarely) corrupt the file, which the plugin detects and
 		   turns into a gap, as it does when Dovecot's own (not
 		   fsynced) index loses changes. */
-		(void)sqlite3_db_config(db->sqlite,
+		if (!schema->checkpoint_on_close) {
+			(void)sqlite3_db_config(db->sqlite,
 					SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
 					NULL);
+		}
 		if (mailbox_migrate_db_exec(db,
 				(flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC) != 0 ?
 				"PRAGMA journal_mode = WAL; "

@@ -41,6 +41,10 @@ struct mailbox_migrate_db_schema {
 	int version;
 	/* a new file gets a random journal_id in meta */
 	bool journal_id;
+	/* written by one process at a time (e.g. under a lock file): the
+	   last to close checkpoints and removes the WAL, so that the next
+	   open needn't read a big WAL to rebuild its index */
+	bool checkpoint_on_close;
 };
 extern const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema;
 

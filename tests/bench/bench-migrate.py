@@ -37,8 +37,49 @@ def message_size(rnd):
     return int(min(2_000_000, rnd.lognormvariate(8.7, 1.6)))
 
 
-def generate(d, users, per_user, seed):
+WORDS = ("the of and to in is for on that with as was by it at from this "
+         "meeting report invoice project please thanks regards attached "
+         "review deadline budget release server migration backup mail "
+         "customer order shipping schedule agenda minutes draft final "
+         "question answer update status").split()
+
+
+def text_corpus(rnd, size):
+    """Plain text of common words: compresses like mail text (about
+    3:1 with gzip -1)."""
+    out, n = [], 0
+    while n < size:
+        line = " ".join(rnd.choice(WORDS) for _ in range(12)) + "\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out)
+
+
+def realistic_body(rnd, size, corpus, blob):
+    """A text part, and for bigger messages a base64 attachment (random
+    bytes: barely compressible), cut from pre-made pools so that making
+    gigabytes stays fast."""
+    text = min(size, rnd.randint(1000, 8000))
+    start = rnd.randrange(len(corpus) - text)
+    body = corpus[start:start + text]
+    if size > text:
+        n = size - text
+        start = rnd.randrange(len(blob) - n) if n < len(blob) else 0
+        att = blob[start:start + n]
+        body += ("\n--b\nContent-Type: application/octet-stream\n"
+                 "Content-Transfer-Encoding: base64\n\n" +
+                 "\n".join(att[i:i + 76] for i in range(0, len(att), 76)))
+    return body
+
+
+def generate(d, users, per_user, seed, realistic=False):
+    """realistic: bodies of text and base64 attachments instead of
+    repeated lines (for benchmarks where compression matters)."""
     rnd = random.Random(seed)
+    if realistic:
+        import base64
+        corpus = text_corpus(rnd, 1 << 22)
+        blob = base64.b64encode(rnd.randbytes(3 << 21)).decode()
     total = 0
     uid, gid = d.pw.pw_uid, d.pw.pw_gid
     for u in users:
@@ -54,8 +95,14 @@ def generate(d, users, per_user, seed):
             count = int(per_user * share)
             now = int(time.time()) - 86400 * 30
             for i in range(count):
-                body = make_message("%s %s %d" % (u, folder, i),
-                                    size=message_size(rnd))
+                size = message_size(rnd)
+                if realistic:
+                    body = make_message("%s %s %d" % (u, folder, i),
+                                        body=realistic_body(rnd, size,
+                                                            corpus, blob))
+                else:
+                    body = make_message("%s %s %d" % (u, folder, i),
+                                        size=size)
                 name = "%d.M%dP%d.bench,S=%d:2,%s" % (
                     now + i, i, os.getpid(), len(body),
                     "S" if rnd.random() < 0.7 else "")
