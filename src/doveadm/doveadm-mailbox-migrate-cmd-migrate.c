@@ -23,11 +23,14 @@
 #include "mailbox-migrate-hold.h"
 #include "mailbox-migrate-backup-store.h"
 #include "doveadm-mailbox-migrate-pass.h"
+#include "doveadm-mailbox-migrate-device-slots.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 /* the source counts as quiet once its journal hasn't moved for this long */
 #define CUTOVER_QUIET_MSECS 1000
@@ -60,6 +63,9 @@ struct migrate_cmd_context {
 	/* -A/-F: users run in `workers` child processes, which take them
 	   from users_fd (the parent's end writes) */
 	unsigned int workers;
+	/* workers at once on one filesystem device */
+	unsigned int device_workers;
+	struct mailbox_migrate_device_slots *device_slots;
 	ARRAY(struct migrate_worker) running;
 	int users_fd;
 	/* in a worker: where its rows go */
@@ -890,6 +896,36 @@ static void migrate_worker_finish(struct migrate_cmd_context *ctx,
 
 /* In a worker: look the user up and run the pass, as doveadm does for a
    user of -A (doveadm_mail_next_user()). */
+/* Run the user once a slot of the device its mail is on is free. */
+static void migrate_worker_run_user(struct migrate_cmd_context *ctx,
+				    struct mail_user *user)
+{
+	struct doveadm_mail_cmd_context *_ctx = &ctx->mctx.ctx;
+	struct mail_namespace *ns = mail_namespace_find_inbox(user->namespaces);
+	const char *root;
+	unsigned int waited;
+	struct stat st;
+	bool slot = FALSE;
+
+	if (ns != NULL &&
+	    mailbox_list_get_root_path(ns->list,
+				       MAILBOX_LIST_PATH_TYPE_MAILBOX, &root) &&
+	    stat(root, &st) == 0) {
+		waited = mailbox_migrate_device_slot_get(ctx->device_slots,
+							 st.st_dev);
+		if (waited > 0) {
+			i_info("Waited %u ms for one of the %u workers allowed "
+			       "on device %u:%u", waited, ctx->device_workers,
+			       major(st.st_dev), minor(st.st_dev));
+		}
+		slot = TRUE;
+	}
+	if (migrate_run_user(ctx, user) < 0 && _ctx->exit_code == 0)
+		_ctx->exit_code = EX_TEMPFAIL;
+	if (slot)
+		mailbox_migrate_device_slot_put(ctx->device_slots, st.st_dev);
+}
+
 static void migrate_worker_user(struct migrate_cmd_context *ctx,
 				const char *username)
 {
@@ -921,8 +957,7 @@ static void migrate_worker_user(struct migrate_cmd_context *ctx,
 		return;
 	}
 	_ctx->cur_service_user = service_user;
-	if (migrate_run_user(ctx, user) < 0 && _ctx->exit_code == 0)
-		_ctx->exit_code = EX_TEMPFAIL;
+	migrate_worker_run_user(ctx, user);
 	_ctx->cur_service_user = NULL;
 	mail_user_deinit(&user);
 	mail_storage_service_user_unref(&service_user);
@@ -970,6 +1005,8 @@ static int migrate_start_workers(struct migrate_cmd_context *ctx)
 		i_error("pipe() failed: %m");
 		return -1;
 	}
+	ctx->device_slots = mailbox_migrate_device_slots_init(ctx->workers,
+							ctx->device_workers);
 	for (i = 0; i < ctx->workers; i++) {
 		fd = mkstemp(path);
 		if (fd == -1) {
@@ -1018,6 +1055,7 @@ static void migrate_wait_workers(struct migrate_cmd_context *ctx)
 		migrate_worker_finish(ctx, worker, status);
 	}
 	array_clear(&ctx->running);
+	mailbox_migrate_device_slots_deinit(&ctx->device_slots);
 }
 
 /* -A/-F with workers: hand every user to the workers and return none to
@@ -1153,6 +1191,14 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 		ctx->workers = cpus > 0 ? (unsigned int)cpus : 1;
+	}
+	value = doveadm_plugin_getenv("mailbox_migrate_device_workers");
+	if (value == NULL || value[0] == '\0' ||
+	    str_to_uint(value, &ctx->device_workers) < 0 ||
+	    ctx->device_workers == 0) {
+		/* half the workers, but at least two: one disk isn't
+		   hammered by all of them, two keep its queue busy */
+		ctx->device_workers = I_MAX((ctx->workers + 1) / 2, 2);
 	}
 	if (ctx->cutover && array_count(&ctx->mailboxes) > 0)
 		i_fatal_status(EX_USAGE, "--cutover moves the whole user: "

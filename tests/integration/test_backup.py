@@ -465,3 +465,35 @@ def test_bad_input(maildir_dovecot):
         fcntl.flock(f, fcntl.LOCK_EX)
         p = backup(d, check=False)
         assert p.returncode != 0 and "locked" in p.stderr
+
+
+def test_all_users_bounded_per_device(make_dovecot):
+    users = ("alice", "bob", "carol", "dave")
+    d = make_dovecot(users=users)
+    for u in users:
+        lmtp = d.lmtp()
+        for i in range(30):
+            lmtp.sendmail("s@example.com", [u],
+                          make_message("%s %d" % (u, i), size=64 * 1024))
+        lmtp.quit()
+    # all the users' mail is on one device: with one worker allowed on
+    # it, the other workers wait for it
+    p = d.doveadm("-o", "plugin/mailbox_migrate_workers=4",
+                  "-o", "plugin/mailbox_migrate_device_workers=1",
+                  "mailbox-migrate", "-A", store(d), fmt="json")
+    assert "Waited" in p.stderr and "workers allowed on device" in p.stderr
+    for u in users:
+        assert len(backed_up_guids(d, u)) == 30
+    # unbounded, nobody waits
+    for u in users:
+        d.deliver(u, make_message("more"))
+    p = d.doveadm("-o", "plugin/mailbox_migrate_workers=4",
+                  "-o", "plugin/mailbox_migrate_device_workers=4",
+                  "mailbox-migrate", "-A", store(d), fmt="json")
+    assert "Waited" not in p.stderr
+    assert sum(r["copied"] for r in json.loads(p.stdout)
+               if r["mailbox"] == "(total)") == 4
+    # the morning report: users per hour of age of their last backup
+    p = d.doveadm("mailbox-migrate", "status", "-A", store(d))
+    assert "age of last pass (hours)" in p.stderr
+    assert [l.split() for l in p.stderr.splitlines()][1] == ["0", "4"]

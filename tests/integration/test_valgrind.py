@@ -90,3 +90,33 @@ def test_migration_and_cutover_under_valgrind(make_dovecot):
                       d.switch_command(dst), dst])
     assert d.snapshot("alice")["INBOX"][0]["messages"] == \
         d.snapshot("alice", src)["INBOX"][0]["messages"]
+
+
+def test_backup_commands_under_valgrind(make_dovecot):
+    import os
+    d = make_dovecot(plugin_settings={"mailbox_migrate_workers": "2",
+                                      "mailbox_migrate_device_workers": "1"})
+    root = os.path.join(d.root, "backup")
+    os.mkdir(root)
+    d.chown_to_mail_user(root)
+    store = "backup:%s/%%u" % root
+    for i in range(5):
+        d.deliver("alice", make_message("m%d" % i, size=i * 40000))
+        d.deliver("bob", make_message("m%d" % i))
+    base = [DOVEADM, "-c", d.config, "mailbox-migrate"]
+    assert "(total)" in run(base + ["-A", store])
+    run([DOVEADM, "-c", d.config, "exec", "imap", "-u", "alice"],
+        IMAP_SESSION)
+    run(base + ["-u", "alice", store])
+    run([DOVEADM, "-c", d.config, "-o",
+         "plugin/mailbox_migrate_backup_compression=zstd",
+         "mailbox-migrate", "-u", "bob", "backup:%s/zst-%%u" % root])
+    run(base + ["verify", "-A", store])
+    run(base + ["verify", "-u", "alice", "--quick", store])
+    run(base + ["compact", "-u", "alice", "--keep", "0", store])
+    run(base + ["reindex", "-u", "alice", store])
+    out = run(base + ["restore", "-u", "alice", "--at", "2030-01-01T00:00:00Z",
+                      "-m", "INBOX", "--to", "Copy", store])
+    assert "(total)" in out
+    run(base + ["restore", "-u", "bob", "backup:%s/zst-%%u" % root])
+    run(base + ["status", "-A", store])
