@@ -86,7 +86,8 @@ def main():
         state = d.db_path("alice")
         print("\nState file of alice: %s (%d bytes)" % (
             state, os.path.getsize(state)))
-        return migrate(d)
+        ok = migrate(d)
+        return backup(d) if ok == 0 else ok
     finally:
         d.cleanup()
 
@@ -191,6 +192,37 @@ def migrate(d):
         len(load.uidnexts), load.uidnexts[0], load.uidnexts[-1],
         "never going back" if rising else "WENT BACK"))
     ok = ok and rising and len(load.uidnexts) > 0
+    print("\nMigration %s." % ("succeeded" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def backup(d):
+    store = "backup:%s/backup/%%u" % d.root
+    print("\n=== Backup of all users to %s ===" % store)
+    os.mkdir(os.path.join(d.root, "backup"))
+    d.chown_to_mail_user(os.path.join(d.root, "backup"))
+    run(d, "-A", store)
+    first = int(time.time())
+    time.sleep(1.1)
+    c = d.imap("bob")
+    c.select("INBOX")
+    typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    gone = data[0][1].decode().split(":", 1)[1].strip()
+    c.store("1", "+FLAGS", r"(\Deleted)")
+    c.expunge()
+    c.logout()
+    print("\nbob expunged %s; the next pass takes just that." % gone)
+    run(d, "-u", "bob", store)
+    run(d, "verify", "-A", store)
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first))
+    run(d, "restore", "-u", "bob", "--at", at, "-m", "INBOX", store)
+    rows = d.doveadm_json("fetch", "-u", "bob", "hdr.message-id",
+                          "mailbox", "INBOX")
+    back = any(r["hdr.message-id"].strip() == gone for r in rows)
+    dups = len(rows) - len({r["hdr.message-id"] for r in rows})
+    print("bob's expunged message is back: %s; duplicates: %d" % (
+        "yes" if back else "NO", dups))
+    ok = back and dups == 0
     print("\nDemo %s." % ("succeeded" if ok else "FAILED"))
     return 0 if ok else 1
 

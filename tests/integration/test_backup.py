@@ -179,6 +179,13 @@ def test_incremental_passes(maildir_dovecot):
                         store(d))
     assert st[0]["destination"] == store(d).replace("%u", "alice")
     assert int(st[0]["age_secs"]) < 60 and int(st[0]["pending"]) == 0
+    # the store lost (or replaced by an empty one): the next pass takes
+    # everything again, whatever the state file remembers
+    shutil.rmtree(store_dir(d))
+    p = backup(d)
+    assert "has no pass yet" in p.stderr
+    assert backed_up_guids(d) == sorted(
+        m["guid"] for box in contents(d).values() for m in box[1])
 
 
 def test_point_in_time(maildir_dovecot):
