@@ -391,7 +391,7 @@ static int migrate_get_dst_db(void *context, struct mailbox_migrate_db **db_r)
 }
 
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
-			bool full)
+			const char *full_reason)
 {
 	struct mailbox_migrate_pass_settings set;
 	struct mailbox_migrate_pass_result result;
@@ -408,7 +408,8 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 		set.mailbox_patterns = array_front(&ctx->mailboxes);
 		array_pop_back(&ctx->mailboxes);
 	}
-	set.full = ctx->full || full;
+	set.full = ctx->full || full_reason != NULL;
+	set.full_reason = ctx->full ? NULL : full_reason;
 	set.dry_run = ctx->dry_run;
 	set.dest_missing = ctx->dest_missing;
 	/* migrate_init_users() set mail_fsync=never for the destination */
@@ -681,7 +682,7 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 		case 1:
 			/* b. a pass while the source is live, then c. raise
 			   the destination's UIDNEXTs to the source's */
-			ret = migrate_pass(ctx, FALSE, FALSE);
+			ret = migrate_pass(ctx, FALSE, NULL);
 			if (ret == 0 &&
 			    mailbox_migrate_pass_raise_uidnext(ctx->user,
 					ctx->dst_user, ctx->db, ctx->dest_name,
@@ -710,7 +711,7 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 		case 4:
 			/* f. the final pass, g. every destination UIDNEXT
 			   at least what any client of the source was shown */
-			ret = migrate_pass(ctx, TRUE, FALSE);
+			ret = migrate_pass(ctx, TRUE, NULL);
 			if (ret == 0 &&
 			    mailbox_migrate_pass_raise_uidnext(ctx->user,
 					ctx->dst_user, ctx->db, ctx->dest_name,
@@ -754,9 +755,9 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 	const struct mailbox_migrate_settings *set = ctx->mctx.set;
 	enum mailbox_migrate_backup_compression compression;
 	const char *dir = ctx->dest_name + 7, *error;
+	const char *full_reason = NULL;
 	uint32_t last_pass;
 	time_t last_time;
-	bool full_needed = FALSE;
 	int ret;
 
 	if (mailbox_migrate_backup_compression_parse(set->backup_compression,
@@ -787,11 +788,9 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 			&last_pass, &last_time, &error) == 0) {
 		/* a new (or emptied) store: whatever the state file says an
 		   earlier pass left, it isn't here */
-		i_info("Backup store %s has no pass yet: comparing in full",
-		       dir);
-		full_needed = TRUE;
+		full_reason = "the backup store has no pass yet";
 	}
-	ret = migrate_pass(ctx, FALSE, full_needed);
+	ret = migrate_pass(ctx, FALSE, full_reason);
 	mailbox_migrate_backup_store_close(&ctx->store);
 	return ret;
 }
@@ -838,7 +837,7 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 			       t_strdup_printf("resume at %s", dest.phase) :
 			       "hold sessions, pass, switch, kick, final "
 			       "pass, release");
-		return migrate_pass(ctx, FALSE, FALSE);
+		return migrate_pass(ctx, FALSE, NULL);
 	}
 	if (ctx->cutover || mailbox_migrate_phase_is_cutover(dest.phase)) {
 		if (!ctx->cutover) {
@@ -851,7 +850,7 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		}
 		return migrate_cutover(ctx, dest.phase);
 	}
-	ret = migrate_pass(ctx, FALSE, FALSE);
+	ret = migrate_pass(ctx, FALSE, NULL);
 	return ret;
 }
 

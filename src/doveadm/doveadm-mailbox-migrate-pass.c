@@ -1767,7 +1767,8 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 		return -1;
 	}
 	if (set->full)
-		full_reason = "--full";
+		full_reason = set->full_reason != NULL ? set->full_reason :
+			"--full";
 	else if (ret == 0 || dest.last_pass == 0)
 		full_reason = "first pass to this destination";
 	else if (completeness.incomplete_since != 0 &&

@@ -33,8 +33,10 @@ struct mailbox_migrate_pass_settings {
 	/* Mailbox name patterns (-m); NULL or empty means all. A pass
 	   limited to some mailboxes doesn't move the checkpoint. */
 	const char *const *mailbox_patterns;
-	/* Compare in full even if the journal is complete. */
+	/* Compare in full even if the journal is complete, saying why
+	   (full_reason; NULL: "--full"). */
 	bool full;
+	const char *full_reason;
 	/* Decide and count, write nothing. */
 	bool dry_run;
 	/* The destination doesn't exist yet: a dry run must not open it

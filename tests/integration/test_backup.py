@@ -183,7 +183,7 @@ def test_incremental_passes(maildir_dovecot):
     # everything again, whatever the state file remembers
     shutil.rmtree(store_dir(d))
     p = backup(d)
-    assert "has no pass yet" in p.stderr
+    assert "store has no pass yet" in p.stderr
     assert backed_up_guids(d) == sorted(
         m["guid"] for box in contents(d).values() for m in box[1])
 
