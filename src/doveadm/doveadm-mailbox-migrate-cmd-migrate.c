@@ -7,6 +7,7 @@
 #include "strescape.h"
 #include "istream.h"
 #include "write-full.h"
+#include "file-lock.h"
 #include "time-util.h"
 #include "settings-parser.h"
 #include "master-service.h"
@@ -28,6 +29,7 @@
 
 #include <stdio.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -35,6 +37,10 @@
 /* the source counts as quiet once its journal hasn't moved for this long */
 #define CUTOVER_QUIET_MSECS 1000
 #define CUTOVER_POLL_MSECS 100
+/* how long a pass waits for another pass of the same user to end (a
+   logout pass doesn't wait: the running pass takes its changes, or the
+   next logout will) */
+#define MIGRATE_PASS_LOCK_WAIT_SECS 60
 
 struct migrate_worker {
 	pid_t pid;
@@ -54,6 +60,9 @@ struct migrate_cmd_context {
 	ARRAY_TYPE(const_string) mailboxes;
 	const char *switch_command;
 	bool full, dry_run, cutover;
+	/* --logout: run by the logout hook's service for the destinations
+	   of the user's settings, quietly, skipping what isn't routine */
+	bool logout;
 	/* DESTINATION is backup:DIR */
 	bool backup;
 	bool dest_missing;
@@ -77,6 +86,9 @@ struct migrate_cmd_context {
 	struct mailbox_migrate_db *db, *dst_db;
 	const char *src_db_path, *dst_db_path;
 	struct mailbox_migrate_backup_store *store;
+	/* one pass of a user at a time */
+	int pass_lock_fd;
+	struct file_lock *pass_lock;
 };
 
 /* A row of the table: printed, or in a worker process written to the
@@ -287,6 +299,15 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	}
 	ctx->user = user;
 	ctx->dst_user = other;
+	if (ret > 0 && ctx->logout) {
+		/* the userdb already points at the destination: nothing to
+		   keep current from here */
+		mail_user_deinit(&ctx->dst_user);
+		i_info("Logout pass to %s skipped: it is the user's own mail "
+		       "location", location);
+		ctx->dest_name = NULL;
+		return 0;
+	}
 	if (ret > 0) {
 		mail_user_deinit(&ctx->dst_user);
 		ret = migrate_find_cutover_source(ctx, user, &from);
@@ -795,6 +816,65 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 	return ret;
 }
 
+/* Take the user's pass lock, a file beside the state file: passes of one
+   user (from cron, the logout hook, a cutover) run one at a time. Returns
+   1 when taken, 0 when another pass holds it (after waiting wait_secs),
+   -1 on error. */
+static int migrate_lock_user(struct migrate_cmd_context *ctx,
+			     unsigned int wait_secs)
+{
+	struct file_lock_settings lock_set = {
+		.lock_method = FILE_LOCK_METHOD_FLOCK,
+	};
+	const char *path, *error;
+	int ret;
+
+	path = t_strconcat(ctx->src_db_path, ".pass-lock", NULL);
+	ctx->pass_lock_fd = open(path, O_RDWR | O_CREAT, 0600);
+	if (ctx->pass_lock_fd == -1) {
+		i_error("open(%s) failed: %m", path);
+		return -1;
+	}
+	ret = wait_secs == 0 ?
+		file_try_lock(ctx->pass_lock_fd, path, F_WRLCK, &lock_set,
+			      &ctx->pass_lock, &error) :
+		file_wait_lock(ctx->pass_lock_fd, path, F_WRLCK, &lock_set,
+			       wait_secs, &ctx->pass_lock, &error);
+	if (ret <= 0) {
+		if (ret < 0)
+			i_error("%s", error);
+		i_close_fd(&ctx->pass_lock_fd);
+	}
+	return ret;
+}
+
+static void migrate_unlock_user(struct migrate_cmd_context *ctx)
+{
+	file_lock_free(&ctx->pass_lock);
+	if (ctx->pass_lock_fd != -1)
+		i_close_fd(&ctx->pass_lock_fd);
+}
+
+/* --logout: only routine passes; everything else is left to the
+   administrator. Returns TRUE if the pass goes ahead. */
+static bool migrate_logout_wanted(struct migrate_cmd_context *ctx,
+				  const struct mailbox_migrate_destination *dest)
+{
+	if (dest->checkpoint_seq == 0 && dest->last_pass == 0) {
+		i_info("Logout pass to %s skipped: no pass to it yet (the "
+		       "first one is run with doveadm mailbox-migrate)",
+		       ctx->dest_name);
+		return FALSE;
+	}
+	if (strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0 ||
+	    mailbox_migrate_phase_is_cutover(dest->phase)) {
+		i_info("Logout pass to %s skipped: phase %s",
+		       ctx->dest_name, dest->phase);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static int migrate_user(struct migrate_cmd_context *ctx,
 			struct mail_user *user)
 {
@@ -811,9 +891,28 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_PARAMS);
 		return -1;
 	}
+	if (ctx->logout && ctx->dest_name == NULL)
+		return 0;
 	user = ctx->user;
 	if (migrate_open_dbs(ctx, user) < 0) {
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	ret = ctx->dry_run ? 1 : migrate_lock_user(ctx, ctx->logout ? 0 :
+					MIGRATE_PASS_LOCK_WAIT_SECS);
+	if (ret <= 0) {
+		if (ret == 0 && ctx->logout) {
+			i_info("Logout pass to %s skipped: another pass of "
+			       "the user is running", ctx->dest_name);
+			return 0;
+		}
+		if (ret == 0) {
+			i_error("Another pass of %s is still running after "
+				"%u s; try again later", user->username,
+				MIGRATE_PASS_LOCK_WAIT_SECS);
+		}
+		doveadm_mail_failed_error(&ctx->mctx.ctx, ret == 0 ?
+					  MAIL_ERROR_INUSE : MAIL_ERROR_TEMP);
 		return -1;
 	}
 	if (mailbox_migrate_destination_get(ctx->db, ctx->dest_name, &dest,
@@ -822,6 +921,8 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}
+	if (ctx->logout && !migrate_logout_wanted(ctx, &dest))
+		return 0;
 	if (ctx->backup)
 		return migrate_backup_user(ctx);
 	if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_DONE) == 0) {
@@ -860,7 +961,9 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	int ret;
 
 	ctx->user = user;
+	ctx->dest_name = NULL;
 	ret = migrate_user(ctx, user);
+	migrate_unlock_user(ctx);
 	mailbox_migrate_db_close(&ctx->db);
 	mailbox_migrate_db_close(&ctx->dst_db);
 	ctx->dst_db_path = NULL;
@@ -1128,11 +1231,42 @@ own:
 	return *username_r != NULL ? 1 : 0;
 }
 
+/* --logout: a pass to each destination of the user's settings. */
+static int migrate_logout_user(struct migrate_cmd_context *ctx,
+			       struct mail_user *user)
+{
+	const struct mailbox_migrate_settings *set;
+	const char *const *destp, *error;
+	int ret = 0;
+
+	if (mailbox_migrate_settings_read(user, &set, &error) < 0) {
+		i_error("%s", error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_PARAMS);
+		return -1;
+	}
+	if (set->destinations[0] == NULL) {
+		i_info("Logout pass skipped: the user has no "
+		       "mailbox_migrate_destination");
+		return 0;
+	}
+	for (destp = set->destinations; *destp != NULL; destp++) {
+		ctx->destination = *destp;
+		ctx->backup = str_begins(*destp, "backup:");
+		if (migrate_run_user(ctx, user) < 0)
+			ret = -1;
+	}
+	return ret;
+}
+
 static int
 cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
 			struct mail_user *user)
 {
-	return migrate_run_user((struct migrate_cmd_context *)_ctx, user);
+	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+
+	if (ctx->logout)
+		return migrate_logout_user(ctx, user);
+	return migrate_run_user(ctx, user);
 }
 
 
@@ -1159,6 +1293,9 @@ cmd_mailbox_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
 	case 's':
 		ctx->switch_command = p_strdup(_ctx->pool, optarg);
 		break;
+	case 'L':
+		ctx->logout = TRUE;
+		break;
 	default:
 		return FALSE;
 	}
@@ -1169,13 +1306,52 @@ cmd_mailbox_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
    missing -u. */
 static void cmd_mailbox_migrate_preinit(struct doveadm_mail_cmd_context *_ctx)
 {
-	if (_ctx->args[0] != NULL && _ctx->args[1] == NULL)
+	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+
+	if (ctx->logout ? _ctx->args[0] == NULL :
+	    (_ctx->args[0] != NULL && _ctx->args[1] == NULL))
 		return;
 	fprintf(stderr,
 		"usage: doveadm mailbox-migrate %s\n"
 		"       doveadm mailbox-migrate <command> ...: "
 		"status, seen, journal\n", doveadm_cmd_mailbox_migrate.usage);
 	lib_exit(EX_USAGE);
+}
+
+static void migrate_print_headers(void)
+{
+	doveadm_print_header_simple("mailbox");
+	doveadm_print_header("copied", "copied",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("expunged", "expunged",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("flag_changes", "flag_changes",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("reassigned", "reassigned",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	doveadm_print_header("seconds", "seconds",
+			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+}
+
+static void migrate_logout_stdio(void)
+{
+	struct stat st;
+	int fd;
+
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    fstat(STDERR_FILENO, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		/* exec'd by the script service: stderr is the service's
+		   pipe to Dovecot's log process, which wants its own
+		   format (else every line counts as an error) */
+		i_set_failure_internal();
+	}
+	fd = open("/dev/null", O_RDWR);
+	if (fd == -1)
+		i_fatal("open(/dev/null) failed: %m");
+	if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
+		i_fatal("dup2(/dev/null) failed: %m");
+	if (fd > STDERR_FILENO)
+		i_close_fd(&fd);
 }
 
 static void
@@ -1185,6 +1361,19 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
 	const char *value;
 
+	if (ctx->logout) {
+		if (ctx->cutover || ctx->full || ctx->dry_run ||
+		    array_count(&ctx->mailboxes) > 0)
+			i_fatal_status(EX_USAGE, "--logout takes no other "
+				       "option");
+		/* the service that runs us has the hook's connection on
+		   stdin and stdout; it is gone by now. Logging goes to
+		   stderr, Dovecot's log. */
+		migrate_logout_stdio();
+		ctx->workers = 1;
+		migrate_print_headers();
+		return;
+	}
 	ctx->destination = p_strdup(_ctx->pool, args[0]);
 	ctx->backup = str_begins(ctx->destination, "backup:");
 	if (ctx->backup && ctx->cutover)
@@ -1215,17 +1404,7 @@ cmd_mailbox_migrate_init(struct doveadm_mail_cmd_context *_ctx,
 	if (ctx->cutover && array_count(&ctx->mailboxes) > 0)
 		i_fatal_status(EX_USAGE, "--cutover moves the whole user: "
 			       "it can't be combined with -m");
-	doveadm_print_header_simple("mailbox");
-	doveadm_print_header("copied", "copied",
-			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
-	doveadm_print_header("expunged", "expunged",
-			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
-	doveadm_print_header("flag_changes", "flag_changes",
-			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
-	doveadm_print_header("reassigned", "reassigned",
-			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
-	doveadm_print_header("seconds", "seconds",
-			     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+	migrate_print_headers();
 }
 
 static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
@@ -1233,7 +1412,7 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
 	struct migrate_cmd_context *ctx;
 
 	ctx = mailbox_migrate_cmd_alloc(struct migrate_cmd_context);
-	ctx->mctx.ctx.getopt_args = "m:rncs:";
+	ctx->mctx.ctx.getopt_args = "m:rncs:L";
 	ctx->mctx.ctx.v.parse_arg = cmd_mailbox_migrate_parse_arg;
 	ctx->mctx.ctx.v.preinit = cmd_mailbox_migrate_preinit;
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_init;
@@ -1241,6 +1420,7 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
 	ctx->mctx.ctx.v.get_next_user = cmd_mailbox_migrate_get_next_user;
 	ctx->rows_fd = -1;
 	ctx->users_fd = -1;
+	ctx->pass_lock_fd = -1;
 	p_array_init(&ctx->running, ctx->mctx.ctx.pool, 8);
 	/* the switch command and doveadm kick run with doveadm's own
 	   privileges; the pass with the mail user's */
@@ -1256,7 +1436,8 @@ struct doveadm_cmd_ver2 doveadm_cmd_mailbox_migrate = {
 	.mail_cmd = cmd_mailbox_migrate_alloc,
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
 		"[-m <mailbox>]... [--full] [--dry-run] "
-		"[--cutover [--switch-command <cmd>]] <destination>",
+		"[--cutover [--switch-command <cmd>]] <destination> | "
+		"--logout",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('m', "mailbox", CMD_PARAM_ARRAY, 0)
@@ -1264,6 +1445,7 @@ DOVEADM_CMD_PARAM('r', "full", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('c', "cutover", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('s', "switch-command", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('L', "logout", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('\0', "destination", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 };

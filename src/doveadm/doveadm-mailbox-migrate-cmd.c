@@ -136,36 +136,25 @@ const char *mailbox_migrate_cmd_time(time_t t)
 const char *mailbox_migrate_cmd_expand(struct mail_user *user,
 				       const char *location)
 {
-	string_t *str = t_str_new(128);
-	const char *error;
+	const char *expanded, *error;
 
-	if (var_expand_with_funcs(str, location,
-				  mail_user_var_expand_table(user),
-				  mail_user_var_expand_func_table, user,
-				  &error) <= 0) {
-		i_error("Failed to expand %s: %s", location, error);
+	if (mailbox_migrate_settings_expand(user, location, &expanded,
+					    &error) < 0) {
+		i_error("%s", error);
 		return NULL;
 	}
-	return str_c(str);
+	return expanded;
 }
 
 const char *mailbox_migrate_cmd_backup_dir(struct mail_user *user,
 					   const char *destination)
 {
-	const char *location, *home;
+	const char *dir, *error;
 
-	location = mailbox_migrate_cmd_expand(user, destination);
-	if (location == NULL)
-		return NULL;
-	i_assert(str_begins(location, "backup:"));
-	location += 7;
-	if (str_begins(location, "~/") &&
-	    mail_user_get_home(user, &home) > 0)
-		location = t_strconcat(home, location + 1, NULL);
-	if (location[0] != '/') {
-		i_error("Invalid backup destination backup:%s: expected an "
-			"absolute path", location);
+	if (mailbox_migrate_settings_backup_dir(user, destination, &dir,
+						&error) < 0) {
+		i_error("%s", error);
 		return NULL;
 	}
-	return location;
+	return dir;
 }

@@ -609,8 +609,56 @@ static int pass_copy_uids(struct mailbox_migrate_pass *pass,
 	return copied;
 }
 
-/* Apply the first half of a plan: flag updates, expunges, and the copies
-   that keep their UID, in one destination transaction. */
+/* Flag updates and expunges of a plan, in a destination transaction of
+   their own that is not EXTERNAL (as dsync's importer keeps two): an
+   external change counts as already made in the backend, so maildir would
+   neither rename nor unlink the files, and its next scan of the
+   directory would take the old flags, and the mail, back. */
+static int
+pass_apply_changes(struct mailbox_migrate_pass *pass, struct mailbox *dbox,
+		   struct pass_box_plan *plan,
+		   struct mailbox_migrate_pass_counts *counts)
+{
+	const struct pass_flag_update *upd;
+	struct mailbox_transaction_context *t;
+	struct mail_keywords *kw;
+	struct mail *mail;
+	const uint32_t *uidp;
+	unsigned int flag_changes = 0, expunged = 0;
+
+	if (array_count(&plan->flag_updates) == 0 &&
+	    array_count(&plan->expunges) == 0)
+		return 0;
+	t = mailbox_transaction_begin(dbox, MAILBOX_TRANSACTION_FLAG_NO_NOTIFY,
+				      __func__);
+	mail = mail_alloc(t, 0, NULL);
+	array_foreach(&plan->flag_updates, upd) {
+		if (!mail_set_uid(mail, upd->dst_uid))
+			continue;
+		mail_update_flags(mail, MODIFY_REPLACE, upd->flags);
+		kw = mailbox_keywords_create_valid(dbox, upd->keywords);
+		mail_update_keywords(mail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+		flag_changes++;
+	}
+	array_foreach(&plan->expunges, uidp) {
+		if (!mail_set_uid(mail, *uidp))
+			continue;
+		mail_expunge(mail);
+		expunged++;
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&t) < 0) {
+		pass_box_failed(pass, dbox, "Committing to");
+		return -1;
+	}
+	counts->flag_changes += flag_changes;
+	counts->expunged += expunged;
+	return 0;
+}
+
+/* Apply the first half of a plan: flag updates and expunges, then the
+   copies that keep their UID. */
 static int
 pass_apply_keep(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		struct mailbox *dbox, ARRAY_TYPE(pass_mail) *src_mails,
@@ -618,8 +666,6 @@ pass_apply_keep(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		struct mailbox_migrate_pass_counts *counts)
 {
 	struct mail_transaction_commit_changes changes;
-	const struct pass_flag_update *upd;
-	struct mail_keywords *kw;
 	struct seq_range_iter iter;
 	struct pass_txn txn;
 	const uint32_t *uidp;
@@ -627,22 +673,11 @@ pass_apply_keep(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	uint32_t got;
 	int copied;
 
+	if (pass_apply_changes(pass, dbox, plan, counts) < 0)
+		return -1;
+	if (array_count(&plan->copy_keep) == 0)
+		return 0;
 	pass_txn_begin(&txn, sbox, dbox);
-	array_foreach(&plan->flag_updates, upd) {
-		if (!mail_set_uid(txn.dmail, upd->dst_uid))
-			continue;
-		mail_update_flags(txn.dmail, MODIFY_REPLACE, upd->flags);
-		kw = mailbox_keywords_create_valid(dbox, upd->keywords);
-		mail_update_keywords(txn.dmail, MODIFY_REPLACE, kw);
-		mailbox_keywords_unref(&kw);
-		counts->flag_changes++;
-	}
-	array_foreach(&plan->expunges, uidp) {
-		if (!mail_set_uid(txn.dmail, *uidp))
-			continue;
-		mail_expunge(txn.dmail);
-		counts->expunged++;
-	}
 	copied = pass_copy_uids(pass, &txn, src_mails, &plan->copy_keep, TRUE);
 	pass_txn_end_source(&txn, copied >= 0);
 	if (copied < 0)
@@ -679,9 +714,12 @@ pass_apply_top(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	       struct mailbox_migrate_pass_counts *counts)
 {
 	struct mail_save_context *save_ctx;
+	struct mailbox_transaction_context *t;
 	struct mailbox_update update;
+	struct mail *mail;
 	struct pass_txn txn;
 	const uint32_t *uidp;
+	unsigned int renumbered = 0;
 	int copied = 0;
 
 	if (array_count(&plan->copy_top) == 0 &&
@@ -694,23 +732,51 @@ pass_apply_top(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		pass_box_failed(pass, dbox, "Raising UIDNEXT of");
 		return -1;
 	}
-	pass_txn_begin(&txn, sbox, dbox);
-	array_foreach(&plan->renumber, uidp) {
-		if (!mail_set_uid(txn.dmail, *uidp))
-			continue;
-		save_ctx = mailbox_save_alloc(txn.dt);
-		mailbox_save_copy_flags(save_ctx, txn.dmail);
-		if (mailbox_move(&save_ctx, txn.dmail) < 0) {
-			pass_box_failed(pass, dbox, "Renumbering in");
-			copied = -1;
-			break;
+	if (array_count(&plan->renumber) > 0) {
+		/* a move, in two transactions: saves must be EXTERNAL, the
+		   expunge of the destination's own mail must not be (see
+		   pass_apply_changes()). A crash between the two leaves a
+		   duplicate, never a loss. */
+		t = mailbox_transaction_begin(dbox,
+				MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+				MAILBOX_TRANSACTION_FLAG_NO_NOTIFY, __func__);
+		mail = mail_alloc(t, 0, NULL);
+		array_foreach(&plan->renumber, uidp) {
+			if (!mail_set_uid(mail, *uidp))
+				continue;
+			save_ctx = mailbox_save_alloc(t);
+			mailbox_save_copy_flags(save_ctx, mail);
+			if (mailbox_copy(&save_ctx, mail) < 0) {
+				copied = -1;
+				break;
+			}
+			renumbered++;
 		}
-		counts->reassigned++;
+		mail_free(&mail);
+		if (copied < 0 || mailbox_transaction_commit(&t) < 0) {
+			if (t != NULL)
+				mailbox_transaction_rollback(&t);
+			pass_box_failed(pass, dbox, "Renumbering in");
+			return -1;
+		}
+		t = mailbox_transaction_begin(dbox,
+				MAILBOX_TRANSACTION_FLAG_NO_NOTIFY, __func__);
+		mail = mail_alloc(t, 0, NULL);
+		array_foreach(&plan->renumber, uidp) {
+			if (mail_set_uid(mail, *uidp))
+				mail_expunge(mail);
+		}
+		mail_free(&mail);
+		if (mailbox_transaction_commit(&t) < 0) {
+			pass_box_failed(pass, dbox, "Renumbering in");
+			return -1;
+		}
+		counts->reassigned += renumbered;
 	}
-	if (copied == 0) {
-		copied = pass_copy_uids(pass, &txn, src_mails,
-					&plan->copy_top, FALSE);
-	}
+	if (array_count(&plan->copy_top) == 0)
+		return 0;
+	pass_txn_begin(&txn, sbox, dbox);
+	copied = pass_copy_uids(pass, &txn, src_mails, &plan->copy_top, FALSE);
 	pass_txn_end_source(&txn, copied >= 0);
 	if (copied < 0)
 		return -1;

@@ -5,6 +5,7 @@
 #include "str.h"
 #include "strnum.h"
 #include "settings-parser.h"
+#include "var-expand.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mailbox-list.h"
@@ -120,6 +121,10 @@ int mailbox_migrate_settings_read(struct mail_user *user,
 		"mailbox_migrate_on_logout");
 	set->db_fsync = mail_user_plugin_getenv_bool(user,
 		"mailbox_migrate_db_fsync");
+	value = mail_user_plugin_getenv(user, "mailbox_migrate_logout_socket");
+	set->logout_socket = value == NULL || value[0] == '\0' ?
+		MAILBOX_MIGRATE_DEFAULT_LOGOUT_SOCKET :
+		p_strdup(user->pool, value);
 
 	if (mailbox_migrate_settings_get_time_msecs(user,
 			"mailbox_migrate_db_lock_timeout",
@@ -178,5 +183,64 @@ int mailbox_migrate_settings_read(struct mail_user *user,
 		}
 	}
 	*set_r = set;
+	return 0;
+}
+
+int mailbox_migrate_settings_expand(struct mail_user *user, const char *str,
+				    const char **expanded_r,
+				    const char **error_r)
+{
+	string_t *dest = t_str_new(128);
+	const char *error;
+
+	if (var_expand_with_funcs(dest, str, mail_user_var_expand_table(user),
+				  mail_user_var_expand_func_table, user,
+				  &error) <= 0) {
+		*error_r = t_strdup_printf("Failed to expand %s: %s",
+					   str, error);
+		return -1;
+	}
+	*expanded_r = str_c(dest);
+	return 0;
+}
+
+int mailbox_migrate_settings_backup_dir(struct mail_user *user,
+					const char *destination,
+					const char **dir_r,
+					const char **error_r)
+{
+	const char *location, *home;
+
+	if (mailbox_migrate_settings_expand(user, destination, &location,
+					    error_r) < 0)
+		return -1;
+	i_assert(str_begins(location, "backup:"));
+	location += 7;
+	if (str_begins(location, "~/") &&
+	    mail_user_get_home(user, &home) > 0)
+		location = t_strconcat(home, location + 1, NULL);
+	if (location[0] != '/') {
+		*error_r = t_strdup_printf("Invalid backup destination "
+			"backup:%s: expected an absolute path", location);
+		return -1;
+	}
+	*dir_r = location;
+	return 0;
+}
+
+int mailbox_migrate_settings_destination_name(struct mail_user *user,
+					      const char *destination,
+					      const char **name_r,
+					      const char **error_r)
+{
+	const char *dir;
+
+	if (!str_begins(destination, "backup:"))
+		return mailbox_migrate_settings_expand(user, destination,
+						       name_r, error_r);
+	if (mailbox_migrate_settings_backup_dir(user, destination, &dir,
+						error_r) < 0)
+		return -1;
+	*name_r = t_strconcat("backup:", dir, NULL);
 	return 0;
 }

@@ -11,6 +11,7 @@ struct mail_user;
 #define MAILBOX_MIGRATE_DEFAULT_CUTOVER_WAIT_SECS 30
 #define MAILBOX_MIGRATE_DEFAULT_JOURNAL_MAX_ENTRIES 500000
 #define MAILBOX_MIGRATE_DEFAULT_BACKUP_DIRTY_PERCENT 20
+#define MAILBOX_MIGRATE_DEFAULT_LOGOUT_SOCKET "mailbox-migrate-logout"
 
 /* Every mailbox_migrate_* setting of one user, parsed once. This is the
    only place that knows the setting names. */
@@ -29,6 +30,10 @@ struct mailbox_migrate_settings {
 	unsigned int workers;
 	const char *backup_compression;
 	unsigned int backup_dirty_percent;
+
+	/* The socket of the service that runs the logout hook's passes
+	   (relative to base_dir unless absolute). */
+	const char *logout_socket;
 
 	bool on_logout;
 	/* fsync the state file at every commit */
@@ -49,5 +54,24 @@ int mailbox_migrate_settings_read(struct mail_user *user,
 int mailbox_migrate_settings_get_db_path(struct mail_user *user,
 					 const char **path_r,
 					 const char **error_r);
+
+/* str with %u, %n, %d, %h, ... expanded for the user as mail_location
+   is. Returns 0, or -1 with error_r. The result is from the data stack. */
+int mailbox_migrate_settings_expand(struct mail_user *user, const char *str,
+				    const char **expanded_r,
+				    const char **error_r);
+/* The directory of a backup:... destination for the user: expanded, ~/ as
+   the user's home, always absolute (else -1 with error_r). */
+int mailbox_migrate_settings_backup_dir(struct mail_user *user,
+					const char *destination,
+					const char **dir_r,
+					const char **error_r);
+/* The name a destination is known by in the user's state file: the
+   expanded mail location, or "backup:" and the backup directory. The
+   plugin and doveadm both name destinations through this. */
+int mailbox_migrate_settings_destination_name(struct mail_user *user,
+					      const char *destination,
+					      const char **name_r,
+					      const char **error_r);
 
 #endif

@@ -52,7 +52,7 @@ void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 	}
 }
 
-static int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
+int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 {
 	enum mailbox_migrate_db_error code;
 	enum mailbox_migrate_db_open_flags flags = muser->set->db_fsync ?
@@ -272,6 +272,7 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		if (db != NULL)
 			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
 	}
+	mailbox_migrate_logout(muser);
 	mailbox_migrate_db_cache_put(&muser->db, muser->set->db_fsync ?
 				     MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0);
 	if (hash_table_is_created(muser->seen_cache))

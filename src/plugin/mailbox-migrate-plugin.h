@@ -78,6 +78,15 @@ void mailbox_migrate_plugin_deinit(void);
 struct mailbox_migrate_user *
 mailbox_migrate_user_get(struct mail_user *user);
 
+/* Open the user's state file if it isn't yet (moving a corrupt one
+   aside). Returns 0, or -1 after handling the failure as write_begin
+   does. */
+int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser);
+/* At the end of an IMAP/POP3 session: when mailbox_migrate_on_logout is
+   set and a configured destination has not taken every journal entry,
+   hand the user to the logout pass service. Never fails the session;
+   errors are logged. */
+void mailbox_migrate_logout(struct mailbox_migrate_user *muser);
 /* Start a write to the state file. Returns the db inside a write
    transaction, with any pending gap entry already written, or NULL after
    logging the failure (once per session) and remembering the gap. */

@@ -122,9 +122,16 @@ def test_round_trip(make_dovecot, src, dst):
     c.logout()
 
 
-def test_later_passes_take_only_changes(maildir_dovecot):
+# incremental passes into maildir as well: there flag changes, expunges
+# and moves must reach the file names, not only the index
+INCREMENTAL_DESTS = pytest.mark.parametrize(
+    "dst", ["sdbox:~/dest", "maildir:~/dest-Maildir"],
+    ids=["to-sdbox", "to-maildir"])
+
+
+@INCREMENTAL_DESTS
+def test_later_passes_take_only_changes(maildir_dovecot, dst):
     d = maildir_dovecot
-    dst = "sdbox:~/dest"
     make_spool(d)
     d.migrate("alice", dst)
     # a no-change pass reads the journal only
@@ -160,10 +167,10 @@ def test_later_passes_take_only_changes(maildir_dovecot):
     assert int(st[0]["pending"]) == 0
 
 
-def test_pass_merges_destination_changes(maildir_dovecot):
+@INCREMENTAL_DESTS
+def test_pass_merges_destination_changes(maildir_dovecot, dst):
     """Mail, flags and mailboxes made on the destination are kept."""
     d = maildir_dovecot
-    dst = "sdbox:~/dest"
     for i in range(3):
         d.deliver("alice", make_message("m%d" % i))
     d.migrate("alice", dst)
@@ -182,7 +189,7 @@ def test_pass_merges_destination_changes(maildir_dovecot):
                                 "mailbox", "INBOX")
         guids = {m["guid"] for m in dmails}
         assert {m["guid"] for m in mails} <= guids
-        assert len(dmails) == 5
+        assert len(dmails) == 5 and len(guids) == 5
         assert "\\Flagged" in [m for m in dmails if m["uid"] == "1"][0][
             "flags"]
         names = d.doveadm(*o, "mailbox", "list", "-u", "alice").stdout

@@ -68,7 +68,7 @@ class DoveadmError(Exception):
 class Dovecot:
     def __init__(self, users=("alice", "bob"), mail_location=None,
                  plugin_settings=None, plugin=True, name="mmtest",
-                 mail_fsync="never", user_mail=None):
+                 mail_fsync="never", user_mail=None, extra_config=""):
         self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
         os.chmod(self.root, 0o755)
         self.users = list(users)
@@ -78,6 +78,8 @@ class Dovecot:
         self.mail_fsync = mail_fsync
         # per-user mail location in the userdb (what a cutover switches)
         self.user_mail = dict(user_mail or {})
+        # more configuration; {root}, {config} and {mail_user} are filled in
+        self.extra_config = extra_config
         self.imap_port = free_port()
         self.pop3_port = free_port()
         self.lmtp_port = free_port()
@@ -169,10 +171,13 @@ pop3_uidl_format = %08Xu%08Xv
 plugin {{
 {settings}
 }}
+{extra}
 """.format(root=self.root, port=self.imap_port, log=self.log_path,
            host=HOST, location=self.mail_location, plugins=plugins,
            passwd=self.passwd, imap=self.imap_port, pop3=self.pop3_port,
-           lmtp=self.lmtp_port, settings=settings, fsync=self.mail_fsync)
+           lmtp=self.lmtp_port, settings=settings, fsync=self.mail_fsync,
+           extra=self.extra_config.format(root=self.root, config=self.config,
+                                          mail_user=MAIL_USER))
         with open(self.config, "w") as f:
             f.write(conf)
 
