@@ -164,7 +164,18 @@ static int backup_reindex(struct backup_cmd_context *ctx,
 	doveadm_print_num(result.bodies);
 	doveadm_print_num(result.messages);
 	doveadm_print_num(result.bad_members);
+	doveadm_print_num(result.bad_records);
 	doveadm_print_num(result.cut_bytes);
+	if (result.bad_members > 0 || result.bad_records > 0) {
+		/* the index holds what could be read; what couldn't is
+		   lost, which the exit code must say */
+		i_error("%s: %u unreadable members and %u unusable state "
+			"records skipped", dir, result.bad_members,
+			result.bad_records);
+		doveadm_mail_failed_error(&ctx->mctx.ctx,
+					  MAIL_ERROR_INVALIDDATA);
+		return -1;
+	}
 	return 0;
 }
 
@@ -267,6 +278,8 @@ cmd_mailbox_migrate_backup_init(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print_header("messages", "messages",
 				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 		doveadm_print_header("bad_members", "bad_members",
+				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
+		doveadm_print_header("bad_records", "bad_records",
 				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);
 		doveadm_print_header("cut_bytes", "cut_bytes",
 				     DOVEADM_PRINT_HEADER_FLAG_NUMBER);

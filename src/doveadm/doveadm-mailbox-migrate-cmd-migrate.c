@@ -776,8 +776,8 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 	const struct mailbox_migrate_settings *set = ctx->mctx.set;
 	enum mailbox_migrate_backup_compression compression;
 	const char *dir = ctx->dest_name + 7, *error;
-	const char *full_reason = NULL;
-	uint32_t last_pass;
+	const char *full_reason = NULL, *meta_key, *value;
+	uint32_t last_pass, recorded;
 	time_t last_time;
 	int ret;
 
@@ -804,14 +804,40 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 		i_warning("Backup store %s: cut %"PRIuUOFF_T" bytes of an "
 			  "unfinished pass", dir, ctx->store->cut_bytes);
 	}
-	if (!ctx->full && ctx->store->index != NULL &&
-	    mailbox_migrate_backup_index_last_pass(ctx->store->index,
-			&last_pass, &last_time, &error) == 0) {
+	meta_key = t_strconcat("backup_last_pass:", dir, NULL);
+	if (ctx->store->index == NULL) {
+		/* dry run of an empty store */
+	} else if ((ret = mailbox_migrate_backup_index_last_pass(
+			ctx->store->index, &last_pass, &last_time,
+			&error)) < 0) {
+		i_error("Backup store %s: %s", dir, error);
+		mailbox_migrate_backup_store_close(&ctx->store);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	} else if (ret == 0) {
 		/* a new (or emptied) store: whatever the state file says an
 		   earlier pass left, it isn't here */
 		full_reason = "the backup store has no pass yet";
+	} else if (mailbox_migrate_db_meta_get(ctx->db, meta_key, &value,
+					       &error) > 0 &&
+		   str_to_uint32(value, &recorded) == 0 &&
+		   last_pass < recorded) {
+		/* reindexed after damage, or put back from an older copy:
+		   the journal checkpoint covers passes that aren't here */
+		full_reason = t_strdup_printf("the backup store's last pass "
+			"is %u, the state file remembers %u", last_pass,
+			recorded);
 	}
 	ret = migrate_pass(ctx, FALSE, full_reason);
+	if (ret == 0 && !ctx->dry_run &&
+	    (mailbox_migrate_backup_index_last_pass(ctx->store->index,
+			&last_pass, &last_time, &error) < 0 ||
+	     mailbox_migrate_db_meta_set(ctx->db, meta_key,
+			dec2str(last_pass), &error) < 0)) {
+		/* only the check above is weaker for it */
+		i_warning("Can't record the backup store's last pass: %s",
+			  error);
+	}
 	mailbox_migrate_backup_store_close(&ctx->store);
 	return ret;
 }

@@ -224,9 +224,11 @@ static int restore_present(struct mailbox *box,
 	return ret;
 }
 
+/* Save the body (data, size bytes as verified against its hash) with the
+   message's metadata; uid 0 lets the mailbox choose. */
 static int restore_save(struct mailbox_transaction_context *t,
 			const struct mailbox_migrate_backup_message *msg,
-			const unsigned char *data, uint32_t uid)
+			const unsigned char *data, size_t size, uint32_t uid)
 {
 	struct mailbox *box = mailbox_transaction_get_mailbox(t);
 	struct mail_save_context *save_ctx;
@@ -253,7 +255,7 @@ static int restore_save(struct mailbox_transaction_context *t,
 		mailbox_save_set_pop3_order(save_ctx, msg->pop3_order);
 	if (uid != 0)
 		mailbox_save_set_uid(save_ctx, uid);
-	input = i_stream_create_from_data(data, msg->size);
+	input = i_stream_create_from_data(data, size);
 	if (mailbox_save_begin(&save_ctx, input) < 0) {
 		i_stream_unref(&input);
 		return -1;
@@ -327,6 +329,7 @@ static int restore_box(struct restore_cmd_context *ctx, struct mail_user *user,
 			continue;
 		}
 		T_BEGIN {
+			error = NULL;
 			if (mailbox_migrate_backup_index_body_get(store->index,
 					msg->hash, &body, &error) <= 0 ||
 			    mailbox_migrate_backup_store_read_body(store,
@@ -337,7 +340,7 @@ static int restore_box(struct restore_cmd_context *ctx, struct mail_user *user,
 					error == NULL ? "not in the index" :
 					error);
 				counts->failed++;
-			} else if (restore_save(t, msg, data,
+			} else if (restore_save(t, msg, data, body.size,
 					keep_uids && msg->uid >= next_uid ?
 					msg->uid : 0) < 0) {
 				i_error("Saving into %s failed: %s",

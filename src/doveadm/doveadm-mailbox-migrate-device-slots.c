@@ -4,19 +4,26 @@
 #include "sleep.h"
 #include "doveadm-mailbox-migrate-device-slots.h"
 
+#include <signal.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #define DEVICE_SLOT_POLL_MSECS 20
 
+/* A slot held by a worker: the worker's pid, so that the slots of a
+   worker that died (killed, crashed) are taken back instead of blocking
+   every other worker on that device for ever. */
 struct device_slot {
+	pid_t pid;
 	dev_t dev;
-	unsigned int used;
 };
 
 struct mailbox_migrate_device_slots {
-	/* a spinlock (the table is touched for a few instructions) */
-	volatile int lock;
-	unsigned int per_device, max_devices;
+	/* a spinlock holding its owner's pid (the table is touched for a
+	   few instructions); a dead owner's lock is taken over */
+	volatile pid_t lock;
+	unsigned int per_device, max_slots;
 	size_t size;
 	struct device_slot slots[];
 };
@@ -36,7 +43,8 @@ mailbox_migrate_device_slots_init(unsigned int max_devices,
 		i_fatal("mmap(%zu) failed: %m", size);
 	memset(slots, 0, size);
 	slots->per_device = per_device;
-	slots->max_devices = max_devices;
+	/* a worker holds at most one slot at a time */
+	slots->max_slots = max_devices;
 	slots->size = size;
 	return slots;
 }
@@ -50,10 +58,44 @@ void mailbox_migrate_device_slots_deinit(struct mailbox_migrate_device_slots **_
 		i_error("munmap() failed: %m");
 }
 
+/* A worker that died stays a zombie until the parent reaps it at the end
+   of the run, and kill(pid, 0) still succeeds then: ask /proc. */
+static bool pid_is_alive(pid_t pid)
+{
+	char path[64], buf[256];
+	const char *p;
+	ssize_t ret;
+	int fd;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return FALSE;
+	i_snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY);
+	if (fd == -1)
+		return errno != ENOENT;
+	ret = read(fd, buf, sizeof(buf) - 1);
+	i_close_fd(&fd);
+	if (ret <= 0)
+		return TRUE;
+	buf[ret] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')' */
+	p = strrchr(buf, ')');
+	return p == NULL || p[1] != ' ' || (p[2] != 'Z' && p[2] != 'X');
+}
+
 static void device_slots_lock(struct mailbox_migrate_device_slots *slots)
 {
-	while (!__sync_bool_compare_and_swap(&slots->lock, 0, 1))
+	pid_t owner, me = getpid();
+
+	for (;;) {
+		if (__sync_bool_compare_and_swap(&slots->lock, 0, me))
+			return;
+		owner = slots->lock;
+		if (owner != 0 && !pid_is_alive(owner) &&
+		    __sync_bool_compare_and_swap(&slots->lock, owner, me))
+			return;
 		i_sleep_msecs(1);
+	}
 }
 
 static void device_slots_unlock(struct mailbox_migrate_device_slots *slots)
@@ -61,35 +103,34 @@ static void device_slots_unlock(struct mailbox_migrate_device_slots *slots)
 	__sync_lock_release(&slots->lock);
 }
 
-static struct device_slot *
-device_slot_find(struct mailbox_migrate_device_slots *slots, dev_t dev)
-{
-	struct device_slot *free_slot = NULL;
-	unsigned int i;
-
-	for (i = 0; i < slots->max_devices; i++) {
-		if (slots->slots[i].used > 0 && slots->slots[i].dev == dev)
-			return &slots->slots[i];
-		if (slots->slots[i].used == 0 && free_slot == NULL)
-			free_slot = &slots->slots[i];
-	}
-	/* one entry per worker: there's always a free one */
-	i_assert(free_slot != NULL);
-	free_slot->dev = dev;
-	return free_slot;
-}
-
 unsigned int mailbox_migrate_device_slot_get(struct mailbox_migrate_device_slots *slots,
 					     dev_t dev)
 {
-	struct device_slot *slot;
-	unsigned int waited = 0;
+	struct device_slot *free_slot;
+	unsigned int i, used, waited = 0;
 
 	for (;;) {
 		device_slots_lock(slots);
-		slot = device_slot_find(slots, dev);
-		if (slot->used < slots->per_device) {
-			slot->used++;
+		free_slot = NULL;
+		used = 0;
+		for (i = 0; i < slots->max_slots; i++) {
+			struct device_slot *slot = &slots->slots[i];
+
+			if (slot->pid != 0 && !pid_is_alive(slot->pid))
+				slot->pid = 0;
+			if (slot->pid == 0) {
+				if (free_slot == NULL)
+					free_slot = slot;
+			} else if (slot->dev == dev) {
+				used++;
+			}
+		}
+		/* one slot per worker: a worker asking has none, so there
+		   is always a free one */
+		i_assert(free_slot != NULL);
+		if (used < slots->per_device) {
+			free_slot->pid = getpid();
+			free_slot->dev = dev;
 			device_slots_unlock(slots);
 			return waited;
 		}
@@ -102,11 +143,16 @@ unsigned int mailbox_migrate_device_slot_get(struct mailbox_migrate_device_slots
 void mailbox_migrate_device_slot_put(struct mailbox_migrate_device_slots *slots,
 				     dev_t dev)
 {
-	struct device_slot *slot;
+	pid_t me = getpid();
+	unsigned int i;
 
 	device_slots_lock(slots);
-	slot = device_slot_find(slots, dev);
-	i_assert(slot->used > 0);
-	slot->used--;
+	for (i = 0; i < slots->max_slots; i++) {
+		if (slots->slots[i].pid == me && slots->slots[i].dev == dev) {
+			slots->slots[i].pid = 0;
+			break;
+		}
+	}
+	i_assert(i < slots->max_slots);
 	device_slots_unlock(slots);
 }

@@ -57,6 +57,9 @@ int mailbox_migrate_backup_compact(struct mailbox_migrate_backup_store *store,
 
 	i_zero(result_r);
 	i_assert(!store->readonly);
+	/* history an earlier compaction dropped stays dropped: a longer
+	   --keep must not claim it back */
+	keep_since = I_MAX(keep_since, store->history_since);
 	result_r->old_size = result_r->new_size = store->data_size;
 	if (mailbox_migrate_backup_index_stats(store->index, keep_since,
 					       &stats, error_r) < 0 ||
@@ -90,7 +93,9 @@ int mailbox_migrate_backup_compact(struct mailbox_migrate_backup_store *store,
 	}
 	ctx.append = mailbox_migrate_backup_append_init(fd, 0,
 				store->compression, ioloop_time);
-	record = t_str_new(4096);
+	/* not from the data stack: the snapshot grows it inside frames of
+	   its own */
+	record = str_new(default_pool, 65536);
 	/* bodies in their old order: the old file is read front to back */
 	if (mailbox_migrate_backup_index_bodies(store->index, compact_body,
 						&ctx, &error) < 0) {
@@ -150,6 +155,7 @@ int mailbox_migrate_backup_compact(struct mailbox_migrate_backup_store *store,
 	(void)mailbox_migrate_backup_store_sync(-1, store->dir, &error);
 	mailbox_migrate_backup_append_deinit(&ctx.append);
 	hash_table_destroy(&ctx.needed);
+	str_free(&record);
 	result_r->new_size = store->data_size;
 	result_r->compacted = TRUE;
 	return 0;
@@ -164,6 +170,7 @@ failed:
 		i_error("unlink(%s) failed: %m", tmp_path);
 	mailbox_migrate_backup_append_deinit(&ctx.append);
 	hash_table_destroy(&ctx.needed);
+	str_free(&record);
 	i_close_fd(&fd);
 	return -1;
 }

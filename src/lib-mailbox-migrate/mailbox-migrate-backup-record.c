@@ -159,6 +159,10 @@ int mailbox_migrate_backup_line_parse(const char *text,
 	bool bad = FALSE;
 
 	i_zero(line_r);
+	if (count == 0) {
+		*error_r = "empty record line";
+		return -1;
+	}
 	for (i = 0; i < MAILBOX_MIGRATE_BACKUP_LINE_COUNT; i++) {
 		if (strcmp(args[0], line_type_names[i]) == 0)
 			break;

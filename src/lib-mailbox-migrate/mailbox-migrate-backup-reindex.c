@@ -6,6 +6,7 @@
 #include "mailbox-migrate-backup-store.h"
 #include "mailbox-migrate-backup-reindex.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -96,12 +97,30 @@ static int reindex_entry(const struct mailbox_migrate_backup_entry *entry,
 			  ": skipped", entry->name, entry->member_offset);
 		return 0;
 	}
+	/* a record is applied whole or not at all */
+	if (mailbox_migrate_db_exec(ctx->index, "SAVEPOINT record",
+				    &error) < 0) {
+		ctx->error = p_strdup(ctx->pool, error);
+		return -1;
+	}
 	if (mailbox_migrate_backup_store_apply_record(ctx->index,
 			(const char *)entry->data, entry->size, &pass_id,
 			&pass_time, &error) < 0) {
 		i_warning("reindex: record %s at offset %"PRIuUOFF_T": %s",
 			  entry->name, entry->member_offset, error);
+		ctx->result->bad_records++;
+		if (mailbox_migrate_db_exec(ctx->index,
+				"ROLLBACK TO record; RELEASE record",
+				&error) < 0) {
+			ctx->error = p_strdup(ctx->pool, error);
+			return -1;
+		}
 		return 0;
+	}
+	if (mailbox_migrate_db_exec(ctx->index, "RELEASE record",
+				    &error) < 0) {
+		ctx->error = p_strdup(ctx->pool, error);
+		return -1;
 	}
 	/* a snapshot's time is its history horizon, not a pass */
 	if (strncmp((const char *)entry->data, "pass\t", 5) == 0 &&
@@ -127,6 +146,22 @@ static void reindex_unlink(const char *path)
 {
 	if (unlink(path) < 0 && errno != ENOENT)
 		i_error("unlink(%s) failed: %m", path);
+}
+
+static void reindex_checkpoint(const char *path)
+{
+	sqlite3 *db;
+
+	if (access(path, F_OK) < 0)
+		return;
+	/* a corrupt or unreadable old index has nothing worth keeping */
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) ==
+	    SQLITE_OK) {
+		(void)sqlite3_busy_timeout(db, 1000);
+		(void)sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)",
+				   NULL, NULL, NULL);
+	}
+	(void)sqlite3_close(db);
 }
 
 int mailbox_migrate_backup_reindex(const char *dir,
@@ -223,7 +258,10 @@ int mailbox_migrate_backup_reindex(const char *dir,
 	result_r->bodies = stats.bodies;
 	result_r->messages = stats.messages;
 
-	/* the switch: the old index and its WAL go, the new one comes */
+	/* the switch: the old index and its WAL go, the new one comes. The
+	   old WAL is folded into the old index first, so that a crash
+	   before the rename leaves that index whole. */
+	reindex_checkpoint(index_path);
 	reindex_unlink(t_strconcat(index_path, "-wal", NULL));
 	reindex_unlink(t_strconcat(index_path, "-shm", NULL));
 	if (rename(tmp_path, index_path) < 0) {

@@ -8,6 +8,8 @@ struct mailbox_migrate_backup_reindex_result {
 	unsigned int passes, bodies, messages;
 	/* members that couldn't be read (skipped) */
 	unsigned int bad_members;
+	/* state records that couldn't be applied (skipped whole) */
+	unsigned int bad_records;
 	/* bytes after the last complete record: an unfinished pass, cut */
 	uoff_t cut_bytes;
 };

@@ -820,9 +820,17 @@ int mailbox_migrate_backup_store_scan(struct mailbox_migrate_backup_store *store
 			entry.member_size = member_size;
 			pos = 0;
 			while (pos < member->used && cb_ret == 0) {
-				ret = mailbox_migrate_tar_parse(
-					CONST_PTR_OFFSET(member->data, pos),
-					&entry.name, &entry.size, &error);
+				if (member->used - pos <
+				    MAILBOX_MIGRATE_TAR_BLOCK_SIZE) {
+					ret = -1;
+					error = "member ends inside a tar header";
+				} else {
+					ret = mailbox_migrate_tar_parse(
+						CONST_PTR_OFFSET(member->data,
+								 pos),
+						&entry.name, &entry.size,
+						&error);
+				}
 				if (ret == 1 && pos + MAILBOX_MIGRATE_TAR_BLOCK_SIZE +
 				    entry.size > member->used) {
 					error = "tar entry runs past its member";

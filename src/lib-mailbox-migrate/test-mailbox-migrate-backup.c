@@ -116,6 +116,8 @@ static void test_record_lines(void)
 			"\t1\t64\t", &parsed, &error) < 0);
 	test_assert(mailbox_migrate_backup_line_parse("pass\t0\t1", &parsed,
 						      &error) < 0);
+	test_assert(mailbox_migrate_backup_line_parse("", &parsed,
+						      &error) < 0);
 	test_end();
 }
 

@@ -308,6 +308,11 @@ def test_corruption(make_dovecot):
     assert total["failed"] > 0 and total["restored"] > 0
     assert total["restored"] + total["failed"] == 40
     assert len(d.fetch("alice", "INBOX")) == total["restored"]
+    # reindex keeps what it can read, and says by its exit code that
+    # something could not be
+    p = tool(d, "reindex", "alice", check=False)
+    assert p.returncode == 65, p.stderr
+    assert int(json.loads(p.stdout)[0]["bad_members"]) > 0
 
     # a truncated file: verify names the place
     os.truncate(data_file(d, "bob"), os.path.getsize(data_file(d, "bob"))
@@ -385,6 +390,77 @@ def test_compact(maildir_dovecot):
     # and takes further passes
     backup(d, "alice", "--full")
     assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+
+
+def test_compact_long_history(maildir_dovecot):
+    """A history of many messages (a snapshot record far larger than one
+    buffer), and a later compaction with a longer --keep can't claim
+    back history an earlier one dropped."""
+    d = maildir_dovecot
+    lmtp = d.lmtp()
+    for i in range(150):
+        lmtp.sendmail("s@example.com", ["alice"],
+                      make_message("h%d" % i, size=2048))
+    lmtp.quit()
+    c = d.imap("alice")
+    c.create(imap_utf7("Archive/Ünïcödé"))
+    c.select("INBOX")
+    c.copy("1:50", imap_utf7("Archive/Ünïcödé"))
+    c.store("51:150", "+FLAGS", "(\\Seen $Label1)")
+    c.logout()
+    backup(d)
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1:120", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    backup(d)
+    r = json.loads(tool(d, "compact", "alice", "--keep", "0").stdout)[0]
+    assert r["compacted"] == "yes"
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    want = contents(d)
+    # more expunged; a compaction keeping 10 years goes no further back
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1:10", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    backup(d)
+    tool(d, "compact", "alice", "--keep", "3650")
+    assert restore(d, "alice", "--at", "1", check=False).returncode != 0
+    assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+    # the last pass comes back whole
+    wipe(d)
+    restore(d)
+    now = contents(d)
+    assert len(now["INBOX"][1]) == 20
+    assert now["Archive/Ünïcödé"] == want["Archive/Ünïcödé"]
+
+
+def test_store_behind_the_state_file(maildir_dovecot):
+    """A store put back from an older copy (or reindexed after losing its
+    last passes): the next pass notices and compares in full, so nothing
+    the lost passes held stays missing."""
+    d = maildir_dovecot
+    for i in range(5):
+        d.deliver("alice", make_message("first %d" % i))
+    backup(d)
+    old_copy = os.path.join(d.root, "old-store")
+    shutil.copytree(store_dir(d), old_copy)
+    for i in range(3):
+        d.deliver("alice", make_message("second %d" % i))
+    backup(d)
+    shutil.rmtree(store_dir(d))
+    shutil.copytree(old_copy, store_dir(d))
+    for root, dirs, files in os.walk(store_dir(d)):
+        for name in dirs + files:
+            d.chown_to_mail_user(os.path.join(root, name))
+    d.chown_to_mail_user(store_dir(d))
+    p = backup(d)
+    assert "full pass" in p.stderr and "state file remembers" in p.stderr
+    assert backed_up_guids(d) == live_guids(d)
+    # and the one after is a journal pass again
+    assert "journal pass" in backup(d).stderr
 
 
 def run_killed(d, args, delay):
