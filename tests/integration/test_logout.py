@@ -34,26 +34,15 @@ def make(make_dovecot, service=True, **settings):
     def setup(d):
         os.mkdir(os.path.join(d.root, "dest"))
         d.chown_to_mail_user(os.path.join(d.root, "dest"))
-    plugin_settings = {
-        "mailbox_migrate_destination": "maildir:{root}/dest/%u/Maildir",
-        "mailbox_migrate_on_logout": "yes",
-    }
-    plugin_settings.update(settings)
-    d = make_dovecot(setup=setup, plugin_settings={},
-                     extra_config=LOGOUT_SERVICE if service else "")
-    # the destination names the instance's own directory
-    d.plugin_settings = {k: v.replace("{root}", d.root)
-                         for k, v in plugin_settings.items()}
-    d.stop()
-    d.write_config()
-    d.start()
-    return d
-
-
-def pass_lines(d):
-    return [line for line in d.log().splitlines()
-            if "journal pass to " + dest_of(d, "alice").rsplit("/", 3)[0]
-            in line or ("pass to maildir:" in line and "Logout" not in line)]
+        # the destination names the instance's own directory
+        d.plugin_settings.update({
+            "mailbox_migrate_destination":
+                "maildir:%s/dest/%%u/Maildir" % d.root,
+            "mailbox_migrate_on_logout": "yes"})
+        d.plugin_settings.update(settings)
+        d.write_config()
+    return make_dovecot(setup=setup,
+                        extra_config=LOGOUT_SERVICE if service else "")
 
 
 def wait_for(pred, what, secs=WAIT_SECS, log=lambda: ""):

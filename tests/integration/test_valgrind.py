@@ -120,3 +120,40 @@ def test_backup_commands_under_valgrind(make_dovecot):
     assert "(total)" in out
     run(base + ["restore", "-u", "bob", "backup:%s/zst-%%u" % root])
     run(base + ["status", "-A", store])
+
+
+def test_logout_hook_under_valgrind(make_dovecot):
+    """The hook's hand-over in an IMAP session (to a running service, and
+    to none) and the --logout pass it asks for."""
+    import os
+    import time
+    from test_logout import LOGOUT_SERVICE, dest_guids, src_guids
+
+    def setup(d):
+        os.mkdir(os.path.join(d.root, "dest"))
+        d.chown_to_mail_user(os.path.join(d.root, "dest"))
+        d.plugin_settings.update({
+            "mailbox_migrate_destination":
+                "maildir:%s/dest/%%u/Maildir" % d.root,
+            "mailbox_migrate_on_logout": "yes"})
+        d.write_config()
+    d = make_dovecot(setup=setup, extra_config=LOGOUT_SERVICE)
+    dest = "maildir:%s/dest/alice/Maildir" % d.root
+    d.deliver("alice", make_message("first"))
+    base = [DOVEADM, "-c", d.config, "mailbox-migrate"]
+    run(base + ["-u", "alice", dest])
+    run([DOVEADM, "-c", d.config, "exec", "imap", "-u", "alice"],
+        IMAP_SESSION)
+    deadline = time.monotonic() + 20
+    while dest_guids(d, "alice") != src_guids(d, "alice"):
+        assert time.monotonic() < deadline, d.log()[-2000:]
+        time.sleep(0.1)
+    d.deliver("alice", make_message("second"))
+    run(base + ["-u", "alice", "--logout"])
+    assert dest_guids(d, "alice") == src_guids(d, "alice")
+    # no service at the socket: logged, the session still ends well
+    d.deliver("alice", make_message("third"))
+    out = run([DOVEADM, "-c", d.config, "-o",
+               "plugin/mailbox_migrate_logout_socket=nowhere",
+               "exec", "imap", "-u", "alice"], b"a NOOP\r\nb LOGOUT\r\n")
+    assert "b OK" in out
