@@ -451,7 +451,7 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 				       &set, &result,
 				       &mail_error, &error);
 	i_info("%s%s pass to %s: %u mailboxes, %u copied, "
-	       "%u expunged, %u flag changes, %u reassigned%s%s%s",
+	       "%u expunged, %u flag changes, %u reassigned%s%s%s%s",
 	       ctx->dry_run ? "(dry run) " : "",
 	       result.full ? "full" : "journal", ctx->dest_name,
 	       result.mailboxes_touched, result.total.copied,
@@ -459,7 +459,10 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	       result.total.reassigned,
 	       result.full ? " (" : "",
 	       result.full ? result.full_reason : "",
-	       result.full ? ")" : "");
+	       result.full ? ")" : "",
+	       result.mailboxes_unchanged == 0 ? "" :
+	       t_strdup_printf("; %u unchanged per the mailbox list index",
+			       result.mailboxes_unchanged));
 	i_gettimeofday(&end);
 	migrate_emit_row(ctx, "(total)", &result.total,
 			 timeval_diff_usecs(&end, &start) / 1e6);
@@ -1005,6 +1008,18 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	return ret;
 }
 
+/* Before each user is made: INBOX's STATUS in the mailbox list index too,
+   so that a journal pass finds an unchanged INBOX there (kept current by
+   this process's passes; Dovecot checks the cached values against the
+   mailbox's own index log and maildir directories before it trusts them,
+   so processes without the setting only make the cache miss). */
+static int migrate_user_settings(struct mail_storage_service_user *service_user,
+				 const char **error_r)
+{
+	return mail_storage_service_user_set_setting(service_user,
+			"mailbox_list_index_include_inbox", "yes", error_r);
+}
+
 /* Print a finished worker's rows and take its exit code. */
 static void migrate_worker_finish(struct migrate_cmd_context *ctx,
 				  struct migrate_worker *worker, int status)
@@ -1090,7 +1105,8 @@ static void migrate_worker_user(struct migrate_cmd_context *ctx,
 		}
 		return;
 	}
-	if (mail_storage_service_next(_ctx->storage_service, service_user,
+	if (migrate_user_settings(service_user, &error) < 0 ||
+	    mail_storage_service_next(_ctx->storage_service, service_user,
 				      &user, &error) < 0) {
 		i_error("%s", error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
@@ -1285,6 +1301,14 @@ static int migrate_logout_user(struct migrate_cmd_context *ctx,
 }
 
 static int
+cmd_mailbox_migrate_prerun(struct doveadm_mail_cmd_context *_ctx ATTR_UNUSED,
+			   struct mail_storage_service_user *service_user,
+			   const char **error_r)
+{
+	return migrate_user_settings(service_user, error_r);
+}
+
+static int
 cmd_mailbox_migrate_run(struct doveadm_mail_cmd_context *_ctx,
 			struct mail_user *user)
 {
@@ -1442,6 +1466,7 @@ static struct doveadm_mail_cmd_context *cmd_mailbox_migrate_alloc(void)
 	ctx->mctx.ctx.v.parse_arg = cmd_mailbox_migrate_parse_arg;
 	ctx->mctx.ctx.v.preinit = cmd_mailbox_migrate_preinit;
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_init;
+	ctx->mctx.ctx.v.prerun = cmd_mailbox_migrate_prerun;
 	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_run;
 	ctx->mctx.ctx.v.get_next_user = cmd_mailbox_migrate_get_next_user;
 	ctx->rows_fd = -1;

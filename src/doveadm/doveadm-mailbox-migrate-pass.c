@@ -109,6 +109,17 @@ const char *pass_box_guid(struct mailbox *box)
 	return guid_128_to_string(metadata.guid);
 }
 
+/* A listed source mailbox's GUID: from the mailbox list index when it has
+   it, so that the mailbox isn't opened (else as pass_box_guid()). */
+static const char *pass_src_box_guid(struct mailbox *box)
+{
+	struct mailbox_metadata metadata;
+
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
+		return NULL;
+	return guid_128_to_string(metadata.guid);
+}
+
 static struct mailbox *
 pass_box_alloc(struct mail_user *user, const char *vname,
 	       enum mailbox_flags flags)
@@ -1340,7 +1351,7 @@ static int pass_foreach_source(struct mailbox_migrate_pass *pass,
 		box = mailbox_alloc(info->ns->list, info->vname,
 				    MAILBOX_FLAG_READONLY);
 		T_BEGIN {
-			const char *guid = pass_box_guid(box);
+			const char *guid = pass_src_box_guid(box);
 
 			if (guid != NULL)
 				callback(pass, box, guid, context);
@@ -1491,6 +1502,27 @@ pass_changes_get(pool_t pool, HASH_TABLE_TYPE(pass_changes) *hash,
 /* One source mailbox in a journal pass: changes (NULL if the journal has
    none for it) are taken if the index proves the journal complete for it
    since this destination's last pass; otherwise it is compared in full. */
+/* TRUE if the mailbox is as the last pass left it: the same UIDVALIDITY
+   and HIGHESTMODSEQ (every change raises it, including one made without
+   the plugin, if made through Dovecot). Read from the mailbox list index's
+   STATUS cache, which Dovecot updates at every commit, so an unchanged
+   mailbox is neither opened nor synced: no stat of its directories, no
+   read of its index. */
+static bool
+pass_box_unchanged(struct mailbox *box,
+		   const struct mailbox_migrate_destination_mailbox *rec)
+{
+	struct mailbox_status status;
+
+	if (rec->src_modseq == 0)
+		return FALSE;
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
+			       &status) < 0)
+		return FALSE;
+	return status.uidvalidity == rec->uidvalidity &&
+		status.highest_modseq == rec->src_modseq;
+}
+
 static void
 pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		 const char *guid, uint64_t checkpoint_seq,
@@ -1509,7 +1541,10 @@ pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	}
 	if (ret == 0)
 		reason = "not at the destination yet";
-	else if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
+	else if (changes == NULL && pass_box_unchanged(sbox, &rec)) {
+		pass->result->mailboxes_unchanged++;
+		return;
+	} else if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
 		 mailbox_sync(sbox, 0) < 0 ||
 		 (ret = mailbox_migrate_journal_verify_since(pass->db, sbox,
 				guid, rec.uidvalidity, rec.src_modseq,

@@ -65,6 +65,9 @@ struct mailbox_migrate_pass_result {
 	struct mailbox_migrate_pass_counts total;
 	unsigned int mailboxes_touched;
 	unsigned int mailboxes_failed;
+	/* Journal pass: mailboxes without journal entries that the mailbox
+	   list index showed unchanged (not opened). */
+	unsigned int mailboxes_unchanged;
 	/* The pass compared in full, and why. */
 	bool full;
 	const char *full_reason;

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -254,6 +255,10 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
     c.copy("1:5", "Sub")
     c.logout()
     d.migrate("alice", dst)
+    # maildir's directories count as settled a second after their last
+    # change (Dovecot's MAILDIR_SYNC_SECS); one pass then records that
+    time.sleep(2.1)
+    d.migrate("alice", dst)
     trace = tmp_path / "strace"
     proc = subprocess.run(
         ["strace", "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(trace),
@@ -269,8 +274,18 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
             if re.search(r"/(cur|new|tmp)/[^/]", path[len(home):]):
                 touched.append(line)
     assert touched == []
-    # the traced pass did open the state file (the test can fail)
+    # nor a source mailbox's own index, nor a listing of its directories:
+    # the mailbox list index's STATUS cache shows both mailboxes
+    # unchanged (Dovecot only stats cur/ and new/ to trust it)
+    maildir = os.path.join(home, "Maildir")
+    opened = [line for line in trace.read_text().splitlines()
+              if "open" in line and maildir + "/" in line and
+              re.search(r'/(dovecot\.index(\.log)?|cur|new)"', line)]
+    assert opened == []
+    # the traced pass did open the state file and the list index (the
+    # test can fail)
     assert "mailbox-migrate.db" in trace.read_text()
+    assert "dovecot.list.index" in trace.read_text()
 
 
 def test_bad_destinations(maildir_dovecot):
