@@ -226,8 +226,9 @@ backup_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	bool new_rows = FALSE;
 	int ret;
 
+	/* synced already when a journal pass proved the journal */
 	if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
-	    mailbox_sync(sbox, 0) < 0 ||
+	    (!sbox->synced && mailbox_sync(sbox, 0) < 0) ||
 	    pass_box_status(sbox, &status, &highest_modseq) < 0) {
 		pass_box_failed(pass, sbox, "Syncing source mailbox");
 		return -1;

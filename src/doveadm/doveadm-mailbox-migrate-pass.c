@@ -13,7 +13,7 @@
 #include "imap-match.h"
 #include "str-sanitize.h"
 #include "mail-namespace.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
 #include "mail-search-build.h"
 #include "mailbox-list-iter.h"
 #include "mailbox-list-private.h"
@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 /* progress on stderr every this often once a pass runs this long */
 #define PASS_PROGRESS_INTERVAL_SECS 5
@@ -845,8 +846,11 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	st.guid = guid;
 	/* per-message modseqs on the source let the next pass prove from
 	   the index alone that the journal has every change */
+	/* a journal pass synced it already, to prove the journal against
+	   its index: on maildir a sync soon after a change reads the whole
+	   directory again */
 	if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
-	    mailbox_sync(sbox, 0) < 0) {
+	    (!sbox->synced && mailbox_sync(sbox, 0) < 0)) {
 		pass_box_failed(pass, sbox, "Syncing source mailbox");
 		return -1;
 	}
@@ -940,7 +944,8 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	}
 
 	ret = pass_apply_keep(pass, sbox, dbox, &src_mails, &plan, counts);
-	if (ret == 0) {
+	if (ret == 0 && (array_count(&plan.copy_top) > 0 ||
+			 array_count(&plan.renumber) > 0)) {
 		if (mailbox_sync(dbox, 0) < 0 ||
 		    pass_box_status(dbox, &st.dst_status,
 				    &st.dst_highest_modseq) < 0) {
@@ -1789,6 +1794,9 @@ int mailbox_migrate_sync_user_mail(struct mail_user *user,
 		MAILBOX_LIST_PATH_TYPE_INDEX,
 	};
 	const char *path, *last = "";
+	dev_t synced_dev = 0;
+	bool synced = FALSE;
+	struct stat st;
 	unsigned int i;
 	int fd, ret = 0;
 
@@ -1805,10 +1813,19 @@ int mailbox_migrate_sync_user_mail(struct mail_user *user,
 			*error_r = t_strdup_printf("open(%s) failed: %m", path);
 			return -1;
 		}
-		if (syncfs(fd) < 0) {
+		if (fstat(fd, &st) < 0) {
+			*error_r = t_strdup_printf("fstat(%s) failed: %m",
+						   path);
+			ret = -1;
+		} else if (synced && st.st_dev == synced_dev) {
+			/* one filesystem is synced once */
+		} else if (syncfs(fd) < 0) {
 			*error_r = t_strdup_printf("syncfs(%s) failed: %m",
 						   path);
 			ret = -1;
+		} else {
+			synced = TRUE;
+			synced_dev = st.st_dev;
 		}
 		i_close_fd(&fd);
 	}
