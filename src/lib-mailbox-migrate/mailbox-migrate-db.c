@@ -325,6 +325,15 @@ void mailbox_migrate_db_close(struct mailbox_migrate_db **_db)
 	array_foreach_modifiable(&db->stmts, s)
 		(void)sqlite3_finalize(s->stmt);
 	array_free(&db->stmts);
+	if (db->sqlite != NULL && db->schema != NULL &&
+	    db->schema->checkpoint_on_close &&
+	    sqlite3_total_changes(db->sqlite) == 0) {
+		/* nothing written through this handle: a checkpoint would
+		   only remove and remake the (empty) WAL */
+		(void)sqlite3_db_config(db->sqlite,
+					SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+					NULL);
+	}
 	if (db->sqlite != NULL)
 		(void)sqlite3_close(db->sqlite);
 	i_free(db->path);

@@ -125,19 +125,10 @@ def test_backup_commands_under_valgrind(make_dovecot):
 def test_logout_hook_under_valgrind(make_dovecot):
     """The hook's hand-over in an IMAP session (to a running service, and
     to none) and the --logout pass it asks for."""
-    import os
     import time
-    from test_logout import LOGOUT_SERVICE, dest_guids, src_guids
+    from test_logout import dest_guids, make, src_guids
 
-    def setup(d):
-        os.mkdir(os.path.join(d.root, "dest"))
-        d.chown_to_mail_user(os.path.join(d.root, "dest"))
-        d.plugin_settings.update({
-            "mailbox_migrate_destination":
-                "maildir:%s/dest/%%u/Maildir" % d.root,
-            "mailbox_migrate_on_logout": "yes"})
-        d.write_config()
-    d = make_dovecot(setup=setup, extra_config=LOGOUT_SERVICE)
+    d = make(make_dovecot)
     dest = "maildir:%s/dest/alice/Maildir" % d.root
     d.deliver("alice", make_message("first"))
     base = [DOVEADM, "-c", d.config, "mailbox-migrate"]
