@@ -9,7 +9,10 @@ attachments), since compression is what this measures.
 
 Usage (as root, after scripts/build.sh):
   tests/bench/bench-backup.py [--users 50] [--messages 2000] [--workers N]
-                              [--keep]
+                              [--keep] [--config-file]
+
+doveadm reads its configuration from the running Dovecot's config socket
+(see bench-migrate.py); --config-file makes it parse dovecot.conf.
 """
 
 import argparse
@@ -37,7 +40,7 @@ def du(path):
 
 
 def ours(d, store, workers, compression="gz"):
-    return bm.run_timed([DOVEADM, "-c", d.config, "-o",
+    return bm.run_timed([DOVEADM, "-c", bm.doveadm_config(d), "-o",
                          "plugin/mailbox_migrate_workers=%d" % workers,
                          "-o", "plugin/mailbox_migrate_backup_compression=%s"
                          % compression, "mailbox-migrate", "-A", store])
@@ -55,7 +58,11 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--config-file", action="store_true",
+                    help="doveadm parses dovecot.conf in every run "
+                    "instead of asking the config socket")
     args = ap.parse_args()
+    bm.CONFIG_FILE = args.config_file
 
     users = ["user%03d" % i for i in range(args.users)]
     d = Dovecot(users=users, mail_location="maildir:~/Maildir",
@@ -99,7 +106,7 @@ def main():
         # many at once as the workers)
         script = ("%s -c %s -o mail_location=maildir:%s/restored/\"$1\""
                   "/Maildir mailbox-migrate restore -u \"$1\" %s" %
-                  (DOVEADM, d.config, out, gz_store))
+                  (DOVEADM, bm.doveadm_config(d), out, gz_store))
         record("ours restore", bm.run_timed(
             ["sh", "-c", "printf '%%s\\n' %s | xargs -P %d -n 1 "
              "sh -c '%s' sh" % (" ".join(users), args.workers, script)]))
@@ -113,7 +120,8 @@ def main():
             key = lambda r: r["mailbox"]  # noqa: E731
             if sorted(a, key=key) != sorted(b, key=key):
                 sys.exit("restore of %s differs from its source" % u)
-        verify = bm.run_timed([DOVEADM, "-c", d.config, "mailbox-migrate",
+        verify = bm.run_timed([DOVEADM, "-c", bm.doveadm_config(d),
+                               "mailbox-migrate",
                                "verify", "-A", gz_store])
         record("ours verify", verify)
 
