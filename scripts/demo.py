@@ -4,7 +4,8 @@ a sample spool made by real LMTP deliveries and IMAP/POP3 clients, what the
 plugin recorded, then a real migration from maildir to sdbox: a first pass,
 an incremental pass and a cutover of two users while mail keeps arriving
 and an IMAP client keeps looking, checked afterwards (nothing lost, the
-client never saw UIDNEXT go back)."""
+client never saw UIDNEXT go back); then a backup of every user, the logout
+hook keeping it current, and a point-in-time restore."""
 
 import imaplib
 import os
@@ -15,7 +16,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests",
                                 "lib"))
-from mmtest import HOST, PASSWORD, Dovecot, imap_utf7, make_message  # noqa
+from mmtest import (HOST, LOGOUT_SERVICE, PASSWORD, Dovecot,  # noqa
+                    imap_utf7, make_message)
 
 USERS = ("alice", "bob", "carol")
 SOURCE = "maildir:~/Maildir"
@@ -203,7 +205,18 @@ def backup(d):
     d.chown_to_mail_user(os.path.join(d.root, "backup"))
     run(d, "-A", store)
     first = int(time.time())
+    print("\nFrom now on the logout hook keeps the store current: "
+          "mailbox_migrate_destination = %s, mailbox_migrate_on_logout = "
+          "yes, and the service mailbox-migrate-logout (conf.d has it); "
+          "Dovecot restarted with them." % store)
+    d.plugin_settings.update({"mailbox_migrate_destination": store,
+                              "mailbox_migrate_on_logout": "yes"})
+    d.extra_config = LOGOUT_SERVICE
+    d.stop()
+    d.write_config()
+    d.start()
     time.sleep(1.1)
+    passes = d.log().count("journal pass to backup:")
     c = d.imap("bob")
     c.select("INBOX")
     typ, data = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
@@ -211,8 +224,17 @@ def backup(d):
     c.store("1", "+FLAGS", r"(\Deleted)")
     c.expunge()
     c.logout()
-    print("\nbob expunged %s; the next pass takes just that." % gone)
-    run(d, "-u", "bob", store)
+    print("\nbob expunged %s over IMAP and logged out; the hook hands him "
+          "to a pass that takes just that:" % gone)
+    deadline = time.monotonic() + 30
+    while d.log().count("journal pass to backup:") == passes:
+        if time.monotonic() > deadline:
+            print("the logout pass did not run within 30 s")
+            return 1
+        time.sleep(0.1)
+    for line in d.log().splitlines():
+        if "journal pass to backup:" in line and "(bob)" in line:
+            print("  " + line)
     run(d, "verify", "-A", store)
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first))
     run(d, "restore", "-u", "bob", "--at", at, "-m", "INBOX", store)

@@ -6,22 +6,7 @@ an incremental pass run by a Dovecot service, against a real Dovecot on
 import os
 import time
 
-from mmtest import DOVEADM, make_message
-
-# the service the hook talks to: Dovecot's script runner execs doveadm as
-# root (doveadm drops to the mail user itself); only the mail user may
-# connect
-LOGOUT_SERVICE = """
-service mailbox-migrate-logout {{
-  executable = script %s -c {config} mailbox-migrate
-  user = root
-  process_limit = 2
-  unix_listener mailbox-migrate-logout {{
-    user = {mail_user}
-    mode = 0600
-  }}
-}}
-""" % DOVEADM
+from mmtest import LOGOUT_SERVICE, make_message
 
 WAIT_SECS = 20
 

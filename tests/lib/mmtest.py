@@ -58,6 +58,22 @@ def make_message(subject, body="hello\n", size=0, sender="alice@example.com",
                 body.replace("\n", "\r\n"))).encode()
 
 
+# The service the logout hook (mailbox_migrate_on_logout) hands users to:
+# Dovecot's script runner execs doveadm as root (doveadm drops to the mail
+# user itself); only the mail user may connect. For extra_config.
+LOGOUT_SERVICE = """
+service mailbox-migrate-logout {{
+  executable = script %s -c {config} mailbox-migrate
+  user = root
+  process_limit = 2
+  unix_listener mailbox-migrate-logout {{
+    user = {mail_user}
+    mode = 0600
+  }}
+}}
+""" % DOVEADM
+
+
 class DoveadmError(Exception):
     def __init__(self, args, proc):
         super().__init__("doveadm %s failed (%d): %s" % (
