@@ -845,10 +845,9 @@ pass_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	i_zero(&st);
 	st.guid = guid;
 	/* per-message modseqs on the source let the next pass prove from
-	   the index alone that the journal has every change */
-	/* a journal pass synced it already, to prove the journal against
-	   its index: on maildir a sync soon after a change reads the whole
-	   directory again */
+	   the index alone that the journal has every change. A journal pass
+	   synced it already to prove the journal: on maildir a sync soon
+	   after a change reads the whole directory again. */
 	if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
 	    (!sbox->synced && mailbox_sync(sbox, 0) < 0)) {
 		pass_box_failed(pass, sbox, "Syncing source mailbox");
@@ -1504,30 +1503,35 @@ pass_changes_get(pool_t pool, HASH_TABLE_TYPE(pass_changes) *hash,
 	return ch;
 }
 
-/* One source mailbox in a journal pass: changes (NULL if the journal has
-   none for it) are taken if the index proves the journal complete for it
-   since this destination's last pass; otherwise it is compared in full. */
 /* TRUE if the mailbox is as the last pass left it: the same UIDVALIDITY
-   and HIGHESTMODSEQ (every change raises it, including one made without
-   the plugin, if made through Dovecot). Read from the mailbox list index's
-   STATUS cache, which Dovecot updates at every commit, so an unchanged
-   mailbox is neither opened nor synced: no stat of its directories, no
-   read of its index. */
+   and HIGHESTMODSEQ (every change made through Dovecot raises it, also
+   one made without the plugin). Only when Dovecot answers from its
+   mailbox list index, which it updates at every commit and trusts only
+   while the mailbox's index log (and maildir's cur/ and new/) are as it
+   recorded them: an unchanged mailbox is neither opened nor synced. */
 static bool
 pass_box_unchanged(struct mailbox *box,
 		   const struct mailbox_migrate_destination_mailbox *rec)
 {
 	struct mailbox_status status;
 
-	if (rec->src_modseq == 0)
+	if (rec->src_modseq == 0 || box->opened)
 		return FALSE;
 	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
 			       &status) < 0)
+		return FALSE;
+	/* opened: the list index couldn't answer, and the mailbox's own
+	   index, unsynced, hasn't seen what a sync would find (mail put
+	   into a maildir by hand) */
+	if (box->opened)
 		return FALSE;
 	return status.uidvalidity == rec->uidvalidity &&
 		status.highest_modseq == rec->src_modseq;
 }
 
+/* One source mailbox in a journal pass: changes (NULL if the journal has
+   none for it) are taken if the index proves the journal complete for it
+   since this destination's last pass; otherwise it is compared in full. */
 static void
 pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		 const char *guid, uint64_t checkpoint_seq,
