@@ -97,6 +97,15 @@ def wipe(d, user="alice"):
             shutil.rmtree(path)
 
 
+def expunge(d, seqs, user="alice"):
+    """Expunge INBOX messages seqs over IMAP, as a user does."""
+    c = d.imap(user)
+    c.select("INBOX")
+    c.store(seqs, "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+
+
 def store_rows(d, user="alice"):
     """The index as queries see it (row ids and file places aside)."""
     path = index(d, user)
@@ -359,11 +368,7 @@ def test_compact(maildir_dovecot):
     for i in range(30):
         d.deliver("alice", make_message("k%d" % i, size=20 * 1024))
     backup(d)
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.store("1:20", "+FLAGS", "(\\Deleted)")
-    c.expunge()
-    c.logout()
+    expunge(d, "1:20")
     backup(d)
     old = os.path.getsize(data_file(d))
     # with all history kept nothing is dead
@@ -409,22 +414,14 @@ def test_compact_long_history(maildir_dovecot):
     c.store("51:150", "+FLAGS", "(\\Seen $Label1)")
     c.logout()
     backup(d)
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.store("1:120", "+FLAGS", "(\\Deleted)")
-    c.expunge()
-    c.logout()
+    expunge(d, "1:120")
     backup(d)
     r = json.loads(tool(d, "compact", "alice", "--keep", "0").stdout)[0]
     assert r["compacted"] == "yes"
     assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
     want = contents(d)
     # more expunged; a compaction keeping 10 years goes no further back
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.store("1:10", "+FLAGS", "(\\Deleted)")
-    c.expunge()
-    c.logout()
+    expunge(d, "1:10")
     backup(d)
     tool(d, "compact", "alice", "--keep", "3650")
     assert restore(d, "alice", "--at", "1", check=False).returncode != 0
@@ -500,11 +497,7 @@ def test_kill_during_pass_and_compact(maildir_dovecot, trial):
     assert backed_up_guids(d) == live_guids(d)
     assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
 
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.store("1:40", "+FLAGS", "(\\Deleted)")
-    c.expunge()
-    c.logout()
+    expunge(d, "1:40")
     backup(d)
     want = backed_up_guids(d)
     run_killed(d, ["mailbox-migrate", "compact", "-u", "alice", "--keep",
