@@ -24,7 +24,9 @@ def make(make_dovecot, service=True, **settings):
             "mailbox_migrate_destination":
                 "maildir:%s/dest/%%u/Maildir" % d.root,
             "mailbox_migrate_on_logout": "yes"})
-        d.plugin_settings.update(settings)
+        # {root} in a setting: the instance's directory
+        d.plugin_settings.update({k: v.format(root=d.root)
+                                  for k, v in settings.items()})
         d.write_config()
     return make_dovecot(setup=setup,
                         extra_config=LOGOUT_SERVICE if service else "")
@@ -159,3 +161,24 @@ def test_logout_pass_skips_while_another_pass_runs(make_dovecot):
     proc = d.doveadm("mailbox-migrate", "-u", "alice", "--logout",
                      "maildir:/tmp/x", check=False)
     assert proc.returncode == 64
+
+
+def test_logout_keeps_backup_store_current(make_dovecot):
+    """A backup store as the destination, next to a mail location: one
+    logout brings the change to both."""
+    store = "backup:{root}/dest/%u-backup"
+    d = make(make_dovecot, mailbox_migrate_destination2=store)
+    store = store.format(root=d.root)
+    d.deliver("alice", make_message("one"))
+    d.migrate("alice", "maildir:" + dest_of(d, "alice"))
+    d.migrate("alice", store)
+    c = d.imap("alice")
+    c.append("INBOX", None, None, make_message("two"))
+    c.logout()
+    wait_for(lambda: d.log().count("journal pass to ") >= 2,
+             "the logout passes to both destinations", log=d.log)
+    assert set(dest_guids(d, "alice")) == set(src_guids(d, "alice"))
+    rows = d.doveadm_json("mailbox-migrate", "status", "-u", "alice")
+    pending = {r["destination"]: int(r["pending"]) for r in rows}
+    assert pending == {"maildir:" + dest_of(d, "alice"): 0,
+                       "backup:%s/dest/alice-backup" % d.root: 0}, rows
