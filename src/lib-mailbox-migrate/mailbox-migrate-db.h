@@ -45,6 +45,8 @@ struct mailbox_migrate_db_schema {
 	   last to close checkpoints and removes the WAL, so that the next
 	   open needn't read a big WAL to rebuild its index */
 	bool checkpoint_on_close;
+	/* page size of a new file, 0 for SQLite's default */
+	unsigned int page_size;
 };
 extern const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema;
 
