@@ -267,9 +267,6 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	const char *location, *from, *root;
 	int ret;
 
-	location = mailbox_migrate_cmd_expand(user, ctx->destination);
-	if (location == NULL)
-		return -1;
 	ctx->user = user;
 	if (ctx->backup) {
 		location = mailbox_migrate_cmd_backup_dir(user,
@@ -280,6 +277,9 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 					     location, NULL);
 		return migrate_check_backup_path(user, location);
 	}
+	location = mailbox_migrate_cmd_expand(user, ctx->destination);
+	if (location == NULL)
+		return -1;
 	ctx->dest_name = p_strdup(ctx->mctx.ctx.pool, location);
 	/* The destination is written without an fsync per message: the pass
 	   syncs its filesystem once, when it wrote something, before it
@@ -884,26 +884,6 @@ static void migrate_unlock_user(struct migrate_cmd_context *ctx)
 		i_close_fd(&ctx->pass_lock_fd);
 }
 
-/* --logout: only routine passes; everything else is left to the
-   administrator. Returns TRUE if the pass goes ahead. */
-static bool migrate_logout_wanted(struct migrate_cmd_context *ctx,
-				  const struct mailbox_migrate_destination *dest)
-{
-	if (dest->checkpoint_seq == 0 && dest->last_pass == 0) {
-		i_info("Logout pass to %s skipped: no pass to it yet (the "
-		       "first one is run with doveadm mailbox-migrate)",
-		       ctx->dest_name);
-		return FALSE;
-	}
-	if (strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0 ||
-	    mailbox_migrate_phase_is_cutover(dest->phase)) {
-		i_info("Logout pass to %s skipped: phase %s",
-		       ctx->dest_name, dest->phase);
-		return FALSE;
-	}
-	return TRUE;
-}
-
 static int migrate_user(struct migrate_cmd_context *ctx,
 			struct mail_user *user)
 {
@@ -950,8 +930,11 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}
-	if (ctx->logout && !migrate_logout_wanted(ctx, &dest))
+	if (ctx->logout &&
+	    !mailbox_migrate_destination_is_routine(&dest, &error)) {
+		i_info("Logout pass to %s skipped: %s", ctx->dest_name, error);
 		return 0;
+	}
 	if (ctx->backup)
 		return migrate_backup_user(ctx);
 	if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_DONE) == 0) {

@@ -6,6 +6,7 @@
 #include "mail-storage.h"
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
+#include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-destination.h"
@@ -53,8 +54,9 @@ cmd_mailbox_migrate_status_run(struct doveadm_mail_cmd_context *_ctx,
 	if (mailbox_migrate_cmd_open_state(&ctx->mctx, user) < 0)
 		return -1;
 	if (ctx->destination != NULL) {
-		want = mailbox_migrate_cmd_expand(user, ctx->destination);
-		if (want == NULL) {
+		if (mailbox_migrate_settings_destination_name(user,
+				ctx->destination, &want, &error) < 0) {
+			i_error("%s", error);
 			doveadm_mail_failed_error(_ctx, MAIL_ERROR_PARAMS);
 			mailbox_migrate_cmd_close_state(&ctx->mctx);
 			return -1;

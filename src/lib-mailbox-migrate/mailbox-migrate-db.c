@@ -336,8 +336,7 @@ void mailbox_migrate_db_close(struct mailbox_migrate_db **_db)
 	array_foreach_modifiable(&db->stmts, s)
 		(void)sqlite3_finalize(s->stmt);
 	array_free(&db->stmts);
-	if (db->sqlite != NULL && db->schema != NULL &&
-	    db->schema->checkpoint_on_close &&
+	if (db->sqlite != NULL && db->schema->checkpoint_on_close &&
 	    sqlite3_total_changes(db->sqlite) == 0) {
 		/* nothing written through this handle: a checkpoint would
 		   only remove and remake the (empty) WAL */

@@ -145,3 +145,19 @@ bool mailbox_migrate_phase_is_cutover(const char *phase)
 {
 	return str_begins(phase, "cutover:");
 }
+
+bool mailbox_migrate_destination_is_routine(
+	const struct mailbox_migrate_destination *dest, const char **reason_r)
+{
+	if (dest->checkpoint_seq == 0 && dest->last_pass == 0) {
+		*reason_r = "no pass to it yet (the first one is run with "
+			"doveadm mailbox-migrate)";
+		return FALSE;
+	}
+	if (strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0 ||
+	    mailbox_migrate_phase_is_cutover(dest->phase)) {
+		*reason_r = t_strdup_printf("phase %s", dest->phase);
+		return FALSE;
+	}
+	return TRUE;
+}

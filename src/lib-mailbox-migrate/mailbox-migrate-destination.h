@@ -77,5 +77,9 @@ int mailbox_migrate_destination_mailbox_delete(struct mailbox_migrate_db *db,
 
 /* TRUE if phase is one of the cutover steps. */
 bool mailbox_migrate_phase_is_cutover(const char *phase);
+/* TRUE if the logout hook keeps dest current: it had a first pass and is
+   neither in a cutover nor done; else FALSE and why (data stack). */
+bool mailbox_migrate_destination_is_routine(
+	const struct mailbox_migrate_destination *dest, const char **reason_r);
 
 #endif

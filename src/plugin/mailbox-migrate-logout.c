@@ -16,16 +16,16 @@
 #define MAILBOX_MIGRATE_LOGOUT_CONNECT_TIMEOUT_MSECS 1000
 
 /* Returns the name of the first configured destination that has journal
-   entries it hasn't taken, or NULL if none has. A destination no pass has
-   been run to yet, or one in a cutover or already migrated to, is left to
-   the administrator. */
+   entries it hasn't taken, or NULL if none has. Only routine destinations
+   count (mailbox_migrate_destination_is_routine()); the rest are the
+   administrator's. */
 static const char *
 mailbox_migrate_logout_find_behind(struct mailbox_migrate_user *muser,
 				   uint64_t *behind_r)
 {
 	struct mail_user *user = muser->user;
 	struct mailbox_migrate_destination dest;
-	const char *const *destp, *name, *error;
+	const char *const *destp, *name, *error, *reason;
 	uint64_t last_seq;
 	int ret;
 
@@ -48,15 +48,14 @@ mailbox_migrate_logout_find_behind(struct mailbox_migrate_user *muser,
 			e_error(muser->event, "Logout hook: %s", error);
 			continue;
 		}
-		if (ret == 0 || dest.checkpoint_seq == 0) {
-			e_debug(muser->event, "Logout hook: no pass to %s yet, "
-				"its first pass is the administrator's", name);
+		if (ret == 0) {
+			e_debug(muser->event, "Logout hook: no pass to %s yet",
+				name);
 			continue;
 		}
-		if (strcmp(dest.phase, MAILBOX_MIGRATE_PHASE_DONE) == 0 ||
-		    mailbox_migrate_phase_is_cutover(dest.phase)) {
-			e_debug(muser->event, "Logout hook: %s is in phase %s",
-				name, dest.phase);
+		if (!mailbox_migrate_destination_is_routine(&dest, &reason)) {
+			e_debug(muser->event, "Logout hook: %s skipped: %s",
+				name, reason);
 			continue;
 		}
 		if (last_seq > dest.checkpoint_seq) {
