@@ -58,7 +58,8 @@ int mailbox_migrate_backup_compact(struct mailbox_migrate_backup_store *store,
 	i_zero(result_r);
 	i_assert(!store->readonly);
 	/* history an earlier compaction dropped stays dropped: a longer
-	   --keep must not claim it back */
+	   --keep must not claim it back (defensive: no row older than
+	   that horizon is left to make a body dead) */
 	keep_since = I_MAX(keep_since, store->history_since);
 	result_r->old_size = result_r->new_size = store->data_size;
 	if (mailbox_migrate_backup_index_stats(store->index, keep_since,

@@ -59,6 +59,18 @@ static int reindex_find_data(const char *dir, unsigned int *gen_r,
 	return ret;
 }
 
+/* Returns 0, or -1 with ctx->error set (which ends the scan). */
+static int reindex_exec(struct reindex_context *ctx, const char *sql)
+{
+	const char *error;
+
+	if (mailbox_migrate_db_exec(ctx->index, sql, &error) < 0) {
+		ctx->error = p_strdup(ctx->pool, error);
+		return -1;
+	}
+	return 0;
+}
+
 static int reindex_entry(const struct mailbox_migrate_backup_entry *entry,
 			 void *context)
 {
@@ -98,30 +110,18 @@ static int reindex_entry(const struct mailbox_migrate_backup_entry *entry,
 		return 0;
 	}
 	/* a record is applied whole or not at all */
-	if (mailbox_migrate_db_exec(ctx->index, "SAVEPOINT record",
-				    &error) < 0) {
-		ctx->error = p_strdup(ctx->pool, error);
+	if (reindex_exec(ctx, "SAVEPOINT record") < 0)
 		return -1;
-	}
 	if (mailbox_migrate_backup_store_apply_record(ctx->index,
 			(const char *)entry->data, entry->size, &pass_id,
 			&pass_time, &error) < 0) {
 		i_warning("reindex: record %s at offset %"PRIuUOFF_T": %s",
 			  entry->name, entry->member_offset, error);
 		ctx->result->bad_records++;
-		if (mailbox_migrate_db_exec(ctx->index,
-				"ROLLBACK TO record; RELEASE record",
-				&error) < 0) {
-			ctx->error = p_strdup(ctx->pool, error);
-			return -1;
-		}
-		return 0;
+		return reindex_exec(ctx, "ROLLBACK TO record; RELEASE record");
 	}
-	if (mailbox_migrate_db_exec(ctx->index, "RELEASE record",
-				    &error) < 0) {
-		ctx->error = p_strdup(ctx->pool, error);
+	if (reindex_exec(ctx, "RELEASE record") < 0)
 		return -1;
-	}
 	/* a snapshot's time is its history horizon, not a pass */
 	if (strncmp((const char *)entry->data, "pass\t", 5) == 0 &&
 	    mailbox_migrate_backup_index_pass_add(ctx->index, pass_id,
