@@ -975,6 +975,8 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	ctx->user = user;
 	ctx->dest_name = NULL;
 	ret = migrate_user(ctx, user);
+	if (ctx->db != NULL && !ctx->dry_run)
+		mailbox_migrate_db_empty_wal(ctx->db);
 	migrate_unlock_user(ctx);
 	mailbox_migrate_db_close(&ctx->db);
 	mailbox_migrate_db_close(&ctx->dst_db);

@@ -24,6 +24,7 @@ struct mailbox_migrate_db {
 	const struct mailbox_migrate_db_schema *schema;
 	ARRAY(struct mailbox_migrate_db_stmt) stmts;
 	enum mailbox_migrate_db_error error;
+	unsigned int lock_timeout_msecs;
 	bool in_transaction:1;
 };
 
@@ -262,6 +263,7 @@ int mailbox_migrate_db_open_schema(const char *path,
 		goto failed;
 	}
 	(void)sqlite3_extended_result_codes(db->sqlite, 1);
+	db->lock_timeout_msecs = lock_timeout_msecs;
 	(void)sqlite3_busy_timeout(db->sqlite, (int)lock_timeout_msecs);
 
 	if (mailbox_migrate_db_get_version(db, &version, error_r) < 0)
@@ -348,6 +350,18 @@ void mailbox_migrate_db_close(struct mailbox_migrate_db **_db)
 		(void)sqlite3_close(db->sqlite);
 	i_free(db->path);
 	i_free(db);
+}
+
+void mailbox_migrate_db_empty_wal(struct mailbox_migrate_db *db)
+{
+	i_assert(!db->in_transaction);
+
+	/* only if nobody is in the file right now: never wait for a
+	   session's commit to finish */
+	(void)sqlite3_busy_timeout(db->sqlite, 0);
+	(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
+					SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(db->sqlite, (int)db->lock_timeout_msecs);
 }
 
 const char *mailbox_migrate_db_get_path(struct mailbox_migrate_db *db)

@@ -4,6 +4,7 @@ Dovecot on 127.0.0.1 (real LMTP, IMAP, POP3 and doveadm)."""
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import time
 
@@ -286,6 +287,50 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
     # test can fail)
     assert "mailbox-migrate.db" in trace.read_text()
     assert "dovecot.list.index" in trace.read_text()
+
+
+def test_pass_empties_the_state_file_wal(maildir_dovecot):
+    """Sessions leave their commits in the state file's WAL (they don't
+    checkpoint when they close); the process that next opens the file
+    first reads all of it. A pass empties it afterwards, unless another
+    process is in the file at that moment: then the pass doesn't wait."""
+    d = maildir_dovecot
+    dst = "maildir:~/dest"
+    for i in range(10):
+        d.deliver("alice", make_message("m%d" % i))
+    d.migrate("alice", dst)
+    wal = d.db_path("alice") + "-wal"
+    assert os.path.getsize(wal) == 0
+    c = d.imap("alice")
+    c.select("INBOX")
+    for i in range(1, 11):
+        c.store(str(i), "+FLAGS", "(\\Flagged)")
+    c.logout()
+    assert os.path.getsize(wal) > 10 * 1024
+    p = d.migrate("alice", dst)
+    assert summary(p) == "journal"
+    assert os.path.getsize(wal) == 0
+    assert [m["flags"] for m in d.fetch("alice", "INBOX")] == \
+        [m["flags"] for m in d.snapshot("alice", dst)["INBOX"][1]]
+    st = d.doveadm_json("mailbox-migrate", "status", "-u", "alice")
+    assert int(st[0]["pending"]) == 0
+
+    # a reader in the file: the pass neither waits for it nor fails
+    d.deliver("alice", make_message("while a reader is in"))
+    assert os.path.getsize(wal) > 0
+    conn = sqlite3.connect(d.db_path("alice"), timeout=1)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("SELECT COUNT(*) FROM journal").fetchall()
+        t0 = time.monotonic()
+        p = d.migrate("alice", dst)
+        assert time.monotonic() - t0 < 10
+        assert os.path.getsize(wal) > 0
+    finally:
+        conn.close()
+    st = d.doveadm_json("mailbox-migrate", "status", "-u", "alice")
+    assert int(st[0]["pending"]) == 0
+    assert d.mailbox_status("alice", "INBOX")["messages"] == "11"
 
 
 def test_mail_put_in_by_hand_is_found(maildir_dovecot):
