@@ -780,8 +780,9 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 	enum mailbox_migrate_backup_compression compression;
 	const char *dir = ctx->dest_name + 7, *error;
 	const char *full_reason = NULL, *meta_key, *value;
-	uint32_t last_pass, recorded;
+	uint32_t last_pass, recorded = 0;
 	time_t last_time;
+	bool have_recorded = FALSE;
 	int ret;
 
 	if (mailbox_migrate_backup_compression_parse(set->backup_compression,
@@ -808,6 +809,10 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 			  "unfinished pass", dir, ctx->store->cut_bytes);
 	}
 	meta_key = t_strconcat("backup_last_pass:", dir, NULL);
+	if (mailbox_migrate_db_meta_get(ctx->db, meta_key, &value,
+					&error) > 0 &&
+	    str_to_uint32(value, &recorded) == 0)
+		have_recorded = TRUE;
 	if (ctx->store->index == NULL) {
 		/* dry run of an empty store */
 	} else if ((ret = mailbox_migrate_backup_index_last_pass(
@@ -821,10 +826,7 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 		/* a new (or emptied) store: whatever the state file says an
 		   earlier pass left, it isn't here */
 		full_reason = "the backup store has no pass yet";
-	} else if (mailbox_migrate_db_meta_get(ctx->db, meta_key, &value,
-					       &error) > 0 &&
-		   str_to_uint32(value, &recorded) == 0 &&
-		   last_pass < recorded) {
+	} else if (have_recorded && last_pass < recorded) {
 		/* reindexed after damage, or put back from an older copy:
 		   the journal checkpoint covers passes that aren't here */
 		full_reason = t_strdup_printf("the backup store's last pass "
@@ -835,8 +837,10 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 	if (ret == 0 && !ctx->dry_run &&
 	    (mailbox_migrate_backup_index_last_pass(ctx->store->index,
 			&last_pass, &last_time, &error) < 0 ||
-	     mailbox_migrate_db_meta_set(ctx->db, meta_key,
-			dec2str(last_pass), &error) < 0)) {
+	     /* a pass that appended nothing leaves it as it was */
+	     ((!have_recorded || recorded != last_pass) &&
+	      mailbox_migrate_db_meta_set(ctx->db, meta_key,
+			dec2str(last_pass), &error) < 0))) {
 		/* only the check above is weaker for it */
 		i_warning("Can't record the backup store's last pass: %s",
 			  error);

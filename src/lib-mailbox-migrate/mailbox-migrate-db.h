@@ -99,13 +99,16 @@ int mailbox_migrate_db_commit(struct mailbox_migrate_db *db,
 			      const char **error_r);
 void mailbox_migrate_db_rollback(struct mailbox_migrate_db *db);
 
-/* Copy what the WAL holds into the file and empty the WAL, if no other
-   process is reading or writing the file at this moment (never waits;
-   does nothing otherwise). The plugin's sessions don't checkpoint when they
-   close (see mailbox_migrate_db_open()), so the WAL grows up to the
-   autocheckpoint size, and every process that is first to open the file
-   reads all of it. doveadm calls this after a pass, off the sessions' hot
-   path. */
+/* A WAL of at least this size is emptied by mailbox_migrate_db_empty_wal() */
+#define MAILBOX_MIGRATE_DB_WAL_EMPTY_MIN_SIZE (32 * 1024)
+
+/* If the WAL has grown to MAILBOX_MIGRATE_DB_WAL_EMPTY_MIN_SIZE, copy what it
+   holds into the file and empty it, provided no other process is reading or
+   writing the file at this moment (never waits; does nothing otherwise).
+   The plugin's sessions don't checkpoint when they close (see
+   mailbox_migrate_db_open()), so the WAL grows up to the autocheckpoint
+   size, and every process that is first to open the file reads all of it.
+   doveadm calls this after a pass, off the sessions' hot path. */
 void mailbox_migrate_db_empty_wal(struct mailbox_migrate_db *db);
 
 /* Meta key/value store. get returns 1 found, 0 not found, -1 error. */
