@@ -206,12 +206,29 @@ static int backup_box_diff(struct backup_box *bb,
 	return 0;
 }
 
+/* The store, opened now if the pass hasn't needed it before. NULL (and the
+   pass failed) if it can't be opened. */
+static struct mailbox_migrate_backup_store *
+backup_pass_store(struct mailbox_migrate_pass *pass)
+{
+	const char *error;
+
+	if (pass->backup == NULL &&
+	    pass->set->backup_open(pass->set->context, &pass->backup,
+				   &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		pass->error_fatal = TRUE;
+		return NULL;
+	}
+	return pass->backup;
+}
+
 static int
 backup_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		const char *guid, const struct pass_box_changes *changes,
 		struct mailbox_migrate_pass_counts *counts, bool *touched_r)
 {
-	struct mailbox_migrate_backup_store *store = pass->set->backup;
+	struct mailbox_migrate_backup_store *store = backup_pass_store(pass);
 	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_migrate_destination_mailbox rec;
 	struct mailbox_migrate_backup_mailbox bbox;
@@ -226,6 +243,8 @@ backup_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 	bool new_rows = FALSE;
 	int ret;
 
+	if (store == NULL)
+		return -1;
 	/* synced already when a journal pass proved the journal */
 	if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
 	    (!sbox->synced && mailbox_sync(sbox, 0) < 0) ||
@@ -354,12 +373,14 @@ backup_pass_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 static void backup_pass_delete_box(struct mailbox_migrate_pass *pass,
 				   const char *guid)
 {
-	struct mailbox_migrate_backup_store *store = pass->set->backup;
+	struct mailbox_migrate_backup_store *store = backup_pass_store(pass);
 	struct mailbox_migrate_backup_mailbox bbox;
 	struct mailbox_migrate_backup_line line;
 	const char *error;
 	int ret;
 
+	if (store == NULL)
+		return;
 	ret = mailbox_migrate_backup_index_mailbox_get(store->index, guid, 0,
 						       &bbox, &error);
 	if (ret <= 0) {
@@ -386,12 +407,15 @@ static void backup_pass_delete_box(struct mailbox_migrate_pass *pass,
 static void backup_pass_delete_gone(struct mailbox_migrate_pass *pass,
 				    HASH_TABLE_TYPE(pass_guids) src_guids)
 {
+	struct mailbox_migrate_backup_store *store = backup_pass_store(pass);
 	ARRAY_TYPE(mailbox_migrate_backup_mailbox) boxes;
 	const struct mailbox_migrate_backup_mailbox *box;
 	const char *error;
 
+	if (store == NULL)
+		return;
 	t_array_init(&boxes, 16);
-	if (mailbox_migrate_backup_index_mailboxes(pass->set->backup->index,
+	if (mailbox_migrate_backup_index_mailboxes(store->index,
 			0, pool_datastack_create(), &boxes, &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
 		return;
@@ -414,10 +438,14 @@ static void backup_pass_sync(struct mailbox_migrate_pass *pass)
 {
 	const char *error;
 
-	if (mailbox_migrate_backup_store_pass_commit(pass->set->backup,
+	if (pass->backup == NULL) {
+		/* never needed: nothing was brought */
+		return;
+	}
+	if (mailbox_migrate_backup_store_pass_commit(pass->backup,
 						     &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, t_strdup_printf(
-			"Backup store %s: %s", pass->set->backup->dir, error));
+			"Backup store %s: %s", pass->backup->dir, error));
 		pass->error_fatal = TRUE;
 	}
 }

@@ -86,6 +86,10 @@ struct migrate_cmd_context {
 	struct mailbox_migrate_db *db, *dst_db;
 	const char *src_db_path, *dst_db_path;
 	struct mailbox_migrate_backup_store *store;
+	/* backup: the store's directory; the store is opened only when the
+	   pass first needs it */
+	const char *backup_dir;
+	bool backup_late_open;
 	/* one pass of a user at a time */
 	int pass_lock_fd;
 	struct file_lock *pass_lock;
@@ -411,6 +415,54 @@ static int migrate_get_dst_db(void *context, struct mailbox_migrate_db **db_r)
 	return 0;
 }
 
+/* Open the pass' backup store as ctx->store (and begin the pass in it).
+   Returns 1, 0 if a dry run found no store, -1 with *error_r. */
+static int migrate_backup_open(struct migrate_cmd_context *ctx,
+			       const char **error_r)
+{
+	const struct mailbox_migrate_settings *set = ctx->mctx.set;
+	enum mailbox_migrate_backup_compression compression;
+	int ret;
+
+	if (mailbox_migrate_backup_compression_parse(set->backup_compression,
+						     &compression) < 0)
+		i_unreached(); /* checked by the settings */
+	ret = mailbox_migrate_backup_store_open(ctx->backup_dir, ctx->dry_run ?
+			MAILBOX_MIGRATE_BACKUP_OPEN_READONLY :
+			MAILBOX_MIGRATE_BACKUP_OPEN_CREATE, compression,
+			I_MAX(set->lock_timeout_msecs / 1000, 1),
+			&ctx->store, error_r);
+	if (ret <= 0)
+		return ret;
+	if (ctx->store->cut_bytes > 0) {
+		i_warning("Backup store %s: cut %"PRIuUOFF_T" bytes of an "
+			  "unfinished pass", ctx->backup_dir,
+			  ctx->store->cut_bytes);
+	}
+	if (!ctx->dry_run)
+		mailbox_migrate_backup_store_pass_begin(ctx->store, ioloop_time);
+	return 1;
+}
+
+static int
+migrate_backup_open_late(void *context,
+			 struct mailbox_migrate_backup_store **store_r,
+			 const char **error_r)
+{
+	struct migrate_cmd_context *ctx = context;
+	const char *error;
+	int ret;
+
+	i_assert(!ctx->dry_run);
+	if ((ret = migrate_backup_open(ctx, &error)) <= 0) {
+		*error_r = t_strdup_printf("Backup store %s: %s",
+			ctx->backup_dir, ret < 0 ? error : "doesn't exist");
+		return -1;
+	}
+	*store_r = ctx->store;
+	return 0;
+}
+
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 			const char *full_reason)
 {
@@ -437,15 +489,12 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	set.sync_destination = TRUE;
 	set.source_quiet = source_quiet;
 	set.mailbox_done = migrate_print_row;
-	if (ctx->store != NULL) {
+	if (ctx->store != NULL)
 		set.backup = ctx->store;
-		if (!ctx->dry_run) {
-			mailbox_migrate_backup_store_pass_begin(ctx->store,
-								ioloop_time);
-		}
-	} else {
+	else if (ctx->backup_late_open)
+		set.backup_open = migrate_backup_open_late;
+	else
 		set.get_dst_db = migrate_get_dst_db;
-	}
 	set.context = ctx;
 	ret = mailbox_migrate_pass_run(ctx->user, ctx->dst_user, ctx->db,
 				       &set, &result,
@@ -776,44 +825,42 @@ static int migrate_cutover(struct migrate_cmd_context *ctx,
 
 static int migrate_backup_user(struct migrate_cmd_context *ctx)
 {
-	const struct mailbox_migrate_settings *set = ctx->mctx.set;
-	enum mailbox_migrate_backup_compression compression;
 	const char *dir = ctx->dest_name + 7, *error;
-	const char *full_reason = NULL, *meta_key, *value;
+	const char *full_reason = NULL, *last_pass_key, *files_key, *value;
+	const char *files = NULL, *data_name;
 	uint32_t last_pass, recorded = 0;
 	time_t last_time;
 	bool have_recorded = FALSE;
 	int ret;
 
-	if (mailbox_migrate_backup_compression_parse(set->backup_compression,
-						     &compression) < 0)
-		i_unreached(); /* checked by the settings */
-	ret = mailbox_migrate_backup_store_open(dir, ctx->dry_run ?
-			MAILBOX_MIGRATE_BACKUP_OPEN_READONLY :
-			MAILBOX_MIGRATE_BACKUP_OPEN_CREATE, compression,
-			I_MAX(set->lock_timeout_msecs / 1000, 1),
-			&ctx->store, &error);
-	if (ret < 0) {
+	ctx->backup_dir = dir;
+	last_pass_key = t_strconcat("backup_last_pass:", dir, NULL);
+	files_key = t_strconcat("backup_store_files:", dir, NULL);
+	if (mailbox_migrate_db_meta_get(ctx->db, last_pass_key, &value,
+					&error) > 0 &&
+	    str_to_uint32(value, &recorded) == 0)
+		have_recorded = TRUE;
+	if (mailbox_migrate_db_meta_get(ctx->db, files_key, &files,
+					&error) <= 0)
+		files = NULL;
+
+	if (!ctx->dry_run && !ctx->full && files != NULL &&
+	    mailbox_migrate_backup_store_fingerprint_matches(dir, files)) {
+		/* nobody has written to the store since a pass left it
+		   complete: open it only if this pass brings something (a
+		   pass with nothing to bring then reads only the journal and
+		   the mailbox list index) */
+		ctx->backup_late_open = TRUE;
+	} else if ((ret = migrate_backup_open(ctx, &error)) < 0) {
 		i_error("Backup store %s: %s", dir, error);
 		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
 		return -1;
-	}
-	if (ret == 0) {
+	} else if (ret == 0) {
 		/* a dry run doesn't make the store */
 		i_info("(dry run) %s has no backup store yet: the pass would "
 		       "make it and back up every mailbox", dir);
 		return 0;
-	}
-	if (ctx->store->cut_bytes > 0) {
-		i_warning("Backup store %s: cut %"PRIuUOFF_T" bytes of an "
-			  "unfinished pass", dir, ctx->store->cut_bytes);
-	}
-	meta_key = t_strconcat("backup_last_pass:", dir, NULL);
-	if (mailbox_migrate_db_meta_get(ctx->db, meta_key, &value,
-					&error) > 0 &&
-	    str_to_uint32(value, &recorded) == 0)
-		have_recorded = TRUE;
-	if (ctx->store->index == NULL) {
+	} else if (ctx->store->index == NULL) {
 		/* dry run of an empty store */
 	} else if ((ret = mailbox_migrate_backup_index_last_pass(
 			ctx->store->index, &last_pass, &last_time,
@@ -834,18 +881,33 @@ static int migrate_backup_user(struct migrate_cmd_context *ctx)
 			recorded);
 	}
 	ret = migrate_pass(ctx, FALSE, full_reason);
+	ctx->backup_late_open = FALSE;
+	if (ctx->store == NULL)
+		return ret;
 	if (ret == 0 && !ctx->dry_run &&
 	    (mailbox_migrate_backup_index_last_pass(ctx->store->index,
 			&last_pass, &last_time, &error) < 0 ||
 	     /* a pass that appended nothing leaves it as it was */
 	     ((!have_recorded || recorded != last_pass) &&
-	      mailbox_migrate_db_meta_set(ctx->db, meta_key,
+	      mailbox_migrate_db_meta_set(ctx->db, last_pass_key,
 			dec2str(last_pass), &error) < 0))) {
 		/* only the check above is weaker for it */
 		i_warning("Can't record the backup store's last pass: %s",
 			  error);
 	}
+	data_name = t_strdup(strrchr(ctx->store->data_path, '/') + 1);
 	mailbox_migrate_backup_store_close(&ctx->store);
+	if (ret < 0 || ctx->dry_run)
+		return ret;
+	/* after the close, which checkpointed the index */
+	value = mailbox_migrate_backup_store_fingerprint(dir, data_name);
+	if (value != NULL && null_strcmp(value, files) != 0 &&
+	    mailbox_migrate_db_meta_set(ctx->db, files_key, value,
+					&error) < 0) {
+		/* the next pass opens the store even if it has nothing to
+		   bring */
+		i_warning("Can't record the backup store's files: %s", error);
+	}
 	return ret;
 }
 

@@ -64,6 +64,8 @@ struct mailbox_migrate_pass {
 	const struct mailbox_migrate_pass_settings *set;
 	struct mailbox_migrate_pass_result *result;
 	struct imap_match_glob **globs;
+	/* set->backup, or what set->backup_open gave (NULL until then) */
+	struct mailbox_migrate_backup_store *backup;
 
 	struct timeval start;
 	time_t last_progress;

@@ -1856,8 +1856,9 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 	i_zero(&pass);
 	pass.pool = pool_alloconly_create("mailbox-migrate pass", 1024);
 	p_array_init(&pass.pending_recs, pass.pool, 16);
-	pass.v = set->backup != NULL ? &mailbox_migrate_backup_pass_vfuncs :
-		&pass_location_vfuncs;
+	pass.v = set->backup != NULL || set->backup_open != NULL ?
+		&mailbox_migrate_backup_pass_vfuncs : &pass_location_vfuncs;
+	pass.backup = set->backup;
 	pass.src_user = src_user;
 	pass.dst_user = dst_user;
 	pass.db = db;

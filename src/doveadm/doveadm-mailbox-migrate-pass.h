@@ -30,6 +30,12 @@ struct mailbox_migrate_pass_settings {
 	/* A backup store instead of a mail location (dst_user is then
 	   NULL): the pass appends to it. */
 	struct mailbox_migrate_backup_store *backup;
+	/* Or a backup store opened only when the pass first needs it (a
+	   pass with nothing to bring doesn't touch it). Returns 0 and the
+	   store, or -1 with *error_r. */
+	int (*backup_open)(void *context,
+			   struct mailbox_migrate_backup_store **store_r,
+			   const char **error_r);
 	/* Mailbox name patterns (-m); NULL or empty means all. A pass
 	   limited to some mailboxes doesn't move the checkpoint. */
 	const char *const *mailbox_patterns;

@@ -232,6 +232,53 @@ static bool backup_store_has_data(const char *dir)
 	return found;
 }
 
+static bool
+backup_store_stat_append(string_t *str, const char *path, bool may_be_missing)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		if (errno != ENOENT || !may_be_missing)
+			return FALSE;
+		str_append(str, " -");
+		return TRUE;
+	}
+	str_printfa(str, " %llu:%llu:%lld.%09ld",
+		    (unsigned long long)st.st_ino,
+		    (unsigned long long)st.st_size,
+		    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+	return TRUE;
+}
+
+const char *
+mailbox_migrate_backup_store_fingerprint(const char *dir,
+					 const char *data_name)
+{
+	string_t *str = t_str_new(128);
+
+	str_append(str, data_name);
+	if (!backup_store_stat_append(str, t_strdup_printf("%s/%s", dir,
+			data_name), FALSE) ||
+	    !backup_store_stat_append(str, t_strdup_printf("%s/%s", dir,
+			MAILBOX_MIGRATE_BACKUP_INDEX_NAME), FALSE) ||
+	    !backup_store_stat_append(str, t_strdup_printf("%s/%s-wal", dir,
+			MAILBOX_MIGRATE_BACKUP_INDEX_NAME), TRUE))
+		return NULL;
+	return str_c(str);
+}
+
+bool mailbox_migrate_backup_store_fingerprint_matches(const char *dir,
+						      const char *fingerprint)
+{
+	const char *p = strchr(fingerprint, ' '), *now;
+
+	if (p == NULL)
+		return FALSE;
+	now = mailbox_migrate_backup_store_fingerprint(dir,
+			t_strdup_until(fingerprint, p));
+	return now != NULL && strcmp(now, fingerprint) == 0;
+}
+
 int mailbox_migrate_backup_store_open(const char *dir,
 		enum mailbox_migrate_backup_open_flags flags,
 		enum mailbox_migrate_backup_compression compression,

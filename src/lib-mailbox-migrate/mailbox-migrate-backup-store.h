@@ -72,6 +72,20 @@ int mailbox_migrate_backup_store_open(const char *dir,
 		const char **error_r);
 void mailbox_migrate_backup_store_close(struct mailbox_migrate_backup_store **store);
 
+/* What the store's files are now: the data file data_name (a name in dir,
+   e.g. the base name of store->data_path), the index and its WAL, each by
+   inode, size and mtime. A fingerprint equal to one taken after a pass
+   means nobody has written to (or replaced) the store since. NULL if a
+   file can't be stat()ed. */
+const char *
+mailbox_migrate_backup_store_fingerprint(const char *dir,
+					 const char *data_name);
+
+/* TRUE if the store's files are what fingerprint (an earlier
+   mailbox_migrate_backup_store_fingerprint()) says they were. */
+bool mailbox_migrate_backup_store_fingerprint_matches(const char *dir,
+						      const char *fingerprint);
+
 /* Path of data file generation gen. */
 const char *
 mailbox_migrate_backup_store_data_path(struct mailbox_migrate_backup_store *store,

@@ -197,6 +197,58 @@ def test_incremental_passes(maildir_dovecot):
         m["guid"] for box in contents(d).values() for m in box[1])
 
 
+def store_files_opened(d, *args):
+    """Run a backup pass under strace; the store's files it opened."""
+    trace = os.path.join(d.root, "strace.out")
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", trace,
+         DOVEADM, "-c", d.config, "-f", "json", "mailbox-migrate", "-u",
+         "alice"] +
+        list(args) + [store(d)], capture_output=True, text=True,
+        timeout=120, env=clean_env())
+    assert proc.returncode == 0, proc.stderr
+    with open(trace) as f:
+        return proc, [line for line in f if store_dir(d) + "/" in line]
+
+
+def test_no_change_pass_leaves_the_store_alone(maildir_dovecot):
+    """A pass with nothing to bring doesn't open the store (its lock, index
+    or data file) when the store's files are as the last pass left them;
+    once anything else has written to the store, the next pass opens it
+    (and so checks it against the state file) again."""
+    d = maildir_dovecot
+    for i in range(5):
+        d.deliver("alice", make_message("m %d" % i))
+    backup(d)
+    # and the mailbox list index has settled (see test_migrate)
+    time.sleep(2.1)
+    backup(d)
+    before = d.doveadm_json("mailbox-migrate", "status", "-u", "alice",
+                            store(d))[0]
+    time.sleep(1.1)
+    p, opened = store_files_opened(d)
+    assert "journal pass" in p.stderr
+    assert opened == []
+    after = d.doveadm_json("mailbox-migrate", "status", "-u", "alice",
+                           store(d))[0]
+    # the pass counts as a backup of the user all the same
+    assert after["last_pass"] > before["last_pass"]
+    # the trace can see the store being opened: --full always opens it
+    p, opened = store_files_opened(d, "--full")
+    assert any("index.db" in line for line in opened)
+    # reindex rewrites the index: the next pass opens the store
+    tool(d, "reindex")
+    p, opened = store_files_opened(d)
+    assert any("index.db" in line for line in opened)
+    p, opened = store_files_opened(d)
+    assert opened == []
+    # a change is brought into the store as always
+    d.deliver("alice", make_message("new"))
+    p, opened = store_files_opened(d)
+    assert rows(p)["INBOX"]["copied"] == 1 and opened != []
+    assert backed_up_guids(d) == live_guids(d)
+
+
 def test_point_in_time(maildir_dovecot):
     d = maildir_dovecot
     for i in range(5):
@@ -535,12 +587,18 @@ def test_bad_input(maildir_dovecot):
     # --to needs one mailbox
     p = restore(d, "alice", "--to", "X", check=False)
     assert p.returncode == 64
-    # another process holds the store
+    # another process holds the store: a pass with nothing to bring
+    # doesn't need it; one with mail to bring says so and fails
     import fcntl
     with open(os.path.join(store_dir(d), "lock")) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         p = backup(d, check=False)
+        assert p.returncode == 0 and "0 copied" in p.stderr
+        d.deliver("alice", make_message("y"))
+        p = backup(d, check=False)
         assert p.returncode != 0 and "locked" in p.stderr
+    p = backup(d)
+    assert "1 copied" in p.stderr
 
 
 def test_all_users_bounded_per_device(make_dovecot):
