@@ -1620,8 +1620,11 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	hash_table_create(&hash, pool, 0, str_hash, strcmp);
 	p_array_init(&order, pool, 16);
 	p_array_init(&sub_names, pool, 4);
-	iter = mailbox_migrate_journal_iter_init(pass->db, since_seq, NULL);
-	while (mailbox_migrate_journal_iter_next(iter, &e)) {
+	/* no entries since the checkpoint: nothing to read (a pass with
+	   nothing to bring spends a good part of its time in SQLite) */
+	iter = since_seq >= until_seq ? NULL :
+		mailbox_migrate_journal_iter_init(pass->db, since_seq, NULL);
+	while (iter != NULL && mailbox_migrate_journal_iter_next(iter, &e)) {
 		if (e->seq > until_seq)
 			break;
 		if (e->type == MAILBOX_MIGRATE_JOURNAL_TYPE_GAP) {
@@ -1671,7 +1674,8 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 			i_unreached();
 		}
 	}
-	if (mailbox_migrate_journal_iter_deinit(&iter, &error) < 0) {
+	if (iter != NULL &&
+	    mailbox_migrate_journal_iter_deinit(&iter, &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
 		ret = -2;
 	}
