@@ -213,6 +213,10 @@ backup_pass_store(struct mailbox_migrate_pass *pass)
 {
 	const char *error;
 
+	if (pass->backup == NULL && pass->error_fatal) {
+		/* tried already (and waited for its lock) */
+		return NULL;
+	}
 	if (pass->backup == NULL &&
 	    pass->set->backup_open(pass->set->context, &pass->backup,
 				   &error) < 0) {
