@@ -29,14 +29,14 @@ struct mailbox_migrate_device_slots {
 };
 
 struct mailbox_migrate_device_slots *
-mailbox_migrate_device_slots_init(unsigned int max_devices,
+mailbox_migrate_device_slots_init(unsigned int workers,
 				  unsigned int per_device)
 {
 	struct mailbox_migrate_device_slots *slots;
 	size_t size = sizeof(*slots) +
-		sizeof(struct device_slot) * max_devices;
+		sizeof(struct device_slot) * workers;
 
-	i_assert(per_device > 0 && max_devices > 0);
+	i_assert(per_device > 0 && workers > 0);
 	slots = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (slots == MAP_FAILED)
@@ -44,7 +44,7 @@ mailbox_migrate_device_slots_init(unsigned int max_devices,
 	memset(slots, 0, size);
 	slots->per_device = per_device;
 	/* a worker holds at most one slot at a time */
-	slots->max_slots = max_devices;
+	slots->max_slots = workers;
 	slots->size = size;
 	return slots;
 }

@@ -9,9 +9,9 @@
 
 struct mailbox_migrate_device_slots;
 
-/* Make the table before forking; per_device >= 1. */
+/* Make the table for this many workers before forking; per_device >= 1. */
 struct mailbox_migrate_device_slots *
-mailbox_migrate_device_slots_init(unsigned int max_devices,
+mailbox_migrate_device_slots_init(unsigned int workers,
 				  unsigned int per_device);
 void mailbox_migrate_device_slots_deinit(struct mailbox_migrate_device_slots **slots);
 

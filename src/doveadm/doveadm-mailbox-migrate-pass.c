@@ -98,20 +98,8 @@ static void pass_progress(struct mailbox_migrate_pass *pass)
 		pass->result->total.copied, pass->result->total.expunged);
 }
 
-const char *pass_box_guid(struct mailbox *box)
-{
-	struct mailbox_metadata metadata;
-
-	/* open first: Dovecot asserts on a GUID it failed to make when
-	   the mailbox can't be created (autocreated INBOX, unwritable) */
-	if (mailbox_open(box) < 0 ||
-	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
-		return NULL;
-	return guid_128_to_string(metadata.guid);
-}
-
-/* A listed source mailbox's GUID: from the mailbox list index when it has
-   it, so that the mailbox isn't opened (else as pass_box_guid()). */
+/* A listed (so existing) source mailbox's GUID: from the mailbox list
+   index when it has it, without opening the mailbox. */
 static const char *pass_src_box_guid(struct mailbox *box)
 {
 	struct mailbox_metadata metadata;
@@ -119,6 +107,15 @@ static const char *pass_src_box_guid(struct mailbox *box)
 	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0)
 		return NULL;
 	return guid_128_to_string(metadata.guid);
+}
+
+const char *pass_box_guid(struct mailbox *box)
+{
+	/* open first: Dovecot asserts on a GUID it failed to make when
+	   the mailbox can't be created (autocreated INBOX, unwritable) */
+	if (mailbox_open(box) < 0)
+		return NULL;
+	return pass_src_box_guid(box);
 }
 
 static struct mailbox *

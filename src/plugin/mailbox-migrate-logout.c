@@ -110,6 +110,7 @@ void mailbox_migrate_logout(struct mailbox_migrate_user *muser)
 	const char *dest_name;
 	uint64_t behind;
 
+	/* track_seen: an IMAP or POP3 session, the only logouts */
 	if (!muser->set->on_logout || !muser->track_seen ||
 	    muser->set->destinations[0] == NULL)
 		return;
