@@ -57,12 +57,19 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 				uint32_t uidvalidity, const char **reason_r,
 				const char **error_r)
 {
+	ARRAY_TYPE(seq_range) journaled;
 	struct mail_search_args *search_args;
 	struct mail_search_arg *arg;
 	struct mailbox_transaction_context *t;
 	struct mail_search_context *ctx;
 	struct mail *mail;
 	int ret = 0;
+
+	t_array_init(&journaled, 16);
+	if (mailbox_migrate_journal_get_changed_uids(db, mailbox_guid,
+			uidvalidity, known->witness_seq, &journaled,
+			error_r) < 0)
+		return -1;
 
 	search_args = mail_search_build_init();
 	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
@@ -74,20 +81,14 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 	t = mailbox_transaction_begin(box, 0, __func__);
 	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
 	mail_search_args_unref(&search_args);
-	while (ret == 0 && *reason_r == NULL &&
-	       mailbox_search_next(ctx, &mail)) {
-		ret = mailbox_migrate_journal_has_change_after(db,
-			mailbox_guid, uidvalidity, mail->uid,
-			known->witness_seq, error_r);
-		if (ret > 0)
-			ret = 0;
-		else if (ret == 0) {
+	while (*reason_r == NULL && mailbox_search_next(ctx, &mail)) {
+		if (!seq_range_exists(&journaled, mail->uid)) {
 			*reason_r = t_strdup_printf("UID %u changed (modseq "
 				"%llu) without a journal entry", mail->uid,
 				(unsigned long long)mail_get_modseq(mail));
 		}
 	}
-	if (mailbox_search_deinit(&ctx) < 0 && ret == 0) {
+	if (mailbox_search_deinit(&ctx) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		ret = -1;
 	}

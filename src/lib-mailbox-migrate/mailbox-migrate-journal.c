@@ -158,6 +158,7 @@ int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
 				       &stmt, error_r) < 0)
 		return -1;
 	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 2, (sqlite3_int64)mbox_r->witness_seq);
 	ret = mailbox_migrate_db_step(db, stmt, error_r);
 	if (ret < 0)
 		return -1;
@@ -410,47 +411,50 @@ void mailbox_migrate_journal_set_incomplete(
 	}
 }
 
-static int
-mailbox_migrate_journal_exists(struct mailbox_migrate_db *db, const char *sql,
-			       const char *mailbox_guid, uint32_t uidvalidity,
-			       uint32_t uid, bool with_seq, uint64_t seq,
-			       const char **error_r)
+int mailbox_migrate_journal_has_expunge(struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					uint32_t uidvalidity, uint32_t uid,
+					const char **error_r)
 {
 	sqlite3_stmt *stmt;
 	int ret;
 
-	if (mailbox_migrate_db_prepare(db, sql, &stmt, error_r) < 0)
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_journal_has_expunge,
+			&stmt, error_r) < 0)
 		return -1;
 	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 2, uid);
 	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
-	if (with_seq)
-		(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)seq);
 	ret = mailbox_migrate_db_step(db, stmt, error_r);
 	if (ret > 0)
 		(void)sqlite3_reset(stmt);
 	return ret;
 }
 
-int mailbox_migrate_journal_has_expunge(struct mailbox_migrate_db *db,
-					const char *mailbox_guid,
-					uint32_t uidvalidity, uint32_t uid,
-					const char **error_r)
-{
-	return mailbox_migrate_journal_exists(db,
-		mailbox_migrate_sql_journal_has_expunge, mailbox_guid,
-		uidvalidity, uid, FALSE, 0, error_r);
-}
-
-int mailbox_migrate_journal_has_change_after(struct mailbox_migrate_db *db,
+int mailbox_migrate_journal_get_changed_uids(struct mailbox_migrate_db *db,
 					     const char *mailbox_guid,
-					     uint32_t uidvalidity, uint32_t uid,
-					     uint64_t seq,
+					     uint32_t uidvalidity, uint64_t seq,
+					     ARRAY_TYPE(seq_range) *uids,
 					     const char **error_r)
 {
-	return mailbox_migrate_journal_exists(db,
-		mailbox_migrate_sql_journal_has_change, mailbox_guid,
-		uidvalidity, uid, TRUE, seq, error_r);
+	sqlite3_stmt *stmt;
+	int ret;
+
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_journal_changed_uids,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+	(void)sqlite3_bind_text(stmt, 2, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
+	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) {
+		seq_range_array_add(uids,
+			(uint32_t)sqlite3_column_int64(stmt, 0));
+	}
+	if (ret == 0)
+		(void)sqlite3_reset(stmt);
+	return ret;
 }
 
 struct mailbox_migrate_journal_iter *

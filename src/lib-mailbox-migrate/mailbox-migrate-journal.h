@@ -2,6 +2,7 @@
 #define MAILBOX_MIGRATE_JOURNAL_H
 
 #include "mail-types.h"
+#include "seq-range-array.h"
 
 struct mailbox_migrate_db;
 
@@ -181,12 +182,13 @@ int mailbox_migrate_journal_has_expunge(struct mailbox_migrate_db *db,
 					const char *mailbox_guid,
 					uint32_t uidvalidity, uint32_t uid,
 					const char **error_r);
-/* Returns 1 if the journal has a save, copy, flag or keyword change of uid
-   in the mailbox written after seq, 0 if not, -1 on error. */
-int mailbox_migrate_journal_has_change_after(struct mailbox_migrate_db *db,
+/* Add to uids every UID of the mailbox that has a save, copy, flag or
+   keyword change written after seq (one read of those entries, not of
+   the journal before them). Returns 0, or -1 on error. */
+int mailbox_migrate_journal_get_changed_uids(struct mailbox_migrate_db *db,
 					     const char *mailbox_guid,
-					     uint32_t uidvalidity, uint32_t uid,
-					     uint64_t seq,
+					     uint32_t uidvalidity, uint64_t seq,
+					     ARRAY_TYPE(seq_range) *uids,
 					     const char **error_r);
 
 /* Iterate entries with seq > since_seq, of one mailbox (plus the GAP

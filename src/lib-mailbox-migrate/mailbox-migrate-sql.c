@@ -3,18 +3,17 @@
 #include "lib.h"
 #include "mailbox-migrate-sql.h"
 
-/* journal: one row per change, seq strictly increasing and never reused
-   (AUTOINCREMENT), keyed by mailbox GUID so history follows renames;
-   modseq is the mailbox index's highest modseq right after the commit
-   that made the change. mailbox: what the journal knows of each mailbox;
-   witness_modseq/witness_seq keep that modseq for commits without entries
-   and for pruned entries, so that a reader can tell when the index holds
-   changes the journal never saw; lost_acked is how many of the commits
-   the mailbox index counts as not journaled a full comparison has made
-   good. One journal index only: every index costs a page write per
-   commit, on the hot path of every delivery and flag change.
+/* journal: one row per change, seq strictly increasing and never reused,
+   keyed by mailbox GUID so history follows renames; modseq is the mailbox
+   index's highest modseq right after the commit that made the change.
+   mailbox: what the journal knows of each mailbox; witness_modseq/
+   witness_seq keep that modseq for commits without entries and for pruned
+   entries, so that a reader can tell when the index holds changes the
+   journal never saw; lost_acked is how many of the commits the mailbox
+   index counts as not journaled a full comparison has made good.
    seen: the highest UIDNEXT an IMAP/POP3 client was shown. destination:
-   per destination checkpoint (the journal seq it has taken). */
+   per destination checkpoint (the journal seq it has taken). Schema 1 as
+   first released; schema 3 rebuilds its journal table. */
 static const char mailbox_migrate_sql_schema_v1[] =
 "CREATE TABLE meta (\n"
 "  key TEXT PRIMARY KEY NOT NULL,\n"
@@ -83,9 +82,51 @@ static const char mailbox_migrate_sql_schema_v2[] =
 "  PRIMARY KEY (destination, mailbox_guid)\n"
 ");\n";
 
+/* Every page a commit changes is a WAL frame (two writes) and most of the
+   cost of a journal append, on the hot path of every delivery and flag
+   change. Schema 3 makes an append change one page, the table's last leaf:
+   - no AUTOINCREMENT (its sqlite_sequence row was a page per commit):
+     seq is then MAX(seq) + 1, so the journal must never lose its newest
+     entry; pruning keeps it. A fully pruned journal of schema 2 gets a gap
+     entry at the sequence it had reached, for the same reason.
+   - only partial indexes, on expunges (a pass proving that every expunge
+     the index shows was journaled) and on gaps (every pass asks for the
+     last one); other entries don't touch them. Per mailbox lookups read
+     the seq range after the mailbox's witness instead. */
+static const char mailbox_migrate_sql_schema_v3[] =
+"CREATE TABLE journal_v3 (\n"
+"  seq INTEGER PRIMARY KEY,\n"
+"  time INTEGER NOT NULL,\n"
+"  type TEXT NOT NULL,\n"
+"  mailbox_guid TEXT NOT NULL,\n"
+"  uidvalidity INTEGER NOT NULL DEFAULT 0,\n"
+"  uid INTEGER NOT NULL DEFAULT 0,\n"
+"  message_guid TEXT,\n"
+"  flags INTEGER,\n"
+"  keywords TEXT,\n"
+"  name TEXT,\n"
+"  old_name TEXT,\n"
+"  service TEXT,\n"
+"  modseq INTEGER NOT NULL DEFAULT 0\n"
+");\n"
+"INSERT INTO journal_v3 SELECT seq, time, type, mailbox_guid, uidvalidity, "
+"uid, message_guid, flags, keywords, name, old_name, service, modseq "
+"FROM journal;\n"
+"INSERT INTO journal_v3 (seq, time, type, mailbox_guid, name) "
+"SELECT seq, CAST(strftime('%s', 'now') AS INTEGER), 'gap', '', "
+"'entries up to this one were pruned before schema 3' "
+"FROM sqlite_sequence WHERE name = 'journal' AND "
+"seq > IFNULL((SELECT MAX(seq) FROM journal), 0);\n"
+"DROP TABLE journal;\n"
+"ALTER TABLE journal_v3 RENAME TO journal;\n"
+"CREATE INDEX journal_expunge ON journal (mailbox_guid, uid) "
+"WHERE type = 'expunge';\n"
+"CREATE INDEX journal_gap ON journal (seq) WHERE type = 'gap';\n";
+
 const char *const mailbox_migrate_sql_upgrades[] = {
 	mailbox_migrate_sql_schema_v1,
 	mailbox_migrate_sql_schema_v2,
+	mailbox_migrate_sql_schema_v3,
 };
 
 const char mailbox_migrate_sql_meta_get[] =
@@ -117,21 +158,24 @@ const char mailbox_migrate_sql_journal_iter_mailbox[] =
 	"ORDER BY seq";
 const char mailbox_migrate_sql_journal_count_after[] =
 	"SELECT COUNT(*) FROM journal WHERE seq > ?1";
+/* the newest entry stays: it holds the sequence the next entry follows */
 const char mailbox_migrate_sql_journal_prune[] =
-	"DELETE FROM journal WHERE seq <= ?1";
+	"DELETE FROM journal WHERE seq <= ?1 AND "
+	"seq < (SELECT MAX(seq) FROM journal)";
 /* before pruning: keep the witness the dropped entries carried */
 const char mailbox_migrate_sql_mailbox_fold_witness[] =
 	"UPDATE mailbox SET "
-	"witness_seq = CASE WHEN IFNULL((SELECT MAX(modseq) FROM journal "
-	"WHERE mailbox_guid = mailbox.guid AND seq <= ?1), 0) > witness_modseq "
+	"witness_seq = CASE WHEN j.modseq > witness_modseq "
 	"THEN ?1 ELSE witness_seq END, "
-	"witness_modseq = MAX(witness_modseq, IFNULL((SELECT MAX(modseq) "
-	"FROM journal WHERE mailbox_guid = mailbox.guid AND seq <= ?1), 0))";
+	"witness_modseq = MAX(witness_modseq, j.modseq) "
+	"FROM (SELECT mailbox_guid, MAX(modseq) AS modseq FROM journal "
+	"WHERE seq <= ?1 GROUP BY mailbox_guid) AS j "
+	"WHERE mailbox.guid = j.mailbox_guid";
 /* cheap bounds for pruning: seqs are dense but for rolled back inserts */
 const char mailbox_migrate_sql_journal_bounds[] =
 	"SELECT MIN(seq), MAX(seq) FROM journal";
 const char mailbox_migrate_sql_journal_max_seq[] =
-	"SELECT seq FROM sqlite_sequence WHERE name = 'journal'";
+	"SELECT MAX(seq) FROM journal";
 
 const char mailbox_migrate_sql_mailbox_upsert[] =
 	"INSERT INTO mailbox (guid, name, uidvalidity, witness_modseq, "
@@ -149,17 +193,19 @@ const char mailbox_migrate_sql_mailbox_deleted[] =
 const char mailbox_migrate_sql_mailbox_get[] =
 	"SELECT name, uidvalidity, witness_modseq, witness_seq, deleted, "
 	"lost_acked FROM mailbox WHERE guid = ?1";
-/* the entries' witness: highest modseq and the first entry that has it */
+/* the entries' witness: highest modseq and the first entry that has it,
+   among the entries after the mailbox record's witness_seq (those before
+   it were folded into the record when pruned, or were older than the
+   commit that set it) */
 const char mailbox_migrate_sql_journal_witness[] =
-	"SELECT modseq, MIN(seq) FROM journal WHERE mailbox_guid = ?1 AND "
-	"modseq = (SELECT MAX(modseq) FROM journal WHERE mailbox_guid = ?1)";
+	"SELECT modseq, seq FROM journal WHERE seq > ?2 AND "
+	"mailbox_guid = ?1 ORDER BY modseq DESC, seq LIMIT 1";
 const char mailbox_migrate_sql_journal_has_expunge[] =
 	"SELECT 1 FROM journal WHERE mailbox_guid = ?1 AND uid = ?2 "
 	"AND uidvalidity = ?3 AND type = 'expunge' LIMIT 1";
-const char mailbox_migrate_sql_journal_has_change[] =
-	"SELECT 1 FROM journal WHERE mailbox_guid = ?1 AND uid = ?2 "
-	"AND uidvalidity = ?3 AND seq > ?4 "
-	"AND type IN ('save', 'copy', 'flags', 'keywords') LIMIT 1";
+const char mailbox_migrate_sql_journal_changed_uids[] =
+	"SELECT uid FROM journal WHERE seq > ?1 AND mailbox_guid = ?2 "
+	"AND uidvalidity = ?3 AND type IN ('save', 'copy', 'flags', 'keywords')";
 
 const char mailbox_migrate_sql_seen_get[] =
 	"SELECT seen_uidnext, seen_at, seen_by FROM seen "

@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
 #include "unlink-directory.h"
 #include "test-common.h"
 #include "mailbox-migrate-db.h"
@@ -106,6 +107,7 @@ static void test_journal_append_iter(void)
 	const struct mailbox_migrate_journal_entry *e;
 	struct mailbox_migrate_journal_range range;
 	const char *error;
+	ARRAY_TYPE(seq_range) uids;
 	uint64_t seqs[5], last_seq = 0;
 	unsigned int n;
 
@@ -174,12 +176,23 @@ static void test_journal_append_iter(void)
 							&error) == 0);
 	test_assert(mailbox_migrate_journal_has_expunge(db, GUID_B, 99, 1,
 							&error) == 0);
-	test_assert(mailbox_migrate_journal_has_change_after(db, GUID_A, 1234,
-			1, seqs[1], &error) == 1);
-	test_assert(mailbox_migrate_journal_has_change_after(db, GUID_A, 1234,
-			1, seqs[2], &error) == 0);
-	test_assert(mailbox_migrate_journal_has_change_after(db, GUID_B, 1234,
-			1, 0, &error) == 1);
+	t_array_init(&uids, 4);
+	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_A, 1234,
+			seqs[1], &uids, &error) == 0);
+	test_assert(seq_range_count(&uids) == 1 &&
+		    seq_range_exists(&uids, 1));
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_A, 1234,
+			seqs[2], &uids, &error) == 0);
+	test_assert(array_count(&uids) == 0);
+	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_A, 99,
+			0, &uids, &error) == 0);
+	test_assert(array_count(&uids) == 0);
+	/* GUID_B's expunge is not a change of a mail that is still there */
+	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_B, 1234,
+			0, &uids, &error) == 0);
+	test_assert(seq_range_count(&uids) == 1 &&
+		    seq_range_exists(&uids, 1));
 	mailbox_migrate_db_close(&db);
 	test_end();
 }
@@ -236,9 +249,18 @@ static void test_journal_gap_and_prune(void)
 	test_assert(c.incomplete_since == range.first_seq - 1);
 	test_assert(strstr(c.reason, "size bound") != NULL);
 
-	/* sequence numbers are never given twice, even after pruning all */
-	test_assert(mailbox_migrate_db_exec(db, "DELETE FROM journal",
-					    &error) == 0);
+	/* sequence numbers are never given twice, even when every
+	   destination took everything: pruning keeps the newest entry */
+	test_assert(mailbox_migrate_db_exec(db, t_strdup_printf(
+		"UPDATE destination SET checkpoint_seq = %llu",
+		(unsigned long long)seq), &error) == 0);
+	test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+	test_assert(mailbox_migrate_journal_prune(db, 100, &error) == 0);
+	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
+	test_assert(mailbox_migrate_journal_get_range(db, NULL, &range,
+						      &error) == 0);
+	test_assert(range.entries == 1 && range.first_seq == seq &&
+		    range.last_seq == seq);
 	test_assert(mailbox_migrate_journal_get_last_seq(db, &last_seq,
 							 &error) == 0);
 	test_assert(last_seq == seq);
@@ -340,12 +362,16 @@ static void test_journal_mailbox(void)
 	test_assert(mbox.witness_modseq == 11 && mbox.witness_seq == 6);
 
 	/* entries carry the modseq of their commit: the witness is the
-	   highest, with the first seq that has it */
+	   highest, with the first seq that has it, among the entries after
+	   the record's witness seq (6: other mailboxes' entries first) */
 	{
 		struct mailbox_migrate_journal_entry e;
 		unsigned int i;
 
 		test_assert(mailbox_migrate_db_begin(db, &error) == 0);
+		for (i = 0; i < 6; i++)
+			test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE,
+				    GUID_B, i + 1, NULL);
 		for (i = 0; i < 3; i++) {
 			i_zero(&e);
 			e.type = MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS;
@@ -359,19 +385,19 @@ static void test_journal_mailbox(void)
 		test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A,
 				&mbox, &error) == 1);
 		test_assert(mbox.witness_modseq == 20);
-		test_assert(mbox.witness_seq == 1);
+		test_assert(mbox.witness_seq == 7);
 		/* pruning keeps the witness the entries had */
 		test_assert(mailbox_migrate_db_begin(db, &error) == 0);
 		test_assert(mailbox_migrate_db_exec(db,
 			"INSERT INTO destination (name, checkpoint_seq) "
-			"VALUES ('x', 3)", &error) == 0);
+			"VALUES ('x', 9)", &error) == 0);
 		test_assert(mailbox_migrate_journal_prune(db, 100,
 							  &error) == 0);
 		test_assert(mailbox_migrate_db_commit(db, &error) == 0);
 		test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A,
 				&mbox, &error) == 1);
 		test_assert(mbox.witness_modseq == 20);
-		test_assert(mbox.witness_seq == 3);
+		test_assert(mbox.witness_seq == 9);
 	}
 	test_assert(!mbox.deleted);
 	test_assert(mailbox_migrate_journal_mark_deleted(db, GUID_A,

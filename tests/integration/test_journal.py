@@ -240,8 +240,8 @@ def test_journal_file_is_private(maildir_dovecot):
     # the WAL is as private as the file
     st = os.stat(d.db_path("alice") + "-wal")
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == d.pw.pw_uid
-    # schema 2: destination_mailbox for the migration passes
-    assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 2
+    # schema 3: destination_mailbox (2), no AUTOINCREMENT (3)
+    assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 3
 
 
 def test_modseqs_stay_internal(maildir_dovecot):
@@ -271,30 +271,104 @@ def test_modseqs_stay_internal(maildir_dovecot):
     c.logout()
 
 
+OLD_JOURNAL_TABLE = """CREATE TABLE journal (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  time INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  mailbox_guid TEXT NOT NULL,
+  uidvalidity INTEGER NOT NULL DEFAULT 0,
+  uid INTEGER NOT NULL DEFAULT 0,
+  message_guid TEXT,
+  flags INTEGER,
+  keywords TEXT,
+  name TEXT,
+  old_name TEXT,
+  service TEXT,
+  modseq INTEGER NOT NULL DEFAULT 0
+)"""
+
+
+def make_old_schema(path, version, sequence=None):
+    """Turn a state file back into one of schema 1 or 2 as released: the
+    journal with AUTOINCREMENT (sequence: what its sqlite_sequence says,
+    as after pruning) and its one index; schema 1 without the migration's
+    table."""
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE journal RENAME TO journal_new")
+    conn.execute(OLD_JOURNAL_TABLE)
+    conn.execute("INSERT INTO journal SELECT * FROM journal_new")
+    conn.execute("DROP TABLE journal_new")
+    conn.execute("CREATE INDEX journal_mailbox_uid ON journal "
+                 "(mailbox_guid, uid)")
+    if sequence is not None:
+        conn.execute("UPDATE sqlite_sequence SET seq = ? "
+                     "WHERE name = 'journal'", (sequence,))
+    if version < 2:
+        conn.execute("DROP TABLE destination_mailbox")
+    conn.execute("PRAGMA user_version = %d" % version)
+    conn.commit()
+    conn.close()
+
+
 def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
     """A state file of schema 1 (the first release) is upgraded in place by
     the next session: same journal_id (destination checkpoints stay valid),
-    entries kept, the migration's table added."""
-    import sqlite3
+    entries and their seqs kept, the migration's table added, the journal
+    table rebuilt without AUTOINCREMENT and with its partial indexes."""
     d = maildir_dovecot
     d.deliver("alice", make_message("one"))
+    d.deliver("alice", make_message("two"))
     path = d.db_path("alice")
-    conn = sqlite3.connect(path)
-    journal_id = conn.execute(
-        "SELECT value FROM meta WHERE key = 'journal_id'").fetchone()[0]
-    conn.execute("DROP TABLE destination_mailbox")
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
+    before = d.journal_entries("alice")
+    journal_id = db_query(path, "SELECT value FROM meta WHERE key = "
+                          "'journal_id'")[0][0]
+    make_old_schema(path, 1)
     # as after a package upgrade: new processes (an LMTP process keeps
     # its users' state files open)
     d.stop()
     d.start()
-    d.deliver("alice", make_message("two"))
-    assert db_query(path, "PRAGMA user_version")[0][0] == 2
+    d.deliver("alice", make_message("three"))
+    assert db_query(path, "PRAGMA user_version")[0][0] == 3
     assert db_query(path, "SELECT value FROM meta WHERE key = "
                     "'journal_id'")[0][0] == journal_id
     assert db_query(path, "SELECT COUNT(*) FROM destination_mailbox")[0][0] \
         == 0
-    saves = [e for e in d.journal_entries("alice") if e["type"] == "save"]
-    assert len(saves) == 2
+    sql = db_query(path, "SELECT sql FROM sqlite_master WHERE "
+                   "name = 'journal'")[0][0]
+    assert "AUTOINCREMENT" not in sql
+    assert sorted(r[0] for r in db_query(
+        path, "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+        "tbl_name = 'journal'")) == ["journal_expunge", "journal_gap"]
+    after = d.journal_entries("alice")
+    assert [(e["seq"], e["type"], e["guid"]) for e in after[:-1]] \
+        == [(e["seq"], e["type"], e["guid"]) for e in before]
+    assert after[-1]["type"] == "save" and \
+        after[-1]["seq"] == before[-1]["seq"] + 1
+
+
+def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
+    """A schema 2 journal that every destination had taken in full was
+    empty, its sequence kept only by AUTOINCREMENT. After the upgrade the
+    next entry still comes after every seq given before, and a reader at
+    that sequence reads just the new entry."""
+    import sqlite3
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    path = d.db_path("alice")
+    last = d.journal_entries("alice")[-1]["seq"]
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM journal")
+    conn.commit()
+    conn.close()
+    make_old_schema(path, 2, sequence=last + 40)
+    d.stop()
+    d.start()
+    d.deliver("alice", make_message("two"))
+    assert db_query(path, "PRAGMA user_version")[0][0] == 3
+    entries = d.journal_entries("alice")
+    assert [(e["seq"], e["type"]) for e in entries] == \
+        [(last + 40, "gap"), (last + 41, "save")]
+    assert "pruned" in entries[0]["name"]
+    since = d.journal_entries("alice", since=last + 40)
+    assert [e["type"] for e in since] == ["save"]
