@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "strnum.h"
 #include "ioloop.h"
 #include "hash.h"
 #include "guid.h"
@@ -190,16 +191,21 @@ int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 					uint64_t witness_seq,
 					const char **error_r)
 {
-	const char *value, *known;
+	const char *known, *p;
 	char *orig_key, *orig_value;
+	uint32_t known_uidvalidity;
 
-	value = t_strdup_printf("%u/%s", uidvalidity, name);
 	if (!hash_table_is_created(muser->mailbox_cache)) {
 		hash_table_create(&muser->mailbox_cache, muser->user->pool, 0,
 				  str_hash, strcmp);
 	}
+	/* "<uidvalidity>/<name>" as last written, compared without
+	   formatting: this runs at every commit */
 	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
-	if (witness_modseq == 0 && known != NULL && strcmp(known, value) == 0)
+	if (witness_modseq == 0 && known != NULL &&
+	    str_parse_uint32(known, &known_uidvalidity, &p) == 0 &&
+	    *p == '/' && known_uidvalidity == uidvalidity &&
+	    strcmp(p + 1, name) == 0)
 		return 0;
 	if (mailbox_migrate_journal_update_mailbox(db, mailbox_guid, name,
 			uidvalidity, witness_modseq, witness_seq, error_r) < 0)
@@ -209,7 +215,8 @@ int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 				    &orig_key, &orig_value))
 		orig_key = p_strdup(muser->user->pool, mailbox_guid);
 	hash_table_update(muser->mailbox_cache, orig_key,
-			  p_strdup(muser->user->pool, value));
+			  p_strdup_printf(muser->user->pool, "%u/%s",
+					  uidvalidity, name));
 	return 0;
 }
 
