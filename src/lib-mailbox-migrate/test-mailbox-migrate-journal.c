@@ -188,11 +188,15 @@ static void test_journal_append_iter(void)
 	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_A, 99,
 			0, &uids, &error) == 0);
 	test_assert(array_count(&uids) == 0);
-	/* GUID_B's expunge is not a change of a mail that is still there */
 	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_B, 1234,
 			0, &uids, &error) == 0);
 	test_assert(seq_range_count(&uids) == 1 &&
 		    seq_range_exists(&uids, 1));
+	/* after GUID_B's save only its expunge: not a change of a mail */
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_changed_uids(db, GUID_B, 1234,
+			seqs[1], &uids, &error) == 0);
+	test_assert(array_count(&uids) == 0);
 	mailbox_migrate_db_close(&db);
 	test_end();
 }
