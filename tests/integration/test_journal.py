@@ -1,6 +1,7 @@
 """The change journal under real IMAP, LMTP and doveadm traffic."""
 
 import socket
+import subprocess
 
 import os
 
@@ -372,3 +373,35 @@ def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
     assert "pruned" in entries[0]["name"]
     since = d.journal_entries("alice", since=last + 40)
     assert [e["type"] for e in since] == ["save"]
+
+
+def test_index_shows_changes_the_journal_missed(maildir_dovecot):
+    """Flag changes and expunges made by a process without the plugin move
+    the mailbox index but write no entry: the journal says it is
+    incomplete and names the UID, while changes it did record leave it
+    complete."""
+    d = maildir_dovecot
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    c = d.imap("alice")
+    c.create("Other")
+    for i in range(2):
+        c.append("Other", None, None, make_message("o%d" % i))
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
+    assert rows["Other"]["complete"] == "yes", rows["Other"]["reason"]
+
+    no_plugin = ["/usr/bin/doveadm", "-c", d.config, "-o", "mail_plugins="]
+    subprocess.run(no_plugin + ["flags", "add", "-u", "alice", r"\Seen",
+                                "mailbox", "INBOX", "uid", "2"], check=True)
+    subprocess.run(no_plugin + ["expunge", "-u", "alice", "mailbox", "Other",
+                                "uid", "1"], check=True)
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no"
+    assert "UID 2 changed" in rows["INBOX"]["reason"]
+    assert rows["Other"]["complete"] == "no"
+    assert "UID 1 was expunged without a journal entry" in \
+        rows["Other"]["reason"]
