@@ -19,6 +19,7 @@ import argparse
 import importlib.util
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +32,10 @@ spec = importlib.util.spec_from_file_location(
     "bench_migrate", os.path.join(HERE, "bench-migrate.py"))
 bm = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bm)
+
+# no-change runs timed after the first (which warms up), each tool's
+# alternating with the other's; the table gives their median
+NO_CHANGE_RUNS = 4
 
 
 def du(path):
@@ -84,8 +89,8 @@ def main():
         res = {}
 
         def record(name, r):
-            res[name] = r
-            print("  %-22s %8.2f s  cpu %7.2f s" % (name, r[0], r[1]),
+            res.setdefault(name, []).append(r)
+            print("  %-22s %8.3f s  cpu %7.3f s" % (name, r[0], r[1]),
                   flush=True)
 
         record("ours gz full", ours(d, gz_store, args.workers))
@@ -95,7 +100,9 @@ def main():
         record("tar|zstd -1", tar_compress(homes, out + "/spool.tar.zst",
                                            "zstd -1 -q"))
         record("rsync first", bm.rsync(homes, out + "/rsync"))
-        for rep in range(2):
+        # the first no-change runs warm up; the table gives the median
+        # of the runs after them, ours and rsync's alternating
+        for rep in range(NO_CHANGE_RUNS + 1):
             record("ours no-change", ours(d, gz_store, args.workers))
             record("rsync no-change", bm.rsync(homes, out + "/rsync"))
         changed = bm.change_one_percent(d, users, args.messages, args.seed)
@@ -137,25 +144,31 @@ def main():
         print("%-34s %10s %12s %10s" % ("", "seconds", "MB/s", "vs ours"))
 
         def line(name, secs, ref=None, mb=True):
-            print("%-34s %10.2f %12s %10s" % (
+            print("%-34s %10.3f %12s %10s" % (
                 name, secs, "%.0f" % (size / 1e6 / secs) if mb else "",
                 "" if ref is None else "%.1fx" % (secs / ref)))
 
-        og, oz = res["ours gz full"][0], res["ours zstd full"][0]
+        def secs(name):
+            return res[name][0][0]
+
+        def median_after_first(name):
+            return statistics.median(r[0] for r in res[name][1:])
+
+        og, oz = secs("ours gz full"), secs("ours zstd full")
         line("full: ours, gz store", og)
-        line("full: tar | gzip -1", res["tar|gzip -1"][0], og)
+        line("full: tar | gzip -1", secs("tar|gzip -1"), og)
         line("full: ours, zstd store", oz)
-        line("full: tar | zstd -1", res["tar|zstd -1"][0], oz)
-        nc = res["ours no-change"][0]
-        line("no-change: ours (2nd run)", nc, mb=False)
-        line("no-change: rsync -a (2nd run)", res["rsync no-change"][0],
-             nc, mb=False)
-        c1 = res["ours 1%-change"][0]
+        line("full: tar | zstd -1", secs("tar|zstd -1"), oz)
+        nc = median_after_first("ours no-change")
+        label = "(median of runs 2-%d)" % (NO_CHANGE_RUNS + 1)
+        line("no-change: ours " + label, nc, mb=False)
+        line("no-change: rsync -a " + label,
+             median_after_first("rsync no-change"), nc, mb=False)
+        c1 = secs("ours 1%-change")
         line("1%-change: ours", c1, mb=False)
-        line("1%-change: rsync -a", res["rsync 1%-change"][0], c1,
-             mb=False)
-        line("restore, all users: ours", res["ours restore"][0])
-        line("verify, all users: ours", res["ours verify"][0])
+        line("1%-change: rsync -a", secs("rsync 1%-change"), c1, mb=False)
+        line("restore, all users: ours", secs("ours restore"))
+        line("verify, all users: ours", secs("ours verify"))
         print()
         print("store sizes: ours gz %.1f MB, tar.gz %.1f MB (%.2fx); "
               "ours zstd %.1f MB, tar.zst %.1f MB (%.2fx)" % (

@@ -26,6 +26,7 @@ import random
 import resource
 import shutil
 import stat
+import statistics
 import subprocess
 import sys
 import time
@@ -126,6 +127,10 @@ def generate(d, users, per_user, seed, realistic=False):
 
 # --config-file: the timed doveadm runs parse dovecot.conf themselves
 CONFIG_FILE = False
+
+# no-change runs timed after the first (which warms up), the tools
+# alternating; the table gives their median
+NO_CHANGE_RUNS = 4
 
 
 def doveadm_config(d):
@@ -232,8 +237,8 @@ def main():
         results = {}
 
         def record(tool, stage, r):
-            results[(tool, stage)] = r
-            print("  %-8s %-10s %8.2f s  cpu %7.2f s" % (tool, stage, r[0],
+            results.setdefault((tool, stage), []).append(r)
+            print("  %-8s %-10s %8.3f s  cpu %7.3f s" % (tool, stage, r[0],
                                                          r[1]), flush=True)
 
         subprocess.run(["sync"])
@@ -242,7 +247,9 @@ def main():
         record("dsync", "first", dsync(d, users, out + "/dsync",
                                        args.workers))
         record("rsync", "first", rsync(homes, out + "/rsync"))
-        for rep in range(2):
+        # the first no-change runs warm up; the table gives the median
+        # of the runs after them, the tools alternating
+        for rep in range(NO_CHANGE_RUNS + 1):
             record("ours", "no-change", ours(d, "sdbox:%s/ours/%%u" % out,
                                              args.workers))
             record("dsync", "no-change", dsync(d, users, out + "/dsync",
@@ -273,15 +280,21 @@ def main():
         print("%-10s %12s %12s %12s %14s %14s" % (
             "stage", "ours (s)", "dsync (s)", "rsync (s)", "dsync/ours",
             "rsync/ours"))
+        def secs(tool, stage):
+            runs = [r[0] for r in results[(tool, stage)]]
+            return statistics.median(runs[1:]) if len(runs) > 1 \
+                else runs[0]
+
         for stage in ("first", "no-change", "1%-change"):
-            o = results[("ours", stage)][0]
-            ds = results[("dsync", stage)][0]
-            rs = results[("rsync", stage)][0]
-            print("%-10s %12.2f %12.2f %12.2f %13.1fx %13.1fx" % (
+            o = secs("ours", stage)
+            ds = secs("dsync", stage)
+            rs = secs("rsync", stage)
+            print("%-10s %12.3f %12.3f %12.3f %13.1fx %13.1fx" % (
                 stage, o, ds, rs, ds / o, rs / o))
-        print("(no-change: the second of two runs; max RSS of any child: "
-              "%d MB)" % (resource.getrusage(resource.RUSAGE_CHILDREN)
-                          .ru_maxrss // 1024))
+        print("(no-change: the median of runs 2 to %d; max RSS of any "
+              "child: %d MB)" % (NO_CHANGE_RUNS + 1,
+                                 resource.getrusage(resource.RUSAGE_CHILDREN)
+                                 .ru_maxrss // 1024))
     finally:
         if args.keep:
             d.stop()
