@@ -141,10 +141,10 @@ def main():
               "in the 1%% stage, %d workers, warm cache" % (
                   args.users, args.messages, size / 1e9, changed,
                   args.workers))
-        print("%-34s %10s %12s %10s" % ("", "seconds", "MB/s", "vs ours"))
+        print("%-44s %10s %12s %10s" % ("", "seconds", "MB/s", "vs ours"))
 
         def line(name, secs, ref=None, mb=True):
-            print("%-34s %10.3f %12s %10s" % (
+            print("%-44s %10.3f %12s %10s" % (
                 name, secs, "%.0f" % (size / 1e6 / secs) if mb else "",
                 "" if ref is None else "%.1fx" % (secs / ref)))
 
