@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -41,6 +42,28 @@
    logout pass doesn't wait: the running pass takes its changes, or the
    next logout will) */
 #define MIGRATE_PASS_LOCK_WAIT_SECS 60
+
+/* A worker records its users' passes once one syncfs() per filesystem
+   has made several users' destinations durable, rather than one syncfs()
+   per user: at most this many users' records wait, for at most this long
+   (their pass locks are held until then). */
+#define MIGRATE_DEFER_MAX_USERS 32
+#define MIGRATE_DEFER_MAX_MSECS 1000
+
+/* A pass whose record waits for the syncfs() of its destination. */
+struct migrate_deferred {
+	const char *username, *dest_name;
+	struct mailbox_migrate_db *db;
+	int pass_lock_fd;
+	struct file_lock *pass_lock;
+	struct mailbox_migrate_pass_record *record;
+};
+
+/* A filesystem the waiting passes wrote to, and a directory on it. */
+struct migrate_sync_root {
+	dev_t dev;
+	const char *path;
+};
 
 struct migrate_worker {
 	pid_t pid;
@@ -79,6 +102,17 @@ struct migrate_cmd_context {
 	int users_fd;
 	/* in a worker: where its rows go */
 	int rows_fd;
+	/* in a worker: passes waiting to be recorded (deferred_pool holds
+	   what they need), since deferred_since, and the filesystems to
+	   sync first */
+	pool_t deferred_pool;
+	ARRAY(struct migrate_deferred) deferred;
+	ARRAY(struct migrate_sync_root) sync_roots;
+	struct timeval deferred_since;
+	/* this user's pass may leave its record to the worker ... */
+	bool defer_record;
+	/* ... and did */
+	struct mailbox_migrate_pass_record *record;
 
 	/* per user */
 	struct mail_user *user, *dst_user;
@@ -487,6 +521,8 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	set.dest_missing = ctx->dest_missing;
 	/* migrate_init_users() set mail_fsync=never for the destination */
 	set.sync_destination = TRUE;
+	set.defer_record = ctx->defer_record;
+	set.record_pool = ctx->deferred_pool;
 	set.source_quiet = source_quiet;
 	set.mailbox_done = migrate_print_row;
 	if (ctx->store != NULL)
@@ -499,6 +535,7 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	ret = mailbox_migrate_pass_run(ctx->user, ctx->dst_user, ctx->db,
 				       &set, &result,
 				       &mail_error, &error);
+	ctx->record = result.record;
 	i_info("%s%s pass to %s: %u mailboxes, %u copied, "
 	       "%u expunged, %u flag changes, %u reassigned%s%s%s%s",
 	       ctx->dry_run ? "(dry run) " : "",
@@ -1029,8 +1066,90 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 		}
 		return migrate_cutover(ctx, dest.phase);
 	}
+	ctx->defer_record = ctx->deferred_pool != NULL;
 	ret = migrate_pass(ctx, FALSE, NULL);
+	ctx->defer_record = FALSE;
 	return ret;
+}
+
+/* The user's pass left its record to the worker: keep it, with the state
+   file and the pass lock, until migrate_flush_deferred(). */
+static void migrate_defer(struct migrate_cmd_context *ctx)
+{
+	struct migrate_deferred *deferred;
+	struct migrate_sync_root *root;
+	const char *paths[2];
+	struct stat st;
+	unsigned int i;
+	bool known;
+
+	if (array_count(&ctx->deferred) == 0)
+		i_gettimeofday(&ctx->deferred_since);
+	mailbox_migrate_user_mail_roots(ctx->dst_user, &paths[0], &paths[1]);
+	for (i = 0; i < N_ELEMENTS(paths); i++) {
+		if (paths[i] == NULL || stat(paths[i], &st) < 0)
+			continue;
+		known = FALSE;
+		array_foreach_modifiable(&ctx->sync_roots, root)
+			known = known || root->dev == st.st_dev;
+		if (!known) {
+			root = array_append_space(&ctx->sync_roots);
+			root->dev = st.st_dev;
+			root->path = p_strdup(ctx->deferred_pool, paths[i]);
+		}
+	}
+	deferred = array_append_space(&ctx->deferred);
+	deferred->username = p_strdup(ctx->deferred_pool, ctx->user->username);
+	deferred->dest_name = p_strdup(ctx->deferred_pool, ctx->dest_name);
+	deferred->db = ctx->db;
+	deferred->pass_lock_fd = ctx->pass_lock_fd;
+	deferred->pass_lock = ctx->pass_lock;
+	deferred->record = ctx->record;
+	ctx->db = NULL;
+	ctx->pass_lock_fd = -1;
+	ctx->pass_lock = NULL;
+	ctx->record = NULL;
+}
+
+/* Sync the filesystems the waiting passes wrote to, then record them. */
+static void migrate_flush_deferred(struct migrate_cmd_context *ctx)
+{
+	struct migrate_deferred *deferred;
+	const struct migrate_sync_root *root;
+	ARRAY_TYPE(const_string) paths;
+	const char *error, *sync_error = NULL;
+	uint64_t checkpoint_seq;
+
+	if (array_count(&ctx->deferred) == 0)
+		return;
+	t_array_init(&paths, array_count(&ctx->sync_roots) + 1);
+	array_foreach(&ctx->sync_roots, root)
+		array_push_back(&paths, &root->path);
+	array_append_zero(&paths);
+	if (mailbox_migrate_sync_paths(array_front(&paths), &error) < 0)
+		sync_error = error;
+	array_foreach_modifiable(&ctx->deferred, deferred) {
+		i_set_failure_prefix("doveadm(%s): ", deferred->username);
+		error = sync_error;
+		if (error != NULL ||
+		    mailbox_migrate_pass_record_write(deferred->db,
+				deferred->record, &checkpoint_seq,
+				&error) < 0) {
+			/* the pass isn't recorded: the next one redoes it */
+			i_error("Pass to %s failed: %s", deferred->dest_name,
+				error);
+			doveadm_mail_failed_error(&ctx->mctx.ctx,
+						  MAIL_ERROR_TEMP);
+		}
+		mailbox_migrate_db_empty_wal(deferred->db);
+		mailbox_migrate_db_close(&deferred->db);
+		file_lock_free(&deferred->pass_lock);
+		if (deferred->pass_lock_fd != -1)
+			i_close_fd(&deferred->pass_lock_fd);
+	}
+	array_clear(&ctx->deferred);
+	array_clear(&ctx->sync_roots);
+	p_clear(ctx->deferred_pool);
 }
 
 static int migrate_run_user(struct migrate_cmd_context *ctx,
@@ -1041,6 +1160,8 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	ctx->user = user;
 	ctx->dest_name = NULL;
 	ret = migrate_user(ctx, user);
+	if (ctx->record != NULL)
+		migrate_defer(ctx);
 	if (ctx->db != NULL && !ctx->dry_run)
 		mailbox_migrate_db_empty_wal(ctx->db);
 	migrate_unlock_user(ctx);
@@ -1171,6 +1292,27 @@ static void migrate_worker_user(struct migrate_cmd_context *ctx,
 	mail_storage_service_user_unref(&service_user);
 }
 
+/* Wait until the next user can be read, or until the waiting passes have
+   waited long enough. Returns FALSE if they have (flush them now). */
+static bool migrate_wait_users(struct migrate_cmd_context *ctx, int users_fd)
+{
+	struct pollfd pfd = { .fd = users_fd, .events = POLLIN };
+	struct timeval now;
+	long long waited;
+	int ret;
+
+	if (array_count(&ctx->deferred) == 0)
+		return TRUE;
+	i_gettimeofday(&now);
+	waited = timeval_diff_msecs(&now, &ctx->deferred_since);
+	if (waited >= MIGRATE_DEFER_MAX_MSECS)
+		return FALSE;
+	ret = poll(&pfd, 1, MIGRATE_DEFER_MAX_MSECS - waited);
+	if (ret < 0 && errno != EINTR)
+		i_error("poll(users pipe) failed: %m");
+	return ret > 0;
+}
+
 static void ATTR_NORETURN
 migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 {
@@ -1178,7 +1320,15 @@ migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 	ssize_t ret;
 
 	array_clear(&ctx->running);
+	ctx->deferred_pool = pool_alloconly_create("mailbox-migrate deferred",
+						   4096);
+	i_array_init(&ctx->deferred, MIGRATE_DEFER_MAX_USERS);
+	i_array_init(&ctx->sync_roots, 4);
 	for (;;) {
+		if (!migrate_wait_users(ctx, users_fd))
+			T_BEGIN {
+				migrate_flush_deferred(ctx);
+			} T_END;
 		ret = read(users_fd, record, sizeof(record));
 		if (ret == 0)
 			break;
@@ -1193,8 +1343,14 @@ migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 			i_panic("users pipe: short record");
 		T_BEGIN {
 			migrate_worker_user(ctx, record);
+			if (array_count(&ctx->deferred) >=
+			    MIGRATE_DEFER_MAX_USERS)
+				migrate_flush_deferred(ctx);
 		} T_END;
 	}
+	T_BEGIN {
+		migrate_flush_deferred(ctx);
+	} T_END;
 	_exit(ctx->mctx.ctx.exit_code);
 }
 

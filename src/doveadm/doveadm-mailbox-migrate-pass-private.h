@@ -52,13 +52,14 @@ struct pass_pending_rec {
 	const char *guid;
 	struct mailbox_migrate_destination_mailbox rec;
 };
+ARRAY_DEFINE_TYPE(pass_pending_rec, struct pass_pending_rec);
 
 struct mailbox_migrate_pass_vfuncs;
 
 struct mailbox_migrate_pass {
 	pool_t pool;
 	const struct mailbox_migrate_pass_vfuncs *v;
-	ARRAY(struct pass_pending_rec) pending_recs;
+	ARRAY_TYPE(pass_pending_rec) pending_recs;
 	struct mail_user *src_user, *dst_user;
 	struct mailbox_migrate_db *db;
 	const struct mailbox_migrate_pass_settings *set;

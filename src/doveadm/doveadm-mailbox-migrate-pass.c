@@ -1716,22 +1716,93 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	return 0;
 }
 
+struct mailbox_migrate_pass_record {
+	ARRAY_TYPE(pass_pending_rec) recs;
+	/* the destination's record, with the new checkpoint if checkpoint */
+	struct mailbox_migrate_destination dest;
+	uint64_t last_seq;
+	bool checkpoint;
+};
+
+static bool pass_wrote_destination(struct mailbox_migrate_pass *pass)
+{
+	const struct mailbox_migrate_pass_result *result = pass->result;
+
+	return result->mailboxes_touched > 0 || pass->subscriptions_written ||
+		result->total.copied + result->total.expunged +
+		result->total.flag_changes + result->total.reassigned > 0;
+}
+
 /* The destination was written without an fsync per message (see the
    command): make it all durable before the checkpoint says it is there. */
 static void pass_sync_destination(struct mailbox_migrate_pass *pass)
 {
-	struct mailbox_migrate_pass_result *result = pass->result;
 	const char *error;
 
-	if (!pass->set->sync_destination ||
-	    (result->mailboxes_touched == 0 && !pass->subscriptions_written &&
-	     result->total.copied + result->total.expunged +
-	     result->total.flag_changes + result->total.reassigned == 0))
+	if (!pass->set->sync_destination || !pass_wrote_destination(pass))
 		return;
 	if (mailbox_migrate_sync_user_mail(pass->dst_user, &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
 		pass->error_fatal = TRUE;
 	}
+}
+
+static int
+pass_record_write(struct mailbox_migrate_db *db, const char *dest_name,
+		  const ARRAY_TYPE(pass_pending_rec) *recs,
+		  struct mailbox_migrate_destination *dest, bool checkpoint,
+		  uint64_t last_seq, const char **error_r)
+{
+	const struct pass_pending_rec *pending;
+
+	if (array_count(recs) == 0 && !checkpoint)
+		return 0;
+	if (mailbox_migrate_db_begin(db, error_r) < 0)
+		return -1;
+	array_foreach(recs, pending) {
+		if (mailbox_migrate_destination_mailbox_set(db, dest_name,
+				pending->guid, &pending->rec, error_r) < 0)
+			goto failed;
+	}
+	if (checkpoint) {
+		/* everything up to last_seq is at the destination now */
+		dest->checkpoint_seq = last_seq;
+		dest->last_pass = ioloop_time;
+		if (strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_NONE) == 0)
+			dest->phase = MAILBOX_MIGRATE_PHASE_COPYING;
+		if (mailbox_migrate_destination_set(db, dest, error_r) < 0)
+			goto failed;
+	}
+	return mailbox_migrate_db_commit(db, error_r);
+failed:
+	mailbox_migrate_db_rollback(db);
+	return -1;
+}
+
+/* What pass_commit_state() would write, kept for the caller to write once
+   the destination is durable. */
+static void pass_defer_record(struct mailbox_migrate_pass *pass,
+			      const struct mailbox_migrate_destination *dest,
+			      bool checkpoint, uint64_t last_seq)
+{
+	pool_t pool = pass->set->record_pool;
+	struct mailbox_migrate_pass_record *record;
+	const struct pass_pending_rec *pending;
+	struct pass_pending_rec *copy;
+
+	record = p_new(pool, struct mailbox_migrate_pass_record, 1);
+	p_array_init(&record->recs, pool, array_count(&pass->pending_recs) + 1);
+	array_foreach(&pass->pending_recs, pending) {
+		copy = array_append_space(&record->recs);
+		copy->guid = p_strdup(pool, pending->guid);
+		copy->rec = pending->rec;
+	}
+	record->dest = *dest;
+	record->dest.name = p_strdup(pool, dest->name);
+	record->dest.phase = p_strdup(pool, dest->phase);
+	record->checkpoint = checkpoint;
+	record->last_seq = last_seq;
+	pass->result->record = record;
 }
 
 /* Make what the pass wrote durable, then record it: the mailboxes'
@@ -1741,46 +1812,43 @@ static void pass_commit_state(struct mailbox_migrate_pass *pass,
 			      struct mailbox_migrate_destination *dest,
 			      uint64_t last_seq)
 {
-	const struct pass_pending_rec *pending;
-	struct mailbox_migrate_pass_result *result = pass->result;
 	bool checkpoint = dest != NULL && pass->error == NULL &&
 		pass->globs == NULL;
 	const char *error;
 
+	if (pass->set->defer_record && pass->set->sync_destination &&
+	    dest != NULL && pass->backup == NULL &&
+	    pass->set->backup_open == NULL &&
+	    (pass->error == NULL || !pass->error_fatal) &&
+	    pass_wrote_destination(pass)) {
+		pass_defer_record(pass, dest, checkpoint, last_seq);
+		return;
+	}
 	pass->v->sync(pass);
 	if (pass->error != NULL && pass->error_fatal)
 		return;
-	if (array_count(&pass->pending_recs) == 0 && !checkpoint)
-		return;
-	if (mailbox_migrate_db_begin(pass->db, &error) < 0) {
-		pass_failed(pass, MAIL_ERROR_TEMP, error);
-		return;
-	}
-	array_foreach(&pass->pending_recs, pending) {
-		if (mailbox_migrate_destination_mailbox_set(pass->db,
-				pass->set->dest_name, pending->guid,
-				&pending->rec, &error) < 0)
-			goto failed;
-	}
-	if (checkpoint) {
-		/* everything up to last_seq is at the destination now */
-		dest->checkpoint_seq = last_seq;
-		dest->last_pass = ioloop_time;
-		if (strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_NONE) == 0)
-			dest->phase = MAILBOX_MIGRATE_PHASE_COPYING;
-		if (mailbox_migrate_destination_set(pass->db, dest, &error) < 0)
-			goto failed;
-	}
-	if (mailbox_migrate_db_commit(pass->db, &error) < 0) {
+	if (pass_record_write(pass->db, pass->set->dest_name,
+			      &pass->pending_recs, dest, checkpoint, last_seq,
+			      &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
 		return;
 	}
 	if (checkpoint)
-		result->checkpoint_seq = last_seq;
-	return;
-failed:
-	mailbox_migrate_db_rollback(pass->db);
-	pass_failed(pass, MAIL_ERROR_TEMP, error);
+		pass->result->checkpoint_seq = last_seq;
+}
+
+int mailbox_migrate_pass_record_write(struct mailbox_migrate_db *db,
+			const struct mailbox_migrate_pass_record *record,
+			uint64_t *checkpoint_seq_r, const char **error_r)
+{
+	struct mailbox_migrate_destination dest = record->dest;
+
+	if (pass_record_write(db, dest.name, &record->recs, &dest,
+			      record->checkpoint, record->last_seq,
+			      error_r) < 0)
+		return -1;
+	*checkpoint_seq_r = dest.checkpoint_seq;
+	return 0;
 }
 
 static const struct mailbox_migrate_pass_vfuncs pass_location_vfuncs = {
@@ -1791,50 +1859,76 @@ static const struct mailbox_migrate_pass_vfuncs pass_location_vfuncs = {
 	.sync = pass_sync_destination,
 };
 
-int mailbox_migrate_sync_user_mail(struct mail_user *user,
-				   const char **error_r)
+void mailbox_migrate_user_mail_roots(struct mail_user *user,
+				     const char **mail_root_r,
+				     const char **index_root_r)
 {
-	static const enum mailbox_list_path_type types[] = {
-		MAILBOX_LIST_PATH_TYPE_MAILBOX,
-		MAILBOX_LIST_PATH_TYPE_INDEX,
-	};
-	const char *path, *last = "";
-	dev_t synced_dev = 0;
-	bool synced = FALSE;
+	struct mailbox_list *list = user->namespaces->list;
+
+	if (!mailbox_list_get_root_path(list, MAILBOX_LIST_PATH_TYPE_MAILBOX,
+					mail_root_r))
+		*mail_root_r = NULL;
+	if (!mailbox_list_get_root_path(list, MAILBOX_LIST_PATH_TYPE_INDEX,
+					index_root_r))
+		*index_root_r = NULL;
+}
+
+int mailbox_migrate_sync_paths(const char *const *paths, const char **error_r)
+{
+	ARRAY(dev_t) synced;
+	dev_t dev;
 	struct stat st;
 	unsigned int i;
+	bool seen;
 	int fd, ret = 0;
 
-	for (i = 0; i < N_ELEMENTS(types) && ret == 0; i++) {
-		if (!mailbox_list_get_root_path(user->namespaces->list,
-						types[i], &path) ||
-		    strcmp(path, last) == 0)
-			continue;
-		last = path;
-		fd = open(path, O_RDONLY);
+	t_array_init(&synced, 4);
+	for (i = 0; paths[i] != NULL && ret == 0; i++) {
+		fd = open(paths[i], O_RDONLY);
 		if (fd == -1) {
 			if (errno == ENOENT)
 				continue;
-			*error_r = t_strdup_printf("open(%s) failed: %m", path);
+			*error_r = t_strdup_printf("open(%s) failed: %m",
+						   paths[i]);
 			return -1;
 		}
 		if (fstat(fd, &st) < 0) {
 			*error_r = t_strdup_printf("fstat(%s) failed: %m",
-						   path);
-			ret = -1;
-		} else if (synced && st.st_dev == synced_dev) {
-			/* one filesystem is synced once */
-		} else if (syncfs(fd) < 0) {
-			*error_r = t_strdup_printf("syncfs(%s) failed: %m",
-						   path);
+						   paths[i]);
 			ret = -1;
 		} else {
-			synced = TRUE;
-			synced_dev = st.st_dev;
+			seen = FALSE;
+			array_foreach_elem(&synced, dev)
+				seen = seen || dev == st.st_dev;
+			/* one filesystem is synced once */
+			if (seen) {
+			} else if (syncfs(fd) < 0) {
+				*error_r = t_strdup_printf(
+					"syncfs(%s) failed: %m", paths[i]);
+				ret = -1;
+			} else {
+				array_push_back(&synced, &st.st_dev);
+			}
 		}
 		i_close_fd(&fd);
 	}
 	return ret;
+}
+
+int mailbox_migrate_sync_user_mail(struct mail_user *user,
+				   const char **error_r)
+{
+	const char *paths[3] = { NULL, NULL, NULL };
+	const char *mail_root, *index_root;
+	unsigned int n = 0;
+
+	mailbox_migrate_user_mail_roots(user, &mail_root, &index_root);
+	if (mail_root != NULL)
+		paths[n++] = mail_root;
+	if (index_root != NULL &&
+	    (mail_root == NULL || strcmp(index_root, mail_root) != 0))
+		paths[n++] = index_root;
+	return mailbox_migrate_sync_paths(paths, error_r);
 }
 
 int mailbox_migrate_pass_run(struct mail_user *src_user,

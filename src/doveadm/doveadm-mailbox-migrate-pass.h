@@ -51,6 +51,13 @@ struct mailbox_migrate_pass_settings {
 	/* The destination was written without fsyncs: sync its filesystem
 	   before the checkpoint records the pass. */
 	bool sync_destination;
+	/* With sync_destination, for a pass that wrote to the destination:
+	   neither sync nor record it, but leave result_r->record (allocated
+	   from record_pool) to the caller, who makes the destination durable
+	   (one syncfs() for several users' passes) and then writes it with
+	   mailbox_migrate_pass_record_write(). */
+	bool defer_record;
+	pool_t record_pool;
 	/* Nothing writes to the source any more (cutover final pass): the
 	   pass may record that it has every source UID below UIDNEXT. */
 	bool source_quiet;
@@ -79,6 +86,9 @@ struct mailbox_migrate_pass_result {
 	const char *full_reason;
 	/* Journal seq the destination has now taken. */
 	uint64_t checkpoint_seq;
+	/* set->defer_record: what is still to be recorded, or NULL if the
+	   pass recorded itself (it wrote nothing to sync) */
+	struct mailbox_migrate_pass_record *record;
 };
 
 /* Run one pass from src_user to dst_user (the same account opened on the
@@ -96,8 +106,24 @@ int mailbox_migrate_pass_run(struct mail_user *src_user,
 			     enum mail_error *mail_error_r,
 			     const char **error_r);
 
-/* One syncfs() of the filesystems of the user's mail and indexes: what
-   was written with mail_fsync=never becomes durable. Returns 0 or -1. */
+/* Record a deferred pass (set->defer_record) in db, the state file it ran
+   with: its mailboxes' records and, if the whole pass succeeded, the new
+   checkpoint (then *checkpoint_seq_r). Call only once what the pass wrote
+   is durable. Returns 0 or -1. */
+int mailbox_migrate_pass_record_write(struct mailbox_migrate_db *db,
+			const struct mailbox_migrate_pass_record *record,
+			uint64_t *checkpoint_seq_r, const char **error_r);
+
+/* The directories whose filesystems hold the user's mail and indexes. */
+void mailbox_migrate_user_mail_roots(struct mail_user *user,
+				     const char **mail_root_r,
+				     const char **index_root_r);
+/* One syncfs() per filesystem of the paths (NULL-terminated; a missing
+   path is skipped): what was written with mail_fsync=never becomes
+   durable. Returns 0 or -1. */
+int mailbox_migrate_sync_paths(const char *const *paths,
+			       const char **error_r);
+/* mailbox_migrate_sync_paths() of the user's mail and index roots. */
 int mailbox_migrate_sync_user_mail(struct mail_user *user,
 				   const char **error_r);
 

@@ -466,6 +466,47 @@ def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
         subprocess.run(["umount", "-l", mnt], check=False)
 
 
+def test_workers_record_passes_after_one_syncfs(make_dovecot, tmp_path):
+    """-A workers make several users' destinations durable with one
+    syncfs() (per filesystem), not one per user, and record each user's
+    pass (its checkpoint) in the user's state file only after it."""
+    users = ["w%d" % i for i in range(4)]
+    d = make_dovecot(users=users, mail_location="maildir:~/Maildir",
+                     plugin_settings={"mailbox_migrate_workers": "2"})
+    dst = "sdbox:~/dest"
+    for u in users:
+        d.deliver(u, make_message(u))
+    d.doveadm("mailbox-migrate", "-A", dst)
+    for u in users:
+        d.deliver(u, make_message(u + " again"))
+    trace = tmp_path / "strace"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-e", "trace=syncfs,pwrite64",
+         "-o", str(trace), "/usr/bin/doveadm", "-c", d.config,
+         "mailbox-migrate", "-A", dst],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    synced, recorded = {}, {}
+    for n, line in enumerate(trace.read_text().splitlines()):
+        pid = line.split()[0]
+        if "syncfs(" in line:
+            synced.setdefault(pid, n)
+        elif "mailbox-migrate.db-wal>" in line:
+            recorded.setdefault(pid, n)
+    # each worker that got users (one or two of them) recorded them all
+    # after its one syncfs(): fewer syncfs() calls than users
+    assert 1 <= len(recorded) <= 2, recorded
+    assert sum(1 for line in trace.read_text().splitlines()
+               if "syncfs(" in line) == len(recorded)
+    for pid, first_write in recorded.items():
+        assert synced[pid] < first_write, (pid, synced, recorded)
+    for u in users:
+        assert_same(d, u, "maildir:~/Maildir", dst)
+    st = d.doveadm_json("mailbox-migrate", "status", "-A")
+    assert sorted(r["username"] for r in st) == users
+    assert all(int(r["pending"]) == 0 for r in st), st
+
+
 def test_all_users_in_parallel_workers(make_dovecot):
     """-A runs users in worker processes; one failing user doesn't stop the
     others, and the exit code says something failed."""

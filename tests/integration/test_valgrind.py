@@ -84,8 +84,11 @@ def test_migration_and_cutover_under_valgrind(make_dovecot):
     out = run(base + ["-u", "alice", "--full", dst])
     out = run(base + ["-u", "alice", dst])
     out = run(base + ["-A", "--dry-run", dst])
+    # bob's first pass, recorded by its worker after the syncfs()
+    d.deliver("alice", make_message("for the workers"))
+    out = run(base + ["-A", dst])
     out = run(base + ["status", "-A"])
-    assert "alice" in out
+    assert "alice" in out and "bob" in out
     out = run(base + ["-u", "alice", "--cutover", "--switch-command",
                       d.switch_command(dst), dst])
     assert d.snapshot("alice")["INBOX"][0]["messages"] == \
