@@ -87,8 +87,10 @@ static const char mailbox_migrate_sql_schema_v2[] =
    change. Schema 3 makes an append change one page, the table's last leaf:
    - no AUTOINCREMENT (its sqlite_sequence row was a page per commit):
      seq is then MAX(seq) + 1, so the journal must never lose its newest
-     entry; pruning keeps it. A fully pruned journal of schema 2 gets a gap
-     entry at the sequence it had reached, for the same reason.
+     entry. A trigger keeps it from any DELETE (pruning, a process of an
+     earlier version still running, an administrator's sqlite3). A fully
+     pruned journal of schema 2 gets a gap entry at the sequence it had
+     reached, for the same reason.
    - only partial indexes, on expunges (a pass proving that every expunge
      the index shows was journaled) and on gaps (every pass asks for the
      last one); other entries don't touch them. Per mailbox lookups read
@@ -121,7 +123,10 @@ static const char mailbox_migrate_sql_schema_v3[] =
 "ALTER TABLE journal_v3 RENAME TO journal;\n"
 "CREATE INDEX journal_expunge ON journal (mailbox_guid, uid) "
 "WHERE type = 'expunge';\n"
-"CREATE INDEX journal_gap ON journal (seq) WHERE type = 'gap';\n";
+"CREATE INDEX journal_gap ON journal (seq) WHERE type = 'gap';\n"
+"CREATE TRIGGER journal_keep_newest BEFORE DELETE ON journal "
+"WHEN old.seq = (SELECT MAX(seq) FROM journal) "
+"BEGIN SELECT RAISE(IGNORE); END;\n";
 
 const char *const mailbox_migrate_sql_upgrades[] = {
 	mailbox_migrate_sql_schema_v1,
@@ -158,10 +163,10 @@ const char mailbox_migrate_sql_journal_iter_mailbox[] =
 	"ORDER BY seq";
 const char mailbox_migrate_sql_journal_count_after[] =
 	"SELECT COUNT(*) FROM journal WHERE seq > ?1";
-/* the newest entry stays: it holds the sequence the next entry follows */
+/* the newest entry stays (journal_keep_newest): it holds the sequence
+   the next entry follows */
 const char mailbox_migrate_sql_journal_prune[] =
-	"DELETE FROM journal WHERE seq <= ?1 AND "
-	"seq < (SELECT MAX(seq) FROM journal)";
+	"DELETE FROM journal WHERE seq <= ?1";
 /* before pruning: keep the witness the dropped entries carried */
 const char mailbox_migrate_sql_mailbox_fold_witness[] =
 	"UPDATE mailbox SET "

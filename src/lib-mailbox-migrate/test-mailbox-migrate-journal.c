@@ -272,6 +272,12 @@ static void test_journal_gap_and_prune(void)
 	test_append(db, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A, 1, &seq);
 	test_assert(mailbox_migrate_db_commit(db, &error) == 0);
 	test_assert(seq == last_seq + 1);
+	/* nor when something else empties the journal */
+	test_assert(mailbox_migrate_db_exec(db, "DELETE FROM journal",
+					    &error) == 0);
+	test_assert(mailbox_migrate_journal_get_last_seq(db, &last_seq,
+							 &error) == 0);
+	test_assert(last_seq == seq);
 
 	test_assert(mailbox_migrate_journal_prune_due(256, 500000));
 	test_assert(!mailbox_migrate_journal_prune_due(257, 500000));

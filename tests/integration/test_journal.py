@@ -341,6 +341,8 @@ def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
     assert sorted(r[0] for r in db_query(
         path, "SELECT name FROM sqlite_master WHERE type = 'index' AND "
         "tbl_name = 'journal'")) == ["journal_expunge", "journal_gap"]
+    assert db_query(path, "SELECT name FROM sqlite_master WHERE "
+                    "type = 'trigger'") == [("journal_keep_newest",)]
     after = d.journal_entries("alice")
     assert [(e["seq"], e["type"], e["guid"]) for e in after[:-1]] \
         == [(e["seq"], e["type"], e["guid"]) for e in before]
@@ -358,11 +360,11 @@ def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
     d.deliver("alice", make_message("one"))
     path = d.db_path("alice")
     last = d.journal_entries("alice")[-1]["seq"]
+    make_old_schema(path, 2, sequence=last + 40)
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM journal")
     conn.commit()
     conn.close()
-    make_old_schema(path, 2, sequence=last + 40)
     d.stop()
     d.start()
     d.deliver("alice", make_message("two"))
