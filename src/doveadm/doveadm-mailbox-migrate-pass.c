@@ -1716,6 +1716,8 @@ static int pass_journal(struct mailbox_migrate_pass *pass,
 	return 0;
 }
 
+static const struct mailbox_migrate_pass_vfuncs pass_location_vfuncs;
+
 struct mailbox_migrate_pass_record {
 	ARRAY_TYPE(pass_pending_rec) recs;
 	/* the destination's record, with the new checkpoint if checkpoint */
@@ -1817,8 +1819,7 @@ static void pass_commit_state(struct mailbox_migrate_pass *pass,
 	const char *error;
 
 	if (pass->set->defer_record && pass->set->sync_destination &&
-	    dest != NULL && pass->backup == NULL &&
-	    pass->set->backup_open == NULL &&
+	    dest != NULL && pass->v == &pass_location_vfuncs &&
 	    (pass->error == NULL || !pass->error_fatal) &&
 	    pass_wrote_destination(pass)) {
 		pass_defer_record(pass, dest, checkpoint, last_seq);

@@ -1,7 +1,6 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
 #include "lib.h"
-#include "strnum.h"
 #include "ioloop.h"
 #include "hash.h"
 #include "guid.h"
@@ -191,32 +190,31 @@ int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 					uint64_t witness_seq,
 					const char **error_r)
 {
-	const char *known, *p;
-	char *orig_key, *orig_value;
-	uint32_t known_uidvalidity;
+	struct mailbox_migrate_mailbox_record *known;
+	char *orig_key;
 
 	if (!hash_table_is_created(muser->mailbox_cache)) {
 		hash_table_create(&muser->mailbox_cache, muser->user->pool, 0,
 				  str_hash, strcmp);
 	}
-	/* "<uidvalidity>/<name>" as last written, compared without
-	   formatting: this runs at every commit */
 	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
 	if (witness_modseq == 0 && known != NULL &&
-	    str_parse_uint32(known, &known_uidvalidity, &p) == 0 &&
-	    *p == '/' && known_uidvalidity == uidvalidity &&
-	    strcmp(p + 1, name) == 0)
+	    known->uidvalidity == uidvalidity && strcmp(known->name, name) == 0)
 		return 0;
 	if (mailbox_migrate_journal_update_mailbox(db, mailbox_guid, name,
 			uidvalidity, witness_modseq, witness_seq, error_r) < 0)
 		return -1;
 	/* forgotten again if the transaction fails */
 	if (!hash_table_lookup_full(muser->mailbox_cache, mailbox_guid,
-				    &orig_key, &orig_value))
+				    &orig_key, &known)) {
 		orig_key = p_strdup(muser->user->pool, mailbox_guid);
-	hash_table_update(muser->mailbox_cache, orig_key,
-			  p_strdup_printf(muser->user->pool, "%u/%s",
-					  uidvalidity, name));
+		known = p_new(muser->user->pool,
+			      struct mailbox_migrate_mailbox_record, 1);
+		hash_table_insert(muser->mailbox_cache, orig_key, known);
+	}
+	known->uidvalidity = uidvalidity;
+	if (known->name == NULL || strcmp(known->name, name) != 0)
+		known->name = p_strdup(muser->user->pool, name);
 	return 0;
 }
 

@@ -22,6 +22,11 @@ struct mailbox_migrate_journal_entry;
 #define MAILBOX_MIGRATE_USER_CONTEXT_REQUIRE(obj) \
 	MODULE_CONTEXT_REQUIRE(obj, mailbox_migrate_user_module)
 
+struct mailbox_migrate_mailbox_record {
+	uint32_t uidvalidity;
+	const char *name;
+};
+
 struct mailbox_migrate_user {
 	union mail_user_module_context module_ctx;
 	struct mail_user *user;
@@ -35,9 +40,9 @@ struct mailbox_migrate_user {
 	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
 	   stored, so that a value is written only when it rises. */
 	HASH_TABLE(char *, void *) seen_cache;
-	/* mailbox GUID -> "<uidvalidity>/<name>" the state file's mailbox
-	   record is known to have: commits write it only when it differs */
-	HASH_TABLE(char *, char *) mailbox_cache;
+	/* mailbox GUID -> the state file's mailbox record as known to be
+	   stored: commits write it only when it differs */
+	HASH_TABLE(char *, struct mailbox_migrate_mailbox_record *) mailbox_cache;
 	/* Set when a change could not be journaled: written as a gap entry
 	   by the next write that succeeds. */
 	const char *gap_reason;
