@@ -1433,23 +1433,12 @@ cmd_mailbox_migrate_get_next_user(struct doveadm_mail_cmd_context *_ctx,
 	const char *username;
 	int ret;
 
+	/* before the workers exist, so that a failure leaves none behind */
+	mailbox_migrate_cmd_check_userdb_list(_ctx);
 	if (ctx->workers <= 1 || migrate_start_workers(ctx) < 0)
 		goto own;
 	for (;;) {
-		if (_ctx->users_list_input == NULL) {
-			ret = mail_storage_service_all_next(
-					_ctx->storage_service, &username);
-		} else {
-			username = i_stream_read_next_line(
-					_ctx->users_list_input);
-			ret = username != NULL ? 1 : 0;
-			if (_ctx->users_list_input->stream_errno != 0) {
-				i_error("read(%s) failed: %s",
-					i_stream_get_name(_ctx->users_list_input),
-					i_stream_get_error(_ctx->users_list_input));
-				ret = -1;
-			}
-		}
+		ret = mailbox_migrate_cmd_get_next_user(_ctx, &username);
 		if (ret <= 0)
 			break;
 		if (strlen(username) >= sizeof(record)) {
@@ -1473,11 +1462,7 @@ cmd_mailbox_migrate_get_next_user(struct doveadm_mail_cmd_context *_ctx,
 
 own:
 	ctx->workers = 1;
-	if (_ctx->users_list_input == NULL)
-		return mail_storage_service_all_next(_ctx->storage_service,
-						     username_r);
-	*username_r = i_stream_read_next_line(_ctx->users_list_input);
-	return *username_r != NULL ? 1 : 0;
+	return mailbox_migrate_cmd_get_next_user(_ctx, username_r);
 }
 
 /* --logout: a pass to each destination of the user's settings. */

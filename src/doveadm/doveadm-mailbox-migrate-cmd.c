@@ -4,17 +4,74 @@
 #include "array.h"
 #include "hash.h"
 #include "str.h"
+#include "net.h"
+#include "istream.h"
 #include "var-expand.h"
+#include "auth-master.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
 #include "mailbox-list-iter.h"
+#include "mail-storage-service.h"
 #include "doveadm-mail.h"
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
 #include <time.h>
+#include <sysexits.h>
+
+struct doveadm_mail_cmd_context *mailbox_migrate_cmd_alloc_size(size_t size)
+{
+	struct doveadm_mail_cmd_context *ctx;
+
+	ctx = doveadm_mail_cmd_alloc_size(size);
+	ctx->v.get_next_user = mailbox_migrate_cmd_get_next_user;
+	return ctx;
+}
+
+void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx)
+{
+	struct mailbox_migrate_cmd_context *mctx =
+		(struct mailbox_migrate_cmd_context *)ctx;
+	struct auth_master_connection *conn;
+	const char *path;
+	int fd;
+
+	if (ctx->users_list_input != NULL || mctx->userdb_list_checked)
+		return;
+	mctx->userdb_list_checked = TRUE;
+
+	conn = mail_storage_service_get_auth_conn(ctx->storage_service);
+	path = auth_master_get_socket_path(conn);
+	fd = net_connect_unix(path);
+	if (fd != -1)
+		i_close_fd(&fd);
+	else if (errno != EAGAIN) {
+		/* exits before doveadm deinitializes the failed list */
+		i_fatal_status(EX_TEMPFAIL, "Can't list the users: "
+			       "connect(%s) failed: %m (is Dovecot running, "
+			       "with this base_dir?)", path);
+	}
+}
+
+int mailbox_migrate_cmd_get_next_user(struct doveadm_mail_cmd_context *ctx,
+				      const char **username_r)
+{
+	if (ctx->users_list_input == NULL) {
+		mailbox_migrate_cmd_check_userdb_list(ctx);
+		return mail_storage_service_all_next(ctx->storage_service,
+						     username_r);
+	}
+	*username_r = i_stream_read_next_line(ctx->users_list_input);
+	if (ctx->users_list_input->stream_errno != 0) {
+		i_error("read(%s) failed: %s",
+			i_stream_get_name(ctx->users_list_input),
+			i_stream_get_error(ctx->users_list_input));
+		return -1;
+	}
+	return *username_r != NULL ? 1 : 0;
+}
 
 int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
 				   struct mail_user *user)

@@ -15,10 +15,26 @@ struct mailbox_migrate_cmd_context {
 	/* The user's state file opened read-only; NULL when it doesn't
 	   exist yet. */
 	struct mailbox_migrate_db *db;
+
+	bool userdb_list_checked:1;
 };
 
+/* Allocates a command context whose -A/-F iteration is
+   mailbox_migrate_cmd_get_next_user(). */
 #define mailbox_migrate_cmd_alloc(type) \
-	(type *)doveadm_mail_cmd_alloc_size(sizeof(type))
+	(type *)mailbox_migrate_cmd_alloc_size(sizeof(type))
+struct doveadm_mail_cmd_context *mailbox_migrate_cmd_alloc_size(size_t size);
+
+/* With -A, once: checks that the userdb list can be reached, and if not
+   exits with EX_TEMPFAIL and one clear line. Dovecot 2.3's auth-master
+   asserts (a panic and a core dump) when deinitializing a list whose
+   connection failed, which doveadm's own -A would otherwise do. */
+void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx);
+/* The next user of -A (the userdb list, checked first as above) or -F (the
+   file), as doveadm's own iteration gives them: returns 1 and the name, 0
+   at the end, -1 on a read error of the file (logged). */
+int mailbox_migrate_cmd_get_next_user(struct doveadm_mail_cmd_context *ctx,
+				      const char **username_r);
 
 /* Read the user's settings and open the state file read-only. Returns 0
    if ok (ctx->db may be NULL: no state yet), -1 after logging the error

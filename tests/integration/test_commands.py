@@ -70,6 +70,37 @@ def test_unknown_user(maildir_dovecot):
     assert not os.path.exists(d.home("nosuchuser"))
 
 
+def test_all_users_without_auth_is_one_clear_line(maildir_dovecot,
+                                                  tmp_path):
+    """-A lists the users through the auth service of the running Dovecot.
+    When that can't be reached, every command says so in one line and exits
+    75 (EX_TEMPFAIL), writing nothing; doveadm's own -A panics there
+    (Dovecot 2.3's auth-master asserts) and leaves a core dump."""
+    d = maildir_dovecot
+    d.deliver("alice", make_message("before"))
+    journal_before = d.journal("alice")
+    nowhere = tmp_path / "run"
+    nowhere.mkdir()
+    dest = tmp_path / "dest"
+    for args in (["mailbox-migrate", "-A", "maildir:%s/%%u" % dest],
+                 ["mailbox-migrate", "-A", "backup:%s/%%u" % dest],
+                 ["mailbox-migrate", "seen", "-A"],
+                 ["mailbox-migrate", "journal", "-A"],
+                 ["mailbox-migrate", "status", "-A"],
+                 ["mailbox-migrate", "verify", "-A", "backup:%s/%%u" % dest]):
+        proc = d.doveadm("-o", "base_dir=%s" % nowhere, *args, check=False)
+        assert proc.returncode == 75, proc
+        assert "Can't list the users" in proc.stderr, proc.stderr
+        assert str(nowhere) in proc.stderr
+        assert "Panic" not in proc.stderr and "backtrace" not in \
+            proc.stderr, proc.stderr
+        assert proc.stdout.strip() == "", proc.stdout
+    assert not dest.exists()
+    assert d.journal("alice") == journal_before
+    # with the auth service reachable, the same -A works
+    assert d.doveadm("mailbox-migrate", "journal", "-A").returncode == 0
+
+
 def test_unknown_and_odd_mailboxes(maildir_dovecot):
     d = maildir_dovecot
     d.deliver("alice", make_message("a"))
