@@ -38,7 +38,8 @@ void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx)
 	const char *path;
 	int fd;
 
-	if (ctx->users_list_input != NULL || mctx->userdb_list_checked)
+	/* -F too: doveadm opens the userdb list for it as well, unused */
+	if (mctx->userdb_list_checked)
 		return;
 	mctx->userdb_list_checked = TRUE;
 
@@ -49,20 +50,20 @@ void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx)
 		i_close_fd(&fd);
 	else if (errno != EAGAIN) {
 		/* exits before doveadm deinitializes the failed list */
-		i_fatal_status(EX_TEMPFAIL, "Can't list the users: "
-			       "connect(%s) failed: %m (is Dovecot running, "
-			       "with this base_dir?)", path);
+		i_fatal_status(EX_TEMPFAIL, "Can't reach the auth service "
+			       "for the users: connect(%s) failed: %m "
+			       "(is Dovecot running, with this base_dir?)",
+			       path);
 	}
 }
 
 int mailbox_migrate_cmd_get_next_user(struct doveadm_mail_cmd_context *ctx,
 				      const char **username_r)
 {
-	if (ctx->users_list_input == NULL) {
-		mailbox_migrate_cmd_check_userdb_list(ctx);
+	mailbox_migrate_cmd_check_userdb_list(ctx);
+	if (ctx->users_list_input == NULL)
 		return mail_storage_service_all_next(ctx->storage_service,
 						     username_r);
-	}
 	*username_r = i_stream_read_next_line(ctx->users_list_input);
 	if (ctx->users_list_input->stream_errno != 0) {
 		i_error("read(%s) failed: %s",

@@ -25,13 +25,14 @@ struct mailbox_migrate_cmd_context {
 	(type *)mailbox_migrate_cmd_alloc_size(sizeof(type))
 struct doveadm_mail_cmd_context *mailbox_migrate_cmd_alloc_size(size_t size);
 
-/* With -A, once: checks that the userdb list can be reached, and if not
-   exits with EX_TEMPFAIL and one clear line. Dovecot 2.3's auth-master
+/* With -A or -F, once: checks that the auth service's userdb socket can
+   be reached, and if not exits with EX_TEMPFAIL and one clear line.
+   doveadm opens a userdb list for both, and Dovecot 2.3's auth-master
    asserts (a panic and a core dump) when deinitializing a list whose
-   connection failed, which doveadm's own -A would otherwise do. */
+   connection failed; every user lookup would fail as well. */
 void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx);
-/* The next user of -A (the userdb list, checked first as above) or -F (the
-   file), as doveadm's own iteration gives them: returns 1 and the name, 0
+/* The next user of -A (the userdb list) or -F (the file), checked first as
+   above, as doveadm's own iteration gives them: returns 1 and the name, 0
    at the end, -1 on a read error of the file (logged). */
 int mailbox_migrate_cmd_get_next_user(struct doveadm_mail_cmd_context *ctx,
 				      const char **username_r);

@@ -72,17 +72,22 @@ def test_unknown_user(maildir_dovecot):
 
 def test_all_users_without_auth_is_one_clear_line(maildir_dovecot,
                                                   tmp_path):
-    """-A lists the users through the auth service of the running Dovecot.
-    When that can't be reached, every command says so in one line and exits
-    75 (EX_TEMPFAIL), writing nothing; doveadm's own -A panics there
-    (Dovecot 2.3's auth-master asserts) and leaves a core dump."""
+    """-A lists the users through the auth service of the running Dovecot
+    (and -F looks each one up there). When that can't be reached, every
+    command says so in one line and exits 75 (EX_TEMPFAIL), writing
+    nothing; doveadm's own -A and -F panic there (Dovecot 2.3's
+    auth-master asserts) and leave a core dump."""
     d = maildir_dovecot
     d.deliver("alice", make_message("before"))
     journal_before = d.journal("alice")
     nowhere = tmp_path / "run"
     nowhere.mkdir()
     dest = tmp_path / "dest"
+    users = tmp_path / "users"
+    users.write_text("alice\nbob\n")
     for args in (["mailbox-migrate", "-A", "maildir:%s/%%u" % dest],
+                 ["mailbox-migrate", "-F", str(users),
+                  "maildir:%s/%%u" % dest],
                  ["mailbox-migrate", "-A", "backup:%s/%%u" % dest],
                  ["mailbox-migrate", "seen", "-A"],
                  ["mailbox-migrate", "journal", "-A"],
@@ -90,7 +95,7 @@ def test_all_users_without_auth_is_one_clear_line(maildir_dovecot,
                  ["mailbox-migrate", "verify", "-A", "backup:%s/%%u" % dest]):
         proc = d.doveadm("-o", "base_dir=%s" % nowhere, *args, check=False)
         assert proc.returncode == 75, proc
-        assert "Can't list the users" in proc.stderr, proc.stderr
+        assert "Can't reach the auth service" in proc.stderr, proc.stderr
         assert str(nowhere) in proc.stderr
         assert "Panic" not in proc.stderr and "backtrace" not in \
             proc.stderr, proc.stderr
