@@ -507,6 +507,34 @@ def test_workers_record_passes_after_one_syncfs(make_dovecot, tmp_path):
     assert all(int(r["pending"]) == 0 for r in st), st
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_users_from_a_file(make_dovecot, tmp_path, workers):
+    """-F FILE runs the users named there, one per line, and only those
+    (in the workers, or in doveadm itself with one). A name the userdb
+    doesn't know is skipped with a line saying so, as doveadm's own -A and
+    -F do (the user may have been deleted since the list was made)."""
+    users = ["f%d" % i for i in range(4)]
+    d = make_dovecot(users=users, mail_location="maildir:~/Maildir",
+                     plugin_settings={"mailbox_migrate_workers": workers})
+    for u in users:
+        d.deliver(u, make_message(u))
+    listed = tmp_path / "users"
+    listed.write_text("f0\nnosuchuser\nf2\n")
+    dst = "sdbox:~/dest"
+    p = d.doveadm("-f", "json", "mailbox-migrate", "-F", str(listed), dst,
+                  check=False)
+    assert p.returncode == 0, p
+    assert re.search(r"nosuchuser.*no longer exists, skipping", p.stderr), \
+        p.stderr
+    rows = json.loads(p.stdout)
+    assert {r["username"] for r in rows
+            if r["mailbox"] == "(total)"} == {"f0", "f2"}
+    for u in ("f0", "f2"):
+        assert_same(d, u, "maildir:~/Maildir", dst)
+    st = d.doveadm_json("mailbox-migrate", "status", "-A")
+    assert sorted(r["username"] for r in st) == ["f0", "f2"]
+
+
 def test_all_users_in_parallel_workers(make_dovecot):
     """-A runs users in worker processes; one failing user doesn't stop the
     others, and the exit code says something failed."""
