@@ -30,7 +30,8 @@ struct doveadm_mail_cmd_context *mailbox_migrate_cmd_alloc_size(size_t size)
 	return ctx;
 }
 
-void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx)
+void
+mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx)
 {
 	struct mailbox_migrate_cmd_context *mctx =
 		(struct mailbox_migrate_cmd_context *)ctx;

@@ -30,7 +30,8 @@ struct doveadm_mail_cmd_context *mailbox_migrate_cmd_alloc_size(size_t size);
    doveadm opens a userdb list for both, and Dovecot 2.3's auth-master
    asserts (a panic and a core dump) when deinitializing a list whose
    connection failed; every user lookup would fail as well. */
-void mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx);
+void
+mailbox_migrate_cmd_check_userdb_list(struct doveadm_mail_cmd_context *ctx);
 /* The next user of -A (the userdb list) or -F (the file), checked first as
    above, as doveadm's own iteration gives them: returns 1 and the name, 0
    at the end, -1 on a read error of the file (logged). */
