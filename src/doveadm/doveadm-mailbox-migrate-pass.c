@@ -574,7 +574,11 @@ static void pass_txn_begin(struct pass_txn *txn, struct mailbox *sbox,
 				MAILBOX_TRANSACTION_FLAG_EXTERNAL |
 				MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS |
 				MAILBOX_TRANSACTION_FLAG_NO_NOTIFY, __func__);
-	txn->smail = mail_alloc(txn->st, 0, NULL);
+	/* every source mail set is copied: wanting its stream lets maildir
+	   take the dates from the open file (fstat) rather than stat()ing
+	   its path first */
+	txn->smail = mail_alloc(txn->st, MAIL_FETCH_STREAM_HEADER |
+				MAIL_FETCH_STREAM_BODY, NULL);
 	txn->dmail = mail_alloc(txn->dt, 0, NULL);
 }
 

@@ -289,6 +289,38 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
     assert "dovecot.list.index" in trace.read_text()
 
 
+def test_copy_reads_each_message_file_through_one_open(maildir_dovecot,
+                                                      tmp_path):
+    """A pass that copies maildir mail opens each message file once and
+    takes its dates from the open file: no stat() of the file's path as
+    well (a lookup in a directory of thousands of entries, per date)."""
+    d = maildir_dovecot
+    dst = "sdbox:~/dest"
+    for i in range(10):
+        d.deliver("alice", make_message("m%d" % i))
+    c = d.imap("alice")
+    c.select("INBOX")  # moves them from new/ to cur/
+    c.logout()
+    trace = tmp_path / "strace"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=%file", "-o", str(trace),
+         "/usr/bin/doveadm", "-c", d.config, "mailbox-migrate", "-u",
+         "alice", dst], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    maildir = re.escape(os.path.join(d.home("alice"), "Maildir"))
+    opened, statted = [], []
+    for line in trace.read_text().splitlines():
+        m = re.search(r'"(%s/(cur|new)/[^"]+)"' % maildir, line)
+        if m is None or "ENOENT" in line:
+            continue
+        (opened if "open" in line.split("(")[0] else statted).append(
+            m.group(1))
+    assert sorted(set(opened)) == sorted(opened) and len(opened) == 10, \
+        opened
+    assert statted == [], statted
+    assert_same(d, "alice", "maildir:~/Maildir", dst)
+
+
 def test_pass_empties_the_state_file_wal(maildir_dovecot):
     """Sessions leave their commits in the state file's WAL (they don't
     checkpoint when they close); the process that next opens the file
