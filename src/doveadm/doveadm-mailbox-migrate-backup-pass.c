@@ -460,4 +460,5 @@ const struct mailbox_migrate_pass_vfuncs mailbox_migrate_backup_pass_vfuncs = {
 	.delete_gone = backup_pass_delete_gone,
 	.subscriptions = backup_pass_subscriptions,
 	.sync = backup_pass_sync,
+	.all_or_nothing = TRUE,
 };

@@ -54,6 +54,14 @@ struct pass_pending_rec {
 };
 ARRAY_DEFINE_TYPE(pass_pending_rec, struct pass_pending_rec);
 
+/* A mailbox's row, held until the destination has committed the pass. */
+struct pass_held_row {
+	const char *vname;
+	struct mailbox_migrate_pass_counts counts;
+	double secs;
+};
+ARRAY_DEFINE_TYPE(pass_held_row, struct pass_held_row);
+
 struct mailbox_migrate_pass_vfuncs;
 
 struct mailbox_migrate_pass {
@@ -79,6 +87,8 @@ struct mailbox_migrate_pass {
 	const char *error;
 	/* the destination couldn't be made durable: record nothing */
 	bool error_fatal;
+	/* v->all_or_nothing: rows of the mailboxes done so far */
+	ARRAY_TYPE(pass_held_row) held_rows;
 };
 
 struct mailbox_migrate_pass_vfuncs {
@@ -101,6 +111,11 @@ struct mailbox_migrate_pass_vfuncs {
 	/* Make what was written durable: called before the state file
 	   records the pass; sets the pass' error if it can't. */
 	void (*sync)(struct mailbox_migrate_pass *pass);
+	/* The destination keeps nothing of a pass whose sync fails (a
+	   backup store takes a pass in one commit): the mailboxes' rows are
+	   printed only once sync succeeded, and the counts are zero if it
+	   failed. */
+	bool all_or_nothing;
 };
 
 extern const struct mailbox_migrate_pass_vfuncs mailbox_migrate_backup_pass_vfuncs;
@@ -122,7 +137,8 @@ int pass_mails_load(struct mailbox *box, pool_t pool,
 struct pass_mail *
 pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid);
 bool pass_keywords_equal(const char *const *a, const char *const *b);
-/* Account a mailbox the pass worked on (touched: print its row). */
+/* Account a mailbox the pass worked on (touched: print its row, or hold
+   it for after sync with v->all_or_nothing). */
 void pass_box_done(struct mailbox_migrate_pass *pass, const char *vname,
 		   const struct mailbox_migrate_pass_counts *counts,
 		   const struct timeval *start, bool touched);

@@ -1258,10 +1258,42 @@ void pass_box_done(struct mailbox_migrate_pass *pass, const char *vname,
 	if (touched || counts->copied > 0 || counts->expunged > 0 ||
 	    counts->flag_changes > 0 || counts->reassigned > 0) {
 		pass->result->mailboxes_touched++;
-		if (pass->set->mailbox_done != NULL) {
+		if (pass->set->mailbox_done == NULL)
+			return;
+		if (pass->v->all_or_nothing && !pass->set->dry_run) {
+			struct pass_held_row *row;
+
+			if (!array_is_created(&pass->held_rows))
+				p_array_init(&pass->held_rows, pass->pool, 8);
+			row = array_append_space(&pass->held_rows);
+			row->vname = p_strdup(pass->pool, vname);
+			row->counts = *counts;
+			row->secs = timeval_diff_usecs(&end, start) / 1e6;
+		} else {
 			pass->set->mailbox_done(pass->set->context, vname,
 				counts, timeval_diff_usecs(&end, start) / 1e6);
 		}
+	}
+}
+
+/* After v->sync of an all_or_nothing destination: the held rows, or
+   none and no counts if the destination kept nothing. */
+static void pass_release_rows(struct mailbox_migrate_pass *pass)
+{
+	const struct pass_held_row *row;
+
+	if (!pass->v->all_or_nothing)
+		return;
+	if (pass->error != NULL && pass->error_fatal) {
+		i_zero(&pass->result->total);
+		pass->result->mailboxes_touched = 0;
+		return;
+	}
+	if (!array_is_created(&pass->held_rows))
+		return;
+	array_foreach(&pass->held_rows, row) {
+		pass->set->mailbox_done(pass->set->context, row->vname,
+					&row->counts, row->secs);
 	}
 }
 
@@ -1830,6 +1862,7 @@ static void pass_commit_state(struct mailbox_migrate_pass *pass,
 		return;
 	}
 	pass->v->sync(pass);
+	pass_release_rows(pass);
 	if (pass->error != NULL && pass->error_fatal)
 		return;
 	if (pass_record_write(pass->db, pass->set->dest_name,

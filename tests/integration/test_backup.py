@@ -1,10 +1,12 @@
 """backup:/path/%u destinations and restore, verify, compact, reindex,
 against a real Dovecot on 127.0.0.1 and real store files."""
 
+import base64
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -560,6 +562,68 @@ def test_kill_during_pass_and_compact(maildir_dovecot, trial):
     assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
     assert backed_up_guids(d) == want == live_guids(d)
     tar_list(data_file(d))
+
+
+def random_body(rnd, size):
+    """Text that compression can't shrink (base64 of random bytes)."""
+    raw = bytes(rnd.getrandbits(8) for _ in range(size * 3 // 4))
+    b64 = base64.b64encode(raw).decode()
+    return "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76)) + "\n"
+
+
+def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
+    """The store's disk fills during a pass: the pass fails saying so,
+    the store stays valid (the index points only at complete members) and
+    still restores what the last good pass had, and the next pass with
+    room left brings the rest (cutting what the failed one appended)."""
+    d = maildir_dovecot
+    rnd = random.Random(7)
+    for i in range(3):
+        d.deliver("alice", make_message("early %d" % i,
+                                        body=random_body(rnd, 20 * 1024)))
+    root = os.path.join(d.root, "backup")
+    os.mkdir(root)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755",
+                    "tmpfs", root], check=True)
+    try:
+        d.chown_to_mail_user(root)
+        backup(d)
+        first = backed_up_guids(d)
+        assert first == live_guids(d) and len(first) == 3
+        good_size = os.path.getsize(data_file(d))
+        for i in range(8):
+            d.deliver("alice", make_message("late %d" % i,
+                                            body=random_body(rnd, 200 * 1024)))
+        p = backup(d, check=False)
+        assert p.returncode != 0 and "Panic" not in p.stderr, p.stderr
+        assert "space" in p.stderr.lower(), p.stderr
+        # nothing of the failed pass counts: no row claims a copy, the
+        # summary says 0, the data file is cut back to the last good
+        # pass: the store is what the first
+        # pass left, valid, and restorable
+        assert [r for r in json.loads(p.stdout)
+                if r["mailbox"] != "(total)"] == [], p.stdout
+        assert rows(p)["(total)"]["copied"] == 0
+        assert re.search(r"pass to backup:.*: 0 mailboxes, 0 copied",
+                         p.stderr), p.stderr
+        assert os.path.getsize(data_file(d)) == good_size
+        assert backed_up_guids(d) == first
+        assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+        r = restore(d, "alice", "-m", "INBOX", "--to", "Early")
+        assert r.returncode == 0
+        assert sorted(m["guid"] for m in d.fetch("alice", "Early",
+                                                  "guid")) == first
+        c = d.imap("alice")
+        c.delete("Early")
+        c.logout()
+        subprocess.run(["mount", "-o", "remount,size=16m", root], check=True)
+        backup(d)
+        assert backed_up_guids(d) == live_guids(d)
+        assert len(live_guids(d)) == 11
+        assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
+        tar_list(data_file(d))
+    finally:
+        subprocess.run(["umount", "-l", root], check=False)
 
 
 def test_bad_input(maildir_dovecot):
