@@ -572,10 +572,9 @@ def random_body(rnd, size):
 
 
 def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
-    """The store's disk fills during a pass: the pass fails saying so,
-    the store stays valid (the index points only at complete members) and
-    still restores what the last good pass had, and the next pass with
-    room left brings the rest (cutting what the failed one appended)."""
+    """The store's disk fills during a pass: the pass fails saying so and
+    claims nothing, the store stays what the last good pass left (valid,
+    restorable), and the next pass with room left brings the rest."""
     d = maildir_dovecot
     rnd = random.Random(7)
     for i in range(3):
