@@ -1111,6 +1111,22 @@ static void migrate_defer(struct migrate_cmd_context *ctx)
 	ctx->record = NULL;
 }
 
+/* The roots are several users' and may each be theirs only (own UID, a
+   home of 0700), while the effective UID is still the last user's: when
+   doveadm runs as root, the syncs do too. */
+static int migrate_sync_roots(const char *const *paths, const char **error_r)
+{
+	uid_t euid = geteuid();
+	int ret;
+
+	if (euid != 0 && getuid() == 0 && seteuid(0) < 0)
+		i_fatal("seteuid(0) failed: %m");
+	ret = mailbox_migrate_sync_paths(paths, error_r);
+	if (geteuid() != euid && seteuid(euid) < 0)
+		i_fatal("seteuid(%s) failed: %m", dec2str(euid));
+	return ret;
+}
+
 /* Sync the filesystems the waiting passes wrote to, then record them. */
 static void migrate_flush_deferred(struct migrate_cmd_context *ctx)
 {
@@ -1126,7 +1142,7 @@ static void migrate_flush_deferred(struct migrate_cmd_context *ctx)
 	array_foreach(&ctx->sync_roots, root)
 		array_push_back(&paths, &root->path);
 	array_append_zero(&paths);
-	if (mailbox_migrate_sync_paths(array_front(&paths), &error) < 0)
+	if (migrate_sync_roots(array_front(&paths), &error) < 0)
 		sync_error = error;
 	array_foreach_modifiable(&ctx->deferred, deferred) {
 		i_set_failure_prefix("doveadm(%s): ", deferred->username);

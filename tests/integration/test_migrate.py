@@ -567,6 +567,36 @@ def test_users_from_a_file(make_dovecot, tmp_path, workers):
     assert sorted(r["username"] for r in st) == ["f0", "f2"]
 
 
+def test_workers_with_users_of_different_uids(make_dovecot):
+    """A worker's users may each have their own UID and a home only they
+    can enter: the one sync for several users' destinations still reaches
+    every one of them, and every pass is recorded."""
+    users = ["p%d" % i for i in range(6)]
+    uids = {u: 65534 - (i % 2) for i, u in enumerate(users)}
+    d = make_dovecot(users=users, mail_location="maildir:~/Maildir",
+                     user_uids=uids,
+                     plugin_settings={"mailbox_migrate_workers": "2"})
+    dst = "sdbox:~/dest"
+    for u in users:
+        d.deliver(u, make_message(u))
+    for round_ in range(2):
+        p = d.doveadm("mailbox-migrate", "-A", dst, check=False)
+        assert p.returncode == 0, p.stderr
+        assert "failed" not in p.stderr, p.stderr
+        st = d.doveadm_json("mailbox-migrate", "status", "-A")
+        assert sorted(r["username"] for r in st) == users, st
+        assert all(r["last_pass"] != "" and int(r["pending"]) == 0
+                   for r in st), st
+        for u in users:
+            d.deliver(u, make_message(u + " again"))
+    p = d.doveadm("mailbox-migrate", "-A", dst)
+    # recorded checkpoints: the passes after the first are journal passes
+    assert "first pass to this destination" not in p.stderr, p.stderr
+    for u in users:
+        assert os.stat(d.home(u)).st_uid == uids[u]
+        assert_same(d, u, "maildir:~/Maildir", dst)
+
+
 def test_all_users_in_parallel_workers(make_dovecot):
     """-A runs users in worker processes; one failing user doesn't stop the
     others, and the exit code says something failed."""

@@ -84,7 +84,8 @@ class DoveadmError(Exception):
 class Dovecot:
     def __init__(self, users=("alice", "bob"), mail_location=None,
                  plugin_settings=None, plugin=True, name="mmtest",
-                 mail_fsync="never", user_mail=None, extra_config=""):
+                 mail_fsync="never", user_mail=None, extra_config="",
+                 user_uids=None):
         self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
         os.chmod(self.root, 0o755)
         self.users = list(users)
@@ -94,6 +95,8 @@ class Dovecot:
         self.mail_fsync = mail_fsync
         # per-user mail location in the userdb (what a cutover switches)
         self.user_mail = dict(user_mail or {})
+        # per-user UID (default: the mail user's), home mode 0700 then
+        self.user_uids = dict(user_uids or {})
         # more configuration; {root}, {config} and {mail_user} are filled in
         self.extra_config = extra_config
         self.imap_port = free_port()
@@ -119,11 +122,14 @@ class Dovecot:
                 extra = ""
                 if user in self.user_mail:
                     extra = "userdb_mail=%s" % self.user_mail[user]
+                uid = self.user_uids.get(user, self.pw.pw_uid)
                 f.write("%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
-                    user, PASSWORD, self.pw.pw_uid, self.pw.pw_gid,
+                    user, PASSWORD, uid, self.pw.pw_gid,
                     self.home(user), extra))
                 os.makedirs(self.home(user), exist_ok=True)
-                os.chown(self.home(user), self.pw.pw_uid, self.pw.pw_gid)
+                os.chown(self.home(user), uid, self.pw.pw_gid)
+                if user in self.user_uids:
+                    os.chmod(self.home(user), 0o700)
 
     def write_config(self):
         plugins = "notify mailbox_migrate" if self.plugin else ""
