@@ -497,6 +497,29 @@ migrate_backup_open_late(void *context,
 	return 0;
 }
 
+static void migrate_flush_deferred(struct migrate_cmd_context *ctx);
+
+/* During a worker's pass: the passes it holds for one sync wait no longer
+   than they would between users, whatever this pass takes. */
+static void migrate_pass_tick(void *context)
+{
+	struct migrate_cmd_context *ctx = context;
+	struct timeval now;
+	const char *prefix;
+
+	if (array_count(&ctx->deferred) == 0)
+		return;
+	i_gettimeofday(&now);
+	if (timeval_diff_msecs(&now, &ctx->deferred_since) <
+	    MIGRATE_DEFER_MAX_MSECS)
+		return;
+	prefix = t_strdup(i_get_failure_prefix());
+	T_BEGIN {
+		migrate_flush_deferred(ctx);
+	} T_END;
+	i_set_failure_prefix("%s", prefix);
+}
+
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 			const char *full_reason)
 {
@@ -525,6 +548,8 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	set.record_pool = ctx->deferred_pool;
 	set.source_quiet = source_quiet;
 	set.mailbox_done = migrate_print_row;
+	if (ctx->deferred_pool != NULL)
+		set.tick = migrate_pass_tick;
 	if (ctx->store != NULL)
 		set.backup = ctx->store;
 	else if (ctx->backup_late_open)
@@ -1308,25 +1333,40 @@ static void migrate_worker_user(struct migrate_cmd_context *ctx,
 	mail_storage_service_user_unref(&service_user);
 }
 
-/* Wait until the next user can be read, or until the waiting passes have
-   waited long enough. Returns FALSE if they have (flush them now). */
+/* Wait until the next user can be read (the pipe is shared and
+   non-blocking: another worker may take it first), with waiting passes at
+   most until they have waited long enough. Returns FALSE if they have
+   (flush them now). */
 static bool migrate_wait_users(struct migrate_cmd_context *ctx, int users_fd)
 {
 	struct pollfd pfd = { .fd = users_fd, .events = POLLIN };
 	struct timeval now;
 	long long waited;
-	int ret;
+	int ret, timeout_msecs = -1;
 
-	if (array_count(&ctx->deferred) == 0)
-		return TRUE;
-	i_gettimeofday(&now);
-	waited = timeval_diff_msecs(&now, &ctx->deferred_since);
-	if (waited >= MIGRATE_DEFER_MAX_MSECS)
-		return FALSE;
-	ret = poll(&pfd, 1, MIGRATE_DEFER_MAX_MSECS - waited);
+	if (array_count(&ctx->deferred) > 0) {
+		i_gettimeofday(&now);
+		waited = timeval_diff_msecs(&now, &ctx->deferred_since);
+		if (waited >= MIGRATE_DEFER_MAX_MSECS)
+			return FALSE;
+		timeout_msecs = MIGRATE_DEFER_MAX_MSECS - waited;
+	}
+	ret = poll(&pfd, 1, timeout_msecs);
 	if (ret < 0 && errno != EINTR)
 		i_error("poll(users pipe) failed: %m");
-	return ret > 0;
+	return ret != 0;
+}
+
+static bool migrate_is_deferred(struct migrate_cmd_context *ctx,
+				const char *username)
+{
+	const struct migrate_deferred *deferred;
+
+	array_foreach(&ctx->deferred, deferred) {
+		if (strcmp(deferred->username, username) == 0)
+			return TRUE;
+	}
+	return FALSE;
 }
 
 static void ATTR_NORETURN
@@ -1340,6 +1380,7 @@ migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 						   4096);
 	i_array_init(&ctx->deferred, MIGRATE_DEFER_MAX_USERS);
 	i_array_init(&ctx->sync_roots, 4);
+	fd_set_nonblock(users_fd, TRUE);
 	for (;;) {
 		if (!migrate_wait_users(ctx, users_fd))
 			T_BEGIN {
@@ -1349,7 +1390,7 @@ migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 		if (ret == 0)
 			break;
 		if (ret < 0) {
-			if (errno == EINTR)
+			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			i_error("read(users pipe) failed: %m");
 			ctx->mctx.ctx.exit_code = EX_TEMPFAIL;
@@ -1358,6 +1399,10 @@ migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 		if (ret != sizeof(record) || record[sizeof(record) - 1] != '\0')
 			i_panic("users pipe: short record");
 		T_BEGIN {
+			/* the same user twice (-F): its first pass holds its
+			   pass lock until recorded */
+			if (migrate_is_deferred(ctx, record))
+				migrate_flush_deferred(ctx);
 			migrate_worker_user(ctx, record);
 			if (array_count(&ctx->deferred) >=
 			    MIGRATE_DEFER_MAX_USERS)

@@ -84,8 +84,15 @@ bool pass_box_selected(struct mailbox_migrate_pass *pass,
 	return FALSE;
 }
 
+static void pass_tick(struct mailbox_migrate_pass *pass)
+{
+	if (pass->set->tick != NULL)
+		pass->set->tick(pass->set->context);
+}
+
 static void pass_progress(struct mailbox_migrate_pass *pass)
 {
+	pass_tick(pass);
 	if (ioloop_time - pass->start.tv_sec < PASS_PROGRESS_INTERVAL_SECS ||
 	    ioloop_time - pass->last_progress < PASS_PROGRESS_INTERVAL_SECS)
 		return;
@@ -618,6 +625,7 @@ static int pass_copy_uids(struct mailbox_migrate_pass *pass,
 			return -1;
 		}
 		copied++;
+		pass_tick(pass);
 	}
 	return copied;
 }

@@ -67,6 +67,10 @@ struct mailbox_migrate_pass_settings {
 	   the file (NULL if there is none), or -1 if it can't be read. */
 	int (*get_dst_db)(void *context, struct mailbox_migrate_db **db_r);
 
+	/* Called now and then while the pass runs (after each mailbox and
+	   each copied message), for work of the caller's own that must not
+	   wait for the whole pass. */
+	void (*tick)(void *context);
 	/* Called for each mailbox the pass touched. */
 	void (*mailbox_done)(void *context, const char *vname,
 			     const struct mailbox_migrate_pass_counts *counts,

@@ -597,6 +597,26 @@ def test_workers_with_users_of_different_uids(make_dovecot):
         assert_same(d, u, "maildir:~/Maildir", dst)
 
 
+def test_workers_with_a_user_listed_twice(make_dovecot, tmp_path):
+    """-F may name a user more than once; with two workers at least two of
+    four mentions reach the same worker, whose first pass of the user
+    still holds the user's pass lock (waiting for the batch's sync): the
+    worker records it first instead of waiting for itself."""
+    d = make_dovecot(users=["alice", "bob"],
+                     mail_location="maildir:~/Maildir",
+                     plugin_settings={"mailbox_migrate_workers": "2"})
+    d.deliver("alice", make_message("once"))
+    listed = tmp_path / "users"
+    listed.write_text("alice\n" * 4)
+    dst = "sdbox:~/dest"
+    p = d.doveadm("mailbox-migrate", "-F", str(listed), dst, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "locked" not in p.stderr and "failed" not in p.stderr, p.stderr
+    assert_same(d, "alice", "maildir:~/Maildir", dst)
+    st = d.doveadm_json("mailbox-migrate", "status", "-u", "alice")
+    assert st[0]["last_pass"] != "" and int(st[0]["pending"]) == 0, st
+
+
 def test_all_users_in_parallel_workers(make_dovecot):
     """-A runs users in worker processes; one failing user doesn't stop the
     others, and the exit code says something failed."""
