@@ -121,6 +121,13 @@ static const char mailbox_migrate_sql_schema_v3[] =
 "seq > IFNULL((SELECT MAX(seq) FROM journal), 0);\n"
 "DROP TABLE journal;\n"
 "ALTER TABLE journal_v3 RENAME TO journal;\n"
+/* A process of the previous version still running reads the journal's
+   last seq from sqlite_sequence, whose row the DROP removed: it would read
+   0 and record checkpoint 0 (the next pass a full one). The last seq of
+   now only goes stale, which makes such a process's checkpoints and
+   witnesses lag: later passes take more, nothing is missed. */
+"INSERT INTO sqlite_sequence (name, seq) SELECT 'journal', MAX(seq) "
+"FROM journal HAVING COUNT(*) > 0;\n"
 "CREATE INDEX journal_expunge ON journal (mailbox_guid, uid) "
 "WHERE type = 'expunge';\n"
 "CREATE INDEX journal_gap ON journal (seq) WHERE type = 'gap';\n"

@@ -343,6 +343,10 @@ def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
         "tbl_name = 'journal'")) == ["journal_expunge", "journal_gap"]
     assert db_query(path, "SELECT name FROM sqlite_master WHERE "
                     "type = 'trigger'") == [("journal_keep_newest",)]
+    # what a process of the previous version reads as the last seq: the
+    # one of the upgrade, not 0
+    assert db_query(path, "SELECT seq FROM sqlite_sequence WHERE "
+                    "name = 'journal'") == [(before[-1]["seq"],)]
     after = d.journal_entries("alice")
     assert [(e["seq"], e["type"], e["guid"]) for e in after[:-1]] \
         == [(e["seq"], e["type"], e["guid"]) for e in before]
