@@ -49,13 +49,18 @@ mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 	return 0;
 }
 
-/* Every mail changed since the witness must have an entry after it. */
+/* Every mail changed since the witness must have an entry after it, or
+   (concurrent_witness) one up to it of a commit the index made after the
+   witness' modseq: a witness that a commit without entries recorded (its
+   modseq, the journal's last seq then) can postdate a concurrent commit's
+   entry of a higher modseq. A pass's own witness (the checkpoint read
+   before the mailbox's modseq) can't. */
 static int
 mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 				struct mailbox *box, const char *mailbox_guid,
 				const struct mailbox_migrate_journal_mailbox *known,
-				uint32_t uidvalidity, const char **reason_r,
-				const char **error_r)
+				bool concurrent_witness, uint32_t uidvalidity,
+				const char **reason_r, const char **error_r)
 {
 	ARRAY_TYPE(seq_range) journaled;
 	struct mail_search_args *search_args;
@@ -69,6 +74,11 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 	if (mailbox_migrate_journal_get_changed_uids(db, mailbox_guid,
 			uidvalidity, known->witness_seq, &journaled,
 			error_r) < 0)
+		return -1;
+	if (concurrent_witness &&
+	    mailbox_migrate_journal_get_changed_uids_upto(db, mailbox_guid,
+			uidvalidity, known->witness_seq, known->witness_modseq,
+			&journaled, error_r) < 0)
 		return -1;
 
 	search_args = mail_search_build_init();
@@ -149,7 +159,7 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 			return -1;
 		if (reason == NULL &&
 		    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
-				&known, status.uidvalidity, &reason,
+				&known, TRUE, status.uidvalidity, &reason,
 				error_r) < 0)
 			return -1;
 		break;
@@ -196,7 +206,8 @@ int mailbox_migrate_journal_verify_since(struct mailbox_migrate_db *db,
 		return -1;
 	if (*reason_r == NULL &&
 	    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
-				&known, uidvalidity, reason_r, error_r) < 0)
+				&known, FALSE, uidvalidity, reason_r,
+				error_r) < 0)
 		return -1;
 	return *reason_r == NULL ? 1 : 0;
 }

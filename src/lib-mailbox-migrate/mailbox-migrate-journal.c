@@ -432,22 +432,22 @@ int mailbox_migrate_journal_has_expunge(struct mailbox_migrate_db *db,
 	return ret;
 }
 
-int mailbox_migrate_journal_get_changed_uids(struct mailbox_migrate_db *db,
-					     const char *mailbox_guid,
-					     uint32_t uidvalidity, uint64_t seq,
-					     ARRAY_TYPE(seq_range) *uids,
-					     const char **error_r)
+static int
+journal_get_changed_uids(struct mailbox_migrate_db *db, const char *sql,
+			 const char *mailbox_guid, uint32_t uidvalidity,
+			 uint64_t seq, uint64_t modseq,
+			 ARRAY_TYPE(seq_range) *uids, const char **error_r)
 {
 	sqlite3_stmt *stmt;
 	int ret;
 
-	if (mailbox_migrate_db_prepare(db,
-			mailbox_migrate_sql_journal_changed_uids,
-			&stmt, error_r) < 0)
+	if (mailbox_migrate_db_prepare(db, sql, &stmt, error_r) < 0)
 		return -1;
 	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
 	(void)sqlite3_bind_text(stmt, 2, mailbox_guid, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
+	if (sqlite3_bind_parameter_count(stmt) >= 4)
+		(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)modseq);
 	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) {
 		seq_range_array_add(uids,
 			(uint32_t)sqlite3_column_int64(stmt, 0));
@@ -455,6 +455,29 @@ int mailbox_migrate_journal_get_changed_uids(struct mailbox_migrate_db *db,
 	if (ret == 0)
 		(void)sqlite3_reset(stmt);
 	return ret;
+}
+
+int mailbox_migrate_journal_get_changed_uids(struct mailbox_migrate_db *db,
+					     const char *mailbox_guid,
+					     uint32_t uidvalidity, uint64_t seq,
+					     ARRAY_TYPE(seq_range) *uids,
+					     const char **error_r)
+{
+	return journal_get_changed_uids(db,
+		mailbox_migrate_sql_journal_changed_uids, mailbox_guid,
+		uidvalidity, seq, 0, uids, error_r);
+}
+
+int mailbox_migrate_journal_get_changed_uids_upto(struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					uint32_t uidvalidity, uint64_t seq,
+					uint64_t modseq,
+					ARRAY_TYPE(seq_range) *uids,
+					const char **error_r)
+{
+	return journal_get_changed_uids(db,
+		mailbox_migrate_sql_journal_changed_uids_upto, mailbox_guid,
+		uidvalidity, seq, modseq, uids, error_r);
 }
 
 struct mailbox_migrate_journal_iter *

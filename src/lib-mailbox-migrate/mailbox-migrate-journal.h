@@ -72,7 +72,8 @@ struct mailbox_migrate_journal_mailbox {
 	/* The mailbox index's highest modseq right after the last commit the
 	   journal recorded, and the journal's first seq at that modseq. A
 	   change the index shows above witness_modseq must have an entry
-	   after witness_seq (or, for an expunge, any entry). */
+	   after witness_seq, or up to it from a concurrent commit the index
+	   made after witness_modseq (for an expunge, any entry). */
 	uint64_t witness_modseq;
 	uint64_t witness_seq;
 	/* Lost commits (counted in the mailbox index) made good so far. */
@@ -190,6 +191,16 @@ int mailbox_migrate_journal_get_changed_uids(struct mailbox_migrate_db *db,
 					     uint32_t uidvalidity, uint64_t seq,
 					     ARRAY_TYPE(seq_range) *uids,
 					     const char **error_r);
+/* Add to uids every UID of the mailbox that has such an entry up to seq
+   whose commit the index made after modseq: a concurrent commit journaled
+   before the one that recorded the witness (seq, modseq). Reads the
+   journal up to seq. Returns 0, or -1 on error. */
+int mailbox_migrate_journal_get_changed_uids_upto(struct mailbox_migrate_db *db,
+					const char *mailbox_guid,
+					uint32_t uidvalidity, uint64_t seq,
+					uint64_t modseq,
+					ARRAY_TYPE(seq_range) *uids,
+					const char **error_r);
 
 /* Iterate entries with seq > since_seq, of one mailbox (plus the GAP
    entries, which concern every mailbox) or of all (mailbox_guid NULL).

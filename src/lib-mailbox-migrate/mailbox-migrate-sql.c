@@ -218,6 +218,11 @@ const char mailbox_migrate_sql_journal_has_expunge[] =
 const char mailbox_migrate_sql_journal_changed_uids[] =
 	"SELECT uid FROM journal WHERE seq > ?1 AND mailbox_guid = ?2 "
 	"AND uidvalidity = ?3 AND type IN ('save', 'copy', 'flags', 'keywords')";
+/* the same up to seq, of commits the index made after modseq ?4 */
+const char mailbox_migrate_sql_journal_changed_uids_upto[] =
+	"SELECT uid FROM journal WHERE seq <= ?1 AND mailbox_guid = ?2 "
+	"AND uidvalidity = ?3 AND type IN ('save', 'copy', 'flags', 'keywords') "
+	"AND modseq > ?4";
 
 const char mailbox_migrate_sql_seen_get[] =
 	"SELECT seen_uidnext, seen_at, seen_by FROM seen "

@@ -30,6 +30,7 @@ extern const char mailbox_migrate_sql_mailbox_deleted[];
 extern const char mailbox_migrate_sql_mailbox_get[];
 extern const char mailbox_migrate_sql_journal_has_expunge[];
 extern const char mailbox_migrate_sql_journal_changed_uids[];
+extern const char mailbox_migrate_sql_journal_changed_uids_upto[];
 
 extern const char mailbox_migrate_sql_seen_get[];
 extern const char mailbox_migrate_sql_seen_raise[];

@@ -381,6 +381,41 @@ def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
     assert [e["type"] for e in since] == ["save"]
 
 
+def test_witness_recorded_after_a_concurrent_entry(maildir_dovecot):
+    """A commit without entries records the mailbox's witness as (its own
+    modseq, the journal's last seq). Another process's commit can have
+    made a higher modseq and journaled it just before: its entry lies at
+    or below the witness' seq. The journal is complete all the same, and
+    says so."""
+    d = maildir_dovecot
+    d.deliver("alice", make_message("m1"))
+    d.deliver("alice", make_message("m2"))
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    path = d.db_path("alice")
+    (seq, modseq, guid), = db_query(
+        path, "SELECT seq, modseq, mailbox_guid FROM journal "
+        "WHERE type = 'flags'")
+    # the witness such a commit (index modseq one below) leaves behind
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE mailbox SET witness_modseq = ?, witness_seq = ? "
+                 "WHERE guid = ?", (modseq - 1, seq, guid))
+    conn.commit()
+    conn.close()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
+    # while a change without any entry is still found
+    subprocess.run(["/usr/bin/doveadm", "-c", d.config, "-o",
+                    "mail_plugins=", "flags", "add", "-u", "alice", r"\Seen",
+                    "mailbox", "INBOX", "uid", "2"], check=True)
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no"
+    assert "UID 2 changed" in rows["INBOX"]["reason"]
+
+
 def test_index_shows_changes_the_journal_missed(maildir_dovecot):
     """Flag changes and expunges made by a process without the plugin move
     the mailbox index but write no entry: the journal says it is
