@@ -100,6 +100,53 @@ static void test_journal_open(void)
 	test_end();
 }
 
+static void test_journal_changed_uids_upto(void)
+{
+	static const uint64_t modseqs[] = { 5, 9, 7 };
+	struct mailbox_migrate_db *db;
+	struct mailbox_migrate_journal_entry entry;
+	ARRAY_TYPE(seq_range) uids;
+	const char *error;
+	uint64_t seqs[N_ELEMENTS(modseqs)];
+	unsigned int i;
+
+	test_begin("journal changed uids up to a seq, after a modseq");
+	db = test_db_open(test_db_path("upto.db"));
+	for (i = 0; i < N_ELEMENTS(modseqs); i++) {
+		i_zero(&entry);
+		entry.time = 1700000000;
+		entry.type = MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS;
+		entry.mailbox_guid = GUID_A;
+		entry.uidvalidity = 1234;
+		entry.uid = i + 1;
+		entry.modseq = modseqs[i];
+		entry.service = "imap";
+		test_assert(mailbox_migrate_journal_append(db, &entry,
+							   &error) == 0);
+		seqs[i] = entry.seq;
+	}
+	t_array_init(&uids, 4);
+	/* a witness (6, seqs[2]): UIDs 2 and 3 are of commits after it */
+	test_assert(mailbox_migrate_journal_get_changed_uids_upto(db, GUID_A,
+			1234, seqs[2], 6, &uids, &error) == 0);
+	test_assert(seq_range_count(&uids) == 2 &&
+		    seq_range_exists(&uids, 2) && seq_range_exists(&uids, 3));
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_changed_uids_upto(db, GUID_A,
+			1234, seqs[1], 6, &uids, &error) == 0);
+	test_assert(seq_range_count(&uids) == 1 &&
+		    seq_range_exists(&uids, 2));
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_changed_uids_upto(db, GUID_A,
+			99, seqs[2], 0, &uids, &error) == 0);
+	test_assert(array_count(&uids) == 0);
+	test_assert(mailbox_migrate_journal_get_changed_uids_upto(db, GUID_B,
+			1234, seqs[2], 0, &uids, &error) == 0);
+	test_assert(array_count(&uids) == 0);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
 static void test_journal_append_iter(void)
 {
 	struct mailbox_migrate_db *db;
@@ -482,6 +529,7 @@ int main(void)
 		test_journal_type_names,
 		test_journal_open,
 		test_journal_append_iter,
+		test_journal_changed_uids_upto,
 		test_journal_gap_and_prune,
 		test_journal_check_index,
 		test_journal_mailbox,
