@@ -186,9 +186,11 @@ static int backup_box_diff(struct backup_box *bb,
 			pass_box_failed(bb->pass, bb->sbox, "Reading");
 			return -1;
 		}
-		if (ret > 0)
+		if (ret > 0) {
 			bb->counts->copied++;
-		else if (row != NULL) {
+			bb->pass->copying++;
+			pass_tick(bb->pass);
+		} else if (row != NULL) {
 			/* replaced, then expunged: gone all the same */
 			row->from_pass = 1;
 		}

@@ -550,6 +550,7 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	set.mailbox_done = migrate_print_row;
 	if (ctx->deferred_pool != NULL)
 		set.tick = migrate_pass_tick;
+	set.progress_interval_msecs = ctx->mctx.set->progress_interval_msecs;
 	if (ctx->store != NULL)
 		set.backup = ctx->store;
 	else if (ctx->backup_late_open)

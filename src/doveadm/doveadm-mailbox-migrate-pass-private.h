@@ -77,8 +77,11 @@ struct mailbox_migrate_pass {
 	struct mailbox_migrate_backup_store *backup;
 
 	struct timeval start;
-	time_t last_progress;
+	struct timeval last_progress;
 	unsigned int boxes_done, boxes_total;
+	/* messages copied so far in the mailbox being worked on (not yet in
+	   result->total) */
+	unsigned int copying;
 
 	/* subscriptions changed on the destination (to be synced) */
 	bool subscriptions_written;
@@ -137,6 +140,9 @@ int pass_mails_load(struct mailbox *box, pool_t pool,
 struct pass_mail *
 pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid);
 bool pass_keywords_equal(const char *const *a, const char *const *b);
+/* After each mailbox and each copied message: the caller's tick, and a
+   line of progress on stderr when set->progress_interval_msecs says. */
+void pass_tick(struct mailbox_migrate_pass *pass);
 /* Account a mailbox the pass worked on (touched: print its row, or hold
    it for after sync with v->all_or_nothing). */
 void pass_box_done(struct mailbox_migrate_pass *pass, const char *vname,

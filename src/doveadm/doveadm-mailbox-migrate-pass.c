@@ -32,7 +32,6 @@
 #include <sys/stat.h>
 
 /* progress on stderr every this often once a pass runs this long */
-#define PASS_PROGRESS_INTERVAL_SECS 5
 
 struct pass_flag_update {
 	uint32_t dst_uid;
@@ -84,25 +83,31 @@ bool pass_box_selected(struct mailbox_migrate_pass *pass,
 	return FALSE;
 }
 
-static void pass_tick(struct mailbox_migrate_pass *pass)
+void pass_tick(struct mailbox_migrate_pass *pass)
 {
+	const struct timeval *since;
+	struct timeval now;
+
 	if (pass->set->tick != NULL)
 		pass->set->tick(pass->set->context);
-}
-
-static void pass_progress(struct mailbox_migrate_pass *pass)
-{
-	pass_tick(pass);
-	if (ioloop_time - pass->start.tv_sec < PASS_PROGRESS_INTERVAL_SECS ||
-	    ioloop_time - pass->last_progress < PASS_PROGRESS_INTERVAL_SECS)
+	if (pass->set->progress_interval_msecs == 0)
 		return;
-	pass->last_progress = ioloop_time;
+	/* the time of now, not ioloop_time: no ioloop runs during a pass */
+	i_gettimeofday(&now);
+	since = pass->last_progress.tv_sec != 0 ? &pass->last_progress :
+		&pass->start;
+	if (timeval_diff_msecs(&now, since) <
+	    (long long)pass->set->progress_interval_msecs)
+		return;
+	pass->last_progress = now;
 	fprintf(stderr, "mailbox-migrate(%s): %u%s mailboxes, "
-		"%u messages copied, %u expunged\n",
+		"%u messages copied, %u expunged, %lld s\n",
 		pass->src_user->username, pass->boxes_done,
 		pass->boxes_total == 0 ? "" :
 		t_strdup_printf("/%u", pass->boxes_total),
-		pass->result->total.copied, pass->result->total.expunged);
+		pass->result->total.copied + pass->copying,
+		pass->result->total.expunged,
+		(long long)timeval_diff_msecs(&now, &pass->start) / 1000);
 }
 
 /* A listed (so existing) source mailbox's GUID: from the mailbox list
@@ -625,6 +630,7 @@ static int pass_copy_uids(struct mailbox_migrate_pass *pass,
 			return -1;
 		}
 		copied++;
+		pass->copying++;
 		pass_tick(pass);
 	}
 	return copied;
@@ -1259,6 +1265,7 @@ void pass_box_done(struct mailbox_migrate_pass *pass, const char *vname,
 	struct timeval end;
 
 	i_gettimeofday(&end);
+	pass->copying = 0;
 	pass->result->total.copied += counts->copied;
 	pass->result->total.expunged += counts->expunged;
 	pass->result->total.flag_changes += counts->flag_changes;
@@ -1513,7 +1520,7 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 			pass->v->box(pass, sbox, sb->guid, NULL);
 		} T_END;
 		mailbox_free(&sbox);
-		pass_progress(pass);
+		pass_tick(pass);
 	}
 
 	/* mailboxes an earlier pass brought that the source no longer has */
@@ -1637,7 +1644,7 @@ static void pass_journal_source_box(struct mailbox_migrate_pass *pass,
 		pass_journal_box(pass, box, guid, jctx->since_seq, ch,
 				 jctx->pool);
 	}
-	pass_progress(pass);
+	pass_tick(pass);
 }
 
 /* Returns 0, or -1 if the journal can't be used (then compare in full). */

@@ -71,6 +71,9 @@ struct mailbox_migrate_pass_settings {
 	   each copied message), for work of the caller's own that must not
 	   wait for the whole pass. */
 	void (*tick)(void *context);
+	/* A pass running longer than this prints how far it got on stderr,
+	   and again at this interval; 0: never. */
+	unsigned int progress_interval_msecs;
 	/* Called for each mailbox the pass touched. */
 	void (*mailbox_done)(void *context, const char *vname,
 			     const struct mailbox_migrate_pass_counts *counts,

@@ -137,6 +137,11 @@ int mailbox_migrate_settings_read(struct mail_user *user,
 			&cutover_wait_msecs, error_r) < 0)
 		return -1;
 	set->cutover_wait_secs = (cutover_wait_msecs + 999) / 1000;
+	if (mailbox_migrate_settings_get_time_msecs(user,
+			"mailbox_migrate_progress_interval",
+			MAILBOX_MIGRATE_DEFAULT_PROGRESS_INTERVAL_SECS * 1000,
+			&set->progress_interval_msecs, error_r) < 0)
+		return -1;
 	if (mailbox_migrate_settings_get_uint(user,
 			"mailbox_migrate_journal_max_entries",
 			MAILBOX_MIGRATE_DEFAULT_JOURNAL_MAX_ENTRIES,

@@ -9,6 +9,7 @@ struct mail_user;
 
 #define MAILBOX_MIGRATE_DEFAULT_LOCK_TIMEOUT_MSECS (5 * 1000)
 #define MAILBOX_MIGRATE_DEFAULT_CUTOVER_WAIT_SECS 30
+#define MAILBOX_MIGRATE_DEFAULT_PROGRESS_INTERVAL_SECS 5
 #define MAILBOX_MIGRATE_DEFAULT_JOURNAL_MAX_ENTRIES 500000
 #define MAILBOX_MIGRATE_DEFAULT_BACKUP_DIRTY_PERCENT 20
 #define MAILBOX_MIGRATE_DEFAULT_LOGOUT_SOCKET "mailbox-migrate-logout"
@@ -26,6 +27,9 @@ struct mailbox_migrate_settings {
 	   the journal reports itself incomplete since the drop. */
 	unsigned int journal_max_entries;
 	unsigned int cutover_wait_secs;
+	/* A pass running longer than this says how far it got on stderr, and
+	   again at this interval; 0: never. */
+	unsigned int progress_interval_msecs;
 	/* 0 means "number of CPUs". */
 	unsigned int workers;
 	const char *backup_compression;

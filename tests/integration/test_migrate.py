@@ -617,6 +617,40 @@ def test_workers_with_a_user_listed_twice(make_dovecot, tmp_path):
     assert st[0]["last_pass"] != "" and int(st[0]["pending"]) == 0, st
 
 
+def test_progress_of_a_long_pass(maildir_dovecot):
+    """A pass running longer than mailbox_migrate_progress_interval says
+    on stderr how far it got, again at each interval and also within a
+    mailbox; a shorter pass, or the interval 0, says nothing."""
+    d = maildir_dovecot
+    for i in range(40):
+        d.deliver("alice", make_message("m%d" % i))
+
+    def progress(interval, dst):
+        p = d.doveadm("-o", "plugin/mailbox_migrate_progress_interval=%s"
+                      % interval, "mailbox-migrate", "-u", "alice", dst)
+        return [int(m.group(1)) for m in re.finditer(
+            r"^mailbox-migrate\(alice\): \d+(?:/\d+)? mailboxes, "
+            r"(\d+) messages copied, \d+ expunged, \d+ s$",
+            p.stderr, re.M)]
+
+    copied = progress("1ms", "sdbox:~/dest1")
+    assert len(copied) >= 2, copied
+    assert copied == sorted(copied) and copied[-1] <= 40, copied
+    # within INBOX, not only between mailboxes
+    assert any(0 < n < 40 for n in copied), copied
+    # a backup pass too
+    copied = progress("1ms", "backup:~/backup")
+    assert len(copied) >= 2 and any(0 < n < 40 for n in copied), copied
+    assert progress("5s", "sdbox:~/dest2") == []
+    assert progress("0", "sdbox:~/dest3") == []
+    p = d.doveadm("-o", "plugin/mailbox_migrate_progress_interval=soon",
+                  "mailbox-migrate", "-u", "alice", "sdbox:~/dest4",
+                  check=False)
+    assert p.returncode != 0
+    assert "mailbox_migrate_progress_interval" in p.stderr, p.stderr
+    assert_same(d, "alice", "maildir:~/Maildir", "sdbox:~/dest1")
+
+
 def test_all_users_in_parallel_workers(make_dovecot):
     """-A runs users in worker processes; one failing user doesn't stop the
     others, and the exit code says something failed."""
