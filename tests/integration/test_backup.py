@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from mmtest import DOVEADM, clean_env, db_query, imap_utf7, make_message
+from mmtest import DOVEADM, clean_env, db_query, imap_utf7, make_message, \
+    remount_size, small_disk
 from test_migrate import make_spool
 
 STORE = "backup:%s/backup/%%u"
@@ -580,12 +581,7 @@ def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
     for i in range(3):
         d.deliver("alice", make_message("early %d" % i,
                                         body=random_body(rnd, 20 * 1024)))
-    root = os.path.join(d.root, "backup")
-    os.mkdir(root)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755",
-                    "tmpfs", root], check=True)
-    try:
-        d.chown_to_mail_user(root)
+    with small_disk(d, os.path.join(d.root, "backup"), "1m") as root:
         backup(d)
         first = backed_up_guids(d)
         assert first == live_guids(d) and len(first) == 3
@@ -597,9 +593,8 @@ def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
         assert p.returncode != 0 and "Panic" not in p.stderr, p.stderr
         assert "space" in p.stderr.lower(), p.stderr
         # nothing of the failed pass counts: no row claims a copy, the
-        # summary says 0, the data file is cut back to the last good
-        # pass: the store is what the first
-        # pass left, valid, and restorable
+        # summary says 0, the data file is cut back; the store is what
+        # the first pass left, valid and restorable
         assert [r for r in json.loads(p.stdout)
                 if r["mailbox"] != "(total)"] == [], p.stdout
         assert rows(p)["(total)"]["copied"] == 0
@@ -615,14 +610,12 @@ def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
         c = d.imap("alice")
         c.delete("Early")
         c.logout()
-        subprocess.run(["mount", "-o", "remount,size=16m", root], check=True)
+        remount_size(root, "16m")
         backup(d)
         assert backed_up_guids(d) == live_guids(d)
         assert len(live_guids(d)) == 11
         assert json.loads(tool(d, "verify").stdout)[0]["problems"] == 0
         tar_list(data_file(d))
-    finally:
-        subprocess.run(["umount", "-l", root], check=False)
 
 
 def test_bad_input(maildir_dovecot):

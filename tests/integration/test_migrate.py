@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mmtest import imap_utf7, make_message
+from mmtest import imap_utf7, make_message, remount_size, small_disk
 
 # mailboxes with awkward names: deep hierarchy, spaces, non-ASCII (UTF-7
 # over IMAP), characters IMAP quotes
@@ -478,24 +478,17 @@ def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
     d = maildir_dovecot
     for i in range(8):
         d.deliver("alice", make_message("m%d" % i, size=200 * 1024))
-    mnt = os.path.join(d.root, "full")
-    os.mkdir(mnt)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k,mode=0755",
-                    "tmpfs", mnt], check=True)
-    try:
-        d.chown_to_mail_user(mnt)
+    with small_disk(d, os.path.join(d.root, "full"), "600k") as mnt:
         dst = "sdbox:%s/%%u" % mnt
         p = d.migrate("alice", dst, check=False)
         assert p.returncode != 0 and "Panic" not in p.stderr, p.stderr
         assert "space" in p.stderr.lower() or "quota" in p.stderr.lower()
         st = d.doveadm_json("mailbox-migrate", "status", "-u", "alice")
         assert st == [] or st[0]["last_pass"] == ""
-        subprocess.run(["mount", "-o", "remount,size=8m", mnt], check=True)
+        remount_size(mnt, "8m")
         d.migrate("alice", dst)
         assert_same(d, "alice", "maildir:~/Maildir",
                     "sdbox:%s/alice" % mnt)
-    finally:
-        subprocess.run(["umount", "-l", mnt], check=False)
 
 
 def test_workers_record_passes_after_one_syncfs(make_dovecot, tmp_path):

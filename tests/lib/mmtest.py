@@ -369,6 +369,25 @@ plugin {{
         os.chown(path, self.pw.pw_uid, self.pw.pw_gid)
 
 
+@contextlib.contextmanager
+def small_disk(d, path, size):
+    """A tmpfs of size (mount's syntax) at path, made and owned by the mail
+    user, unmounted at the end; resize with remount_size()."""
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" %
+                    size, "tmpfs", path], check=True)
+    try:
+        d.chown_to_mail_user(path)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+def remount_size(path, size):
+    subprocess.run(["mount", "-o", "remount,size=%s" % size, path],
+                   check=True)
+
+
 def db_query(path, sql, *params):
     """Read the state file directly (for assertions only)."""
     conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
