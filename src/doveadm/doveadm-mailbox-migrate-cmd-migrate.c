@@ -1,5 +1,9 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE /* syncfs() */
+#endif
+
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
@@ -63,6 +67,10 @@ struct migrate_deferred {
 struct migrate_sync_root {
 	dev_t dev;
 	const char *path;
+	/* opened by the user whose pass wrote there: the later syncfs()
+	   needs no right to the path (another user's, or NFS squashing
+	   root) */
+	int fd;
 };
 
 struct migrate_worker {
@@ -499,25 +507,41 @@ migrate_backup_open_late(void *context,
 
 static void migrate_flush_deferred(struct migrate_cmd_context *ctx);
 
-/* During a worker's pass: the passes it holds for one sync wait no longer
-   than they would between users, whatever this pass takes. */
-static void migrate_pass_tick(void *context)
+/* Record the passes the worker holds now, in the middle of another
+   user's work (whose log prefix stays). */
+static void migrate_flush_deferred_now(struct migrate_cmd_context *ctx)
 {
-	struct migrate_cmd_context *ctx = context;
-	struct timeval now;
 	const char *prefix;
 
 	if (array_count(&ctx->deferred) == 0)
-		return;
-	i_gettimeofday(&now);
-	if (timeval_diff_msecs(&now, &ctx->deferred_since) <
-	    MIGRATE_DEFER_MAX_MSECS)
 		return;
 	prefix = t_strdup(i_get_failure_prefix());
 	T_BEGIN {
 		migrate_flush_deferred(ctx);
 	} T_END;
 	i_set_failure_prefix("%s", prefix);
+}
+
+/* Before a wait of unknown length (a lock, a device slot): the held
+   passes and their pass locks don't wait with the worker. */
+static void migrate_flush_before_wait(void *context)
+{
+	migrate_flush_deferred_now(context);
+}
+
+/* During a worker's pass: the passes it holds for one sync wait no longer
+   than they would between users, whatever this pass takes. */
+static void migrate_pass_tick(void *context)
+{
+	struct migrate_cmd_context *ctx = context;
+	struct timeval now;
+
+	if (array_count(&ctx->deferred) == 0)
+		return;
+	i_gettimeofday(&now);
+	if (timeval_diff_msecs(&now, &ctx->deferred_since) >=
+	    MIGRATE_DEFER_MAX_MSECS)
+		migrate_flush_deferred_now(ctx);
 }
 
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
@@ -993,11 +1017,16 @@ static int migrate_lock_user(struct migrate_cmd_context *ctx,
 		i_error("open(%s) failed: %m", path);
 		return -1;
 	}
-	ret = wait_secs == 0 ?
-		file_try_lock(ctx->pass_lock_fd, path, F_WRLCK, &lock_set,
-			      &ctx->pass_lock, &error) :
-		file_wait_lock(ctx->pass_lock_fd, path, F_WRLCK, &lock_set,
-			       wait_secs, &ctx->pass_lock, &error);
+	ret = file_try_lock(ctx->pass_lock_fd, path, F_WRLCK, &lock_set,
+			    &ctx->pass_lock, &error);
+	if (ret == 0 && wait_secs > 0) {
+		/* the holder may be one of this worker's own held passes
+		   (the user met again) */
+		migrate_flush_before_wait(ctx);
+		ret = file_wait_lock(ctx->pass_lock_fd, path, F_WRLCK,
+				     &lock_set, wait_secs, &ctx->pass_lock,
+				     &error);
+	}
 	if (ret <= 0) {
 		if (ret < 0)
 			i_error("%s", error);
@@ -1108,6 +1137,7 @@ static void migrate_defer(struct migrate_cmd_context *ctx)
 	struct stat st;
 	unsigned int i;
 	bool known;
+	int fd;
 
 	if (array_count(&ctx->deferred) == 0)
 		i_gettimeofday(&ctx->deferred_since);
@@ -1118,11 +1148,15 @@ static void migrate_defer(struct migrate_cmd_context *ctx)
 		known = FALSE;
 		array_foreach_modifiable(&ctx->sync_roots, root)
 			known = known || root->dev == st.st_dev;
-		if (!known) {
-			root = array_append_space(&ctx->sync_roots);
-			root->dev = st.st_dev;
-			root->path = p_strdup(ctx->deferred_pool, paths[i]);
-		}
+		if (known)
+			continue;
+		fd = open(paths[i], O_RDONLY);
+		if (fd == -1)
+			i_error("open(%s) failed: %m", paths[i]);
+		root = array_append_space(&ctx->sync_roots);
+		root->dev = st.st_dev;
+		root->path = p_strdup(ctx->deferred_pool, paths[i]);
+		root->fd = fd;
 	}
 	deferred = array_append_space(&ctx->deferred);
 	deferred->username = p_strdup(ctx->deferred_pool, ctx->user->username);
@@ -1137,19 +1171,30 @@ static void migrate_defer(struct migrate_cmd_context *ctx)
 	ctx->record = NULL;
 }
 
-/* The roots are several users' and may each be theirs only (own UID, a
-   home of 0700), while the effective UID is still the last user's: when
-   doveadm runs as root, the syncs do too. */
-static int migrate_sync_roots(const char *const *paths, const char **error_r)
+/* syncfs() of each filesystem the waiting passes wrote to, through the
+   descriptors their users opened; closes them. */
+static int migrate_sync_roots(struct migrate_cmd_context *ctx,
+			      const char **error_r)
 {
-	uid_t euid = geteuid();
-	int ret;
+	struct migrate_sync_root *root;
+	int ret = 0;
 
-	if (euid != 0 && getuid() == 0 && seteuid(0) < 0)
-		i_fatal("seteuid(0) failed: %m");
-	ret = mailbox_migrate_sync_paths(paths, error_r);
-	if (geteuid() != euid && seteuid(euid) < 0)
-		i_fatal("seteuid(%s) failed: %m", dec2str(euid));
+	array_foreach_modifiable(&ctx->sync_roots, root) {
+		if (root->fd == -1) {
+			if (ret == 0) {
+				*error_r = t_strdup_printf("Can't sync %s: "
+					"it couldn't be opened", root->path);
+			}
+			ret = -1;
+			continue;
+		}
+		if (ret == 0 && syncfs(root->fd) < 0) {
+			*error_r = t_strdup_printf("syncfs(%s) failed: %m",
+						   root->path);
+			ret = -1;
+		}
+		i_close_fd(&root->fd);
+	}
 	return ret;
 }
 
@@ -1157,18 +1202,12 @@ static int migrate_sync_roots(const char *const *paths, const char **error_r)
 static void migrate_flush_deferred(struct migrate_cmd_context *ctx)
 {
 	struct migrate_deferred *deferred;
-	const struct migrate_sync_root *root;
-	ARRAY_TYPE(const_string) paths;
 	const char *error, *sync_error = NULL;
 	uint64_t checkpoint_seq;
 
 	if (array_count(&ctx->deferred) == 0)
 		return;
-	t_array_init(&paths, array_count(&ctx->sync_roots) + 1);
-	array_foreach(&ctx->sync_roots, root)
-		array_push_back(&paths, &root->path);
-	array_append_zero(&paths);
-	if (migrate_sync_roots(array_front(&paths), &error) < 0)
+	if (migrate_sync_roots(ctx, &error) < 0)
 		sync_error = error;
 	array_foreach_modifiable(&ctx->deferred, deferred) {
 		i_set_failure_prefix("doveadm(%s): ", deferred->username);
@@ -1282,7 +1321,7 @@ static void migrate_worker_run_user(struct migrate_cmd_context *ctx,
 				       MAILBOX_LIST_PATH_TYPE_MAILBOX, &root) &&
 	    stat(root, &st) == 0) {
 		waited = mailbox_migrate_device_slot_get(ctx->device_slots,
-							 st.st_dev);
+				st.st_dev, migrate_flush_before_wait, ctx);
 		if (waited > 0) {
 			i_info("Waited %u ms for one of the %u workers allowed "
 			       "on device %u:%u", waited, ctx->device_workers,
@@ -1358,18 +1397,6 @@ static bool migrate_wait_users(struct migrate_cmd_context *ctx, int users_fd)
 	return ret != 0;
 }
 
-static bool migrate_is_deferred(struct migrate_cmd_context *ctx,
-				const char *username)
-{
-	const struct migrate_deferred *deferred;
-
-	array_foreach(&ctx->deferred, deferred) {
-		if (strcmp(deferred->username, username) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
 static void ATTR_NORETURN
 migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 {
@@ -1400,10 +1427,6 @@ migrate_worker_main(struct migrate_cmd_context *ctx, int users_fd)
 		if (ret != sizeof(record) || record[sizeof(record) - 1] != '\0')
 			i_panic("users pipe: short record");
 		T_BEGIN {
-			/* the same user twice (-F): its first pass holds its
-			   pass lock until recorded */
-			if (migrate_is_deferred(ctx, record))
-				migrate_flush_deferred(ctx);
 			migrate_worker_user(ctx, record);
 			if (array_count(&ctx->deferred) >=
 			    MIGRATE_DEFER_MAX_USERS)

@@ -104,7 +104,9 @@ static void device_slots_unlock(struct mailbox_migrate_device_slots *slots)
 }
 
 unsigned int mailbox_migrate_device_slot_get(struct mailbox_migrate_device_slots *slots,
-					     dev_t dev)
+					     dev_t dev,
+					     void (*before_wait)(void *context),
+					     void *context)
 {
 	struct device_slot *free_slot;
 	unsigned int i, used, waited = 0;
@@ -135,6 +137,8 @@ unsigned int mailbox_migrate_device_slot_get(struct mailbox_migrate_device_slots
 			return waited;
 		}
 		device_slots_unlock(slots);
+		if (waited == 0 && before_wait != NULL)
+			before_wait(context);
 		i_sleep_msecs(DEVICE_SLOT_POLL_MSECS);
 		waited += DEVICE_SLOT_POLL_MSECS;
 	}

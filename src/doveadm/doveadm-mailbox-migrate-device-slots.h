@@ -15,10 +15,13 @@ mailbox_migrate_device_slots_init(unsigned int workers,
 				  unsigned int per_device);
 void mailbox_migrate_device_slots_deinit(struct mailbox_migrate_device_slots **slots);
 
-/* Take a slot on dev, waiting while per_device workers hold one. Returns
-   the number of milliseconds waited. */
+/* Take a slot on dev, waiting while per_device workers hold one (calling
+   before_wait(context), if not NULL, once before it waits). Returns the
+   number of milliseconds waited. */
 unsigned int mailbox_migrate_device_slot_get(struct mailbox_migrate_device_slots *slots,
-					     dev_t dev);
+					     dev_t dev,
+					     void (*before_wait)(void *context),
+					     void *context);
 void mailbox_migrate_device_slot_put(struct mailbox_migrate_device_slots *slots,
 				     dev_t dev);
 

@@ -1520,6 +1520,8 @@ static void pass_full(struct mailbox_migrate_pass *pass)
 			pass->v->box(pass, sbox, sb->guid, NULL);
 		} T_END;
 		mailbox_free(&sbox);
+		/* what a failed mailbox copied was rolled back */
+		pass->copying = 0;
 		pass_tick(pass);
 	}
 
@@ -1644,6 +1646,7 @@ static void pass_journal_source_box(struct mailbox_migrate_pass *pass,
 		pass_journal_box(pass, box, guid, jctx->since_seq, ch,
 				 jctx->pool);
 	}
+	pass->copying = 0;
 	pass_tick(pass);
 }
 

@@ -126,8 +126,8 @@ static const char mailbox_migrate_sql_schema_v3[] =
    0 and record checkpoint 0 (the next pass a full one). The last seq of
    now only goes stale, which makes such a process's checkpoints and
    witnesses lag: later passes take more, nothing is missed. */
-"INSERT INTO sqlite_sequence (name, seq) SELECT 'journal', MAX(seq) "
-"FROM journal HAVING COUNT(*) > 0;\n"
+"INSERT INTO sqlite_sequence (name, seq) SELECT 'journal', seq "
+"FROM journal ORDER BY seq DESC LIMIT 1;\n"
 "CREATE INDEX journal_expunge ON journal (mailbox_guid, uid) "
 "WHERE type = 'expunge';\n"
 "CREATE INDEX journal_gap ON journal (seq) WHERE type = 'gap';\n"

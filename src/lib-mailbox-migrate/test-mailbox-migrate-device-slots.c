@@ -23,7 +23,7 @@ static pid_t test_child_take(struct mailbox_migrate_device_slots *slots,
 	if (pid < 0)
 		i_fatal("fork() failed: %m");
 	if (pid == 0) {
-		(void)mailbox_migrate_device_slot_get(slots, dev);
+		(void)mailbox_migrate_device_slot_get(slots, dev, NULL, NULL);
 		if (write(fds[1], &c, 1) != 1)
 			_exit(2);
 		if (put)
@@ -38,6 +38,20 @@ static pid_t test_child_take(struct mailbox_migrate_device_slots *slots,
 	return pid;
 }
 
+static unsigned int test_waits;
+static pid_t test_wait_kill;
+
+static void test_no_wait(void *context ATTR_UNUSED)
+{
+	test_assert(FALSE);
+}
+
+static void test_kill_holder(void *context ATTR_UNUSED)
+{
+	test_waits++;
+	test_assert(kill(test_wait_kill, SIGKILL) == 0);
+}
+
 static void test_device_slots_bound(void)
 {
 	struct mailbox_migrate_device_slots *slots;
@@ -49,12 +63,17 @@ static void test_device_slots_bound(void)
 	slots = mailbox_migrate_device_slots_init(3, 1);
 	pid = test_child_take(slots, 1, FALSE, fds);
 	/* another device is not held back */
-	test_assert(mailbox_migrate_device_slot_get(slots, 2) == 0);
+	test_assert(mailbox_migrate_device_slot_get(slots, 2, test_no_wait,
+						    NULL) == 0);
 	mailbox_migrate_device_slot_put(slots, 2);
-	/* the child holds device 1's only slot: kill it and the slot comes
-	   back, even before the child is reaped (a zombie) */
-	test_assert(kill(pid, SIGKILL) == 0);
-	(void)mailbox_migrate_device_slot_get(slots, 1);
+	/* the child holds device 1's only slot: the waiter is told once
+	   before it waits; kill the child then and the slot comes back, even
+	   before the child is reaped (a zombie) */
+	test_waits = 0;
+	test_wait_kill = pid;
+	test_assert(mailbox_migrate_device_slot_get(slots, 1, test_kill_holder,
+						    NULL) > 0);
+	test_assert(test_waits == 1);
 	mailbox_migrate_device_slot_put(slots, 1);
 	test_assert(waitpid(pid, &status, 0) == pid);
 	i_close_fd(&fds[0]);
@@ -64,7 +83,7 @@ static void test_device_slots_bound(void)
 	pid = test_child_take(slots, 1, TRUE, fds);
 	test_assert(waitpid(pid, &status, 0) == pid &&
 		    WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	test_assert(mailbox_migrate_device_slot_get(slots, 1) == 0);
+	test_assert(mailbox_migrate_device_slot_get(slots, 1, NULL, NULL) == 0);
 	mailbox_migrate_device_slot_put(slots, 1);
 	i_close_fd(&fds[0]);
 	i_close_fd(&fds[1]);
