@@ -1132,11 +1132,10 @@ static int migrate_user(struct migrate_cmd_context *ctx,
 static void migrate_defer(struct migrate_cmd_context *ctx)
 {
 	struct migrate_deferred *deferred;
-	struct migrate_sync_root *root;
+	struct migrate_sync_root *root, *r;
 	const char *paths[2];
 	struct stat st;
 	unsigned int i;
-	bool known;
 	int fd;
 
 	if (array_count(&ctx->deferred) == 0)
@@ -1145,16 +1144,25 @@ static void migrate_defer(struct migrate_cmd_context *ctx)
 	for (i = 0; i < N_ELEMENTS(paths); i++) {
 		if (paths[i] == NULL || stat(paths[i], &st) < 0)
 			continue;
-		known = FALSE;
-		array_foreach_modifiable(&ctx->sync_roots, root)
-			known = known || root->dev == st.st_dev;
-		if (known)
+		root = NULL;
+		array_foreach_modifiable(&ctx->sync_roots, r) {
+			if (r->dev == st.st_dev)
+				root = r;
+		}
+		if (root != NULL && root->fd != -1)
 			continue;
+		/* a filesystem without a descriptor fails the batch's
+		   records: it can't be synced */
 		fd = open(paths[i], O_RDONLY);
-		if (fd == -1)
+		if (fd == -1) {
 			i_error("open(%s) failed: %m", paths[i]);
-		root = array_append_space(&ctx->sync_roots);
-		root->dev = st.st_dev;
+			if (root != NULL)
+				continue;
+		}
+		if (root == NULL) {
+			root = array_append_space(&ctx->sync_roots);
+			root->dev = st.st_dev;
+		}
 		root->path = p_strdup(ctx->deferred_pool, paths[i]);
 		root->fd = fd;
 	}
