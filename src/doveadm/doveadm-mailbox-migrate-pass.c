@@ -31,8 +31,6 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-/* progress on stderr every this often once a pass runs this long */
-
 struct pass_flag_update {
 	uint32_t dst_uid;
 	enum mail_flags flags;
