@@ -513,7 +513,9 @@ static void migrate_flush_deferred_now(struct migrate_cmd_context *ctx)
 {
 	const char *prefix;
 
-	if (array_count(&ctx->deferred) == 0)
+	/* only a worker holds passes */
+	if (!array_is_created(&ctx->deferred) ||
+	    array_count(&ctx->deferred) == 0)
 		return;
 	prefix = t_strdup(i_get_failure_prefix());
 	T_BEGIN {
@@ -1012,7 +1014,9 @@ static int migrate_lock_user(struct migrate_cmd_context *ctx,
 	int ret;
 
 	path = t_strconcat(ctx->src_db_path, ".pass-lock", NULL);
-	ctx->pass_lock_fd = open(path, O_RDWR | O_CREAT, 0600);
+	/* not inherited by the switch command: a run killed while it runs
+	   would leave its lock to the command */
+	ctx->pass_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (ctx->pass_lock_fd == -1) {
 		i_error("open(%s) failed: %m", path);
 		return -1;

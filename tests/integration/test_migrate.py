@@ -474,6 +474,31 @@ def test_unwritable_destination_then_rerun(maildir_dovecot):
     assert_same(d, "alice", "maildir:~/Maildir", "sdbox:%s/alice" % locked)
 
 
+def test_pass_waits_for_another_pass_of_the_user(maildir_dovecot):
+    """A pass of a user whose pass lock another process holds waits for it
+    (up to a minute) and then runs."""
+    import fcntl
+    import threading
+    d = maildir_dovecot
+    d.deliver("alice", make_message("m"))
+    d.migrate("alice", "sdbox:~/dest")  # makes the state file
+    d.deliver("alice", make_message("n"))
+    lock = open(d.db_path("alice") + ".pass-lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    release = threading.Timer(1.5, lock.close)
+    release.start()
+    try:
+        t0 = time.monotonic()
+        p = d.migrate("alice", "sdbox:~/dest", check=False)
+        waited = time.monotonic() - t0
+    finally:
+        release.cancel()
+        lock.close()
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    assert waited >= 1.0, waited
+    assert_same(d, "alice", "maildir:~/Maildir", "sdbox:~/dest")
+
+
 def test_disk_full_mid_pass_then_rerun(maildir_dovecot):
     d = maildir_dovecot
     for i in range(8):
