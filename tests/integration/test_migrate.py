@@ -49,6 +49,20 @@ def make_spool(d, user="alice"):
     p.quit()
 
 
+def traced_migrate(d, tmp_path, syscalls, *args):
+    """doveadm mailbox-migrate ARGS under strace -f (file descriptors
+    shown as paths), which must succeed; returns the process and the
+    trace."""
+    trace = tmp_path / "strace"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-y", "-e", "trace=" + syscalls, "-o",
+         str(trace), "/usr/bin/doveadm", "-c", d.config,
+         "mailbox-migrate"] + list(args),
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc, trace.read_text()
+
+
 def assert_same(d, user, src, dst, save_date=True):
     """Both locations hold the same mailboxes and messages. Without
     save_date the save dates are not compared: maildir derives them from
@@ -260,16 +274,12 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
     # change (Dovecot's MAILDIR_SYNC_SECS); one pass then records that
     time.sleep(2.1)
     d.migrate("alice", dst)
-    trace = tmp_path / "strace"
-    proc = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(trace),
-         "/usr/bin/doveadm", "-c", d.config, "mailbox-migrate", "-u",
-         "alice", dst], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc, trace = traced_migrate(d, tmp_path, "%file,%desc", "-u", "alice",
+                                 dst)
     assert "journal pass" in proc.stderr
     home = d.home("alice")
     touched = []
-    for line in trace.read_text().splitlines():
+    for line in trace.splitlines():
         for path in re.findall(r'"(%s[^"]*)"' % re.escape(home), line):
             # a message file, not the cur/new/tmp directories
             if re.search(r"/(cur|new|tmp)/[^/]", path[len(home):]):
@@ -279,14 +289,14 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
     # the mailbox list index's STATUS cache shows both mailboxes
     # unchanged (Dovecot only stats cur/ and new/ to trust it)
     maildir = os.path.join(home, "Maildir")
-    opened = [line for line in trace.read_text().splitlines()
+    opened = [line for line in trace.splitlines()
               if "open" in line and maildir + "/" in line and
               re.search(r'/(dovecot\.index(\.log)?|cur|new)"', line)]
     assert opened == []
     # the traced pass did open the state file and the list index (the
     # test can fail)
-    assert "mailbox-migrate.db" in trace.read_text()
-    assert "dovecot.list.index" in trace.read_text()
+    assert "mailbox-migrate.db" in trace
+    assert "dovecot.list.index" in trace
 
 
 def test_copy_reads_each_message_file_through_one_open(maildir_dovecot,
@@ -301,15 +311,10 @@ def test_copy_reads_each_message_file_through_one_open(maildir_dovecot,
     c = d.imap("alice")
     c.select("INBOX")  # moves them from new/ to cur/
     c.logout()
-    trace = tmp_path / "strace"
-    proc = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=%file", "-o", str(trace),
-         "/usr/bin/doveadm", "-c", d.config, "mailbox-migrate", "-u",
-         "alice", dst], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc, trace = traced_migrate(d, tmp_path, "%file", "-u", "alice", dst)
     maildir = re.escape(os.path.join(d.home("alice"), "Maildir"))
     opened, statted = [], []
-    for line in trace.read_text().splitlines():
+    for line in trace.splitlines():
         m = re.search(r'"(%s/(cur|new)/[^"]+)"' % maildir, line)
         if m is None or "ENOENT" in line:
             continue
@@ -529,15 +534,9 @@ def test_workers_record_passes_after_one_syncfs(make_dovecot, tmp_path):
     d.doveadm("mailbox-migrate", "-A", dst)
     for u in users:
         d.deliver(u, make_message(u + " again"))
-    trace = tmp_path / "strace"
-    proc = subprocess.run(
-        ["strace", "-f", "-qq", "-y", "-e", "trace=syncfs,pwrite64",
-         "-o", str(trace), "/usr/bin/doveadm", "-c", d.config,
-         "mailbox-migrate", "-A", dst],
-        capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc, trace = traced_migrate(d, tmp_path, "syncfs,pwrite64", "-A", dst)
     synced, recorded = {}, {}
-    for n, line in enumerate(trace.read_text().splitlines()):
+    for n, line in enumerate(trace.splitlines()):
         pid = line.split()[0]
         if "syncfs(" in line:
             synced.setdefault(pid, n)
@@ -546,7 +545,7 @@ def test_workers_record_passes_after_one_syncfs(make_dovecot, tmp_path):
     # each worker that got users (one or two of them) recorded them all
     # after its one syncfs(): fewer syncfs() calls than users
     assert 1 <= len(recorded) <= 2, recorded
-    assert sum(1 for line in trace.read_text().splitlines()
+    assert sum(1 for line in trace.splitlines()
                if "syncfs(" in line) == len(recorded)
     for pid, first_write in recorded.items():
         assert synced[pid] < first_write, (pid, synced, recorded)
