@@ -7,6 +7,7 @@
 #include "guid.h"
 #include "mailbox-migrate-sql.h"
 #include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal-log.h"
 
 #include <stdio.h>
 #include <fcntl.h>
@@ -213,6 +214,46 @@ int mailbox_migrate_db_open(const char *path,
 			    enum mailbox_migrate_db_error *error_code_r,
 			    const char **error_r)
 {
+	bool readonly = (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY) != 0;
+	struct mailbox_migrate_db *db;
+	int ret;
+
+	ret = mailbox_migrate_db_open_schema(path,
+			&mailbox_migrate_db_state_schema, flags,
+			lock_timeout_msecs, db_r, error_code_r, error_r);
+	if (ret < 0 || (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD) != 0 ||
+	    !mailbox_migrate_journal_log_may_have_records(path))
+		return ret;
+	db = *db_r;
+	if (!readonly) {
+		if (mailbox_migrate_journal_log_fold(db, 0, lock_timeout_msecs,
+						     error_r) < 0) {
+			*error_code_r = db->error != MAILBOX_MIGRATE_DB_ERROR_NONE ?
+				db->error : MAILBOX_MIGRATE_DB_ERROR_OTHER;
+			mailbox_migrate_db_close(db_r);
+			return -1;
+		}
+		return 1;
+	}
+	if (db != NULL) {
+		ret = mailbox_migrate_journal_log_need_fold(db, error_r);
+		if (ret <= 0) {
+			if (ret < 0) {
+				*error_code_r = MAILBOX_MIGRATE_DB_ERROR_OTHER;
+				mailbox_migrate_db_close(db_r);
+			}
+			return ret < 0 ? -1 : 1;
+		}
+		mailbox_migrate_db_close(db_r);
+	}
+	/* The log holds what the journal doesn't yet: fold it, then open as
+	   asked. The log is part of the state, so this changes nothing a
+	   reader sees. */
+	if (mailbox_migrate_db_open(path,
+			flags & ENUM_NEGATE(MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY),
+			lock_timeout_msecs, &db, error_code_r, error_r) < 0)
+		return -1;
+	mailbox_migrate_db_close(&db);
 	return mailbox_migrate_db_open_schema(path,
 			&mailbox_migrate_db_state_schema, flags,
 			lock_timeout_msecs, db_r, error_code_r, error_r);

@@ -15,6 +15,9 @@ enum mailbox_migrate_db_open_flags {
 	MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY = 0x01,
 	/* fsync every commit (durable across power loss, slower). */
 	MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC = 0x02,
+	/* Don't fold the journal log into the state file at open (the
+	   plugin folds when it chooses). */
+	MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD = 0x04,
 };
 
 enum mailbox_migrate_db_error {
@@ -51,8 +54,11 @@ struct mailbox_migrate_db_schema {
 extern const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema;
 
 /* Open (and with write access create with mode 0600 and upgrade) the state
-   file. Returns 1 if opened, 0 if the file doesn't exist (only with
-   READONLY), -1 on error with *error_code_r and *error_r set. */
+   file, after folding its journal log into it (see
+   mailbox-migrate-journal-log.h), which also a READONLY open does when the
+   log holds anything unfolded. Returns 1 if opened, 0 if the file doesn't
+   exist (only with READONLY), -1 on error with *error_code_r and *error_r
+   set. */
 int mailbox_migrate_db_open(const char *path,
 			    enum mailbox_migrate_db_open_flags flags,
 			    unsigned int lock_timeout_msecs,

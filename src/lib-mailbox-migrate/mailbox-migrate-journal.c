@@ -253,9 +253,14 @@ mailbox_migrate_journal_prune_interval(unsigned int max_entries)
 	return I_MAX(1U, I_MIN(256U, max_entries / 10));
 }
 
-bool mailbox_migrate_journal_prune_due(uint64_t seq, unsigned int max_entries)
+bool mailbox_migrate_journal_prune_due_between(uint64_t first_seq,
+					       uint64_t last_seq,
+					       unsigned int max_entries)
 {
-	return seq % mailbox_migrate_journal_prune_interval(max_entries) == 0;
+	unsigned int interval =
+		mailbox_migrate_journal_prune_interval(max_entries);
+
+	return last_seq / interval != first_seq / interval;
 }
 
 static int

@@ -144,8 +144,11 @@ int mailbox_migrate_journal_get_mailbox(struct mailbox_migrate_db *db,
 int mailbox_migrate_journal_prune(struct mailbox_migrate_db *db,
 				  unsigned int max_entries,
 				  const char **error_r);
-/* TRUE if a writer that just wrote seq should call prune. */
-bool mailbox_migrate_journal_prune_due(uint64_t seq, unsigned int max_entries);
+/* TRUE if a writer that took the journal from first_seq to last_seq should
+   call prune. */
+bool mailbox_migrate_journal_prune_due_between(uint64_t first_seq,
+					       uint64_t last_seq,
+					       unsigned int max_entries);
 
 /* Range of the entries of one mailbox (mailbox_guid != NULL), or of all. */
 int mailbox_migrate_journal_get_range(struct mailbox_migrate_db *db,

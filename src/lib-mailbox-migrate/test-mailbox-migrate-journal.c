@@ -326,11 +326,17 @@ static void test_journal_gap_and_prune(void)
 							 &error) == 0);
 	test_assert(last_seq == seq);
 
-	test_assert(mailbox_migrate_journal_prune_due(256, 500000));
-	test_assert(!mailbox_migrate_journal_prune_due(257, 500000));
-	test_assert(mailbox_migrate_journal_prune_due(3, 4));
-	test_assert(mailbox_migrate_journal_prune_due(30, 100));
-	test_assert(!mailbox_migrate_journal_prune_due(31, 100));
+	test_assert(mailbox_migrate_journal_prune_due_between(255, 256,
+							      500000));
+	test_assert(mailbox_migrate_journal_prune_due_between(200, 300,
+							      500000));
+	test_assert(!mailbox_migrate_journal_prune_due_between(256, 257,
+							       500000));
+	test_assert(!mailbox_migrate_journal_prune_due_between(257, 511,
+							       500000));
+	test_assert(mailbox_migrate_journal_prune_due_between(2, 3, 4));
+	test_assert(mailbox_migrate_journal_prune_due_between(29, 30, 100));
+	test_assert(!mailbox_migrate_journal_prune_due_between(30, 31, 100));
 	mailbox_migrate_db_close(&db);
 	test_end();
 }

@@ -13,6 +13,7 @@
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-plugin.h"
 
@@ -52,25 +53,42 @@ void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 	}
 }
 
+static enum mailbox_migrate_db_open_flags
+mailbox_migrate_user_db_flags(struct mailbox_migrate_user *muser)
+{
+	/* the session folds its journal log itself, at its end */
+	return MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD |
+		(muser->set->db_fsync ? MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0);
+}
+
+static int mailbox_migrate_user_get_db_path(struct mailbox_migrate_user *muser)
+{
+	const char *path, *error;
+
+	if (muser->db_path != NULL)
+		return 0;
+	if (mailbox_migrate_settings_get_db_path(muser->user, &path,
+						 &error) < 0) {
+		mailbox_migrate_user_failed(muser,
+			"state file location unknown", error);
+		return -1;
+	}
+	muser->db_path = p_strdup(muser->user->pool, path);
+	return 0;
+}
+
 int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 {
 	enum mailbox_migrate_db_error code;
-	enum mailbox_migrate_db_open_flags flags = muser->set->db_fsync ?
-		MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0;
+	enum mailbox_migrate_db_open_flags flags =
+		mailbox_migrate_user_db_flags(muser);
 	const char *path, *error, *moved_path, *move_error;
 	int ret;
 
 	if (muser->db != NULL)
 		return 0;
-	if (muser->db_path == NULL) {
-		if (mailbox_migrate_settings_get_db_path(muser->user, &path,
-							 &error) < 0) {
-			mailbox_migrate_user_failed(muser,
-				"state file location unknown", error);
-			return -1;
-		}
-		muser->db_path = p_strdup(muser->user->pool, path);
-	}
+	if (mailbox_migrate_user_get_db_path(muser) < 0)
+		return -1;
 	path = muser->db_path;
 	muser->db = mailbox_migrate_db_cache_take(path, flags);
 	if (muser->db != NULL)
@@ -182,29 +200,30 @@ void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
 	}
 }
 
-int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
-					struct mailbox_migrate_db *db,
-					const char *mailbox_guid,
-					const char *name, uint32_t uidvalidity,
-					uint64_t witness_modseq,
-					uint64_t witness_seq,
-					const char **error_r)
+void mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
+					 buffer_t *buf,
+					 const char *mailbox_guid,
+					 const char *name, uint32_t uidvalidity,
+					 uint64_t witness_modseq,
+					 bool witness_at_last_seq)
 {
 	struct mailbox_migrate_mailbox_record *known;
 	char *orig_key;
 
+	if (name == NULL)
+		name = "";
 	if (!hash_table_is_created(muser->mailbox_cache)) {
 		hash_table_create(&muser->mailbox_cache, muser->user->pool, 0,
 				  str_hash, strcmp);
 	}
 	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
-	if (witness_modseq == 0 && known != NULL &&
+	if (witness_modseq == 0 && !witness_at_last_seq && known != NULL &&
 	    known->uidvalidity == uidvalidity && strcmp(known->name, name) == 0)
-		return 0;
-	if (mailbox_migrate_journal_update_mailbox(db, mailbox_guid, name,
-			uidvalidity, witness_modseq, witness_seq, error_r) < 0)
-		return -1;
-	/* forgotten again if the transaction fails */
+		return;
+	mailbox_migrate_journal_log_add_mailbox(buf, mailbox_guid, name,
+						uidvalidity, witness_modseq,
+						witness_at_last_seq);
+	/* forgotten again if the append fails */
 	if (!hash_table_lookup_full(muser->mailbox_cache, mailbox_guid,
 				    &orig_key, &known)) {
 		orig_key = p_strdup(muser->user->pool, mailbox_guid);
@@ -215,7 +234,81 @@ int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 	known->uidvalidity = uidvalidity;
 	if (known->name == NULL || strcmp(known->name, name) != 0)
 		known->name = p_strdup(muser->user->pool, name);
+}
+
+buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser)
+{
+	struct mailbox_migrate_journal_entry gap;
+	buffer_t *buf = t_buffer_create(512);
+
+	if (muser->gap_reason != NULL) {
+		i_zero(&gap);
+		gap.time = ioloop_time;
+		gap.type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
+		gap.mailbox_guid = "";
+		gap.name = muser->gap_reason;
+		gap.service = muser->user->service;
+		mailbox_migrate_journal_log_add_entry(buf, &gap);
+	}
+	return buf;
+}
+
+/* Fold the journal log into the state file. A failure loses nothing (the
+   log keeps the records for the next fold), so it is only logged. */
+static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser)
+{
+	const char *error;
+
+	if (mailbox_migrate_user_open_db(muser) < 0)
+		return;
+	if (muser->gap_reason != NULL &&
+	    mailbox_migrate_user_write_begin(muser) != NULL) {
+		/* e.g. the open found the file corrupt and started a new one:
+		   the gap goes before what the log holds */
+		(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
+	}
+	if (mailbox_migrate_journal_log_fold(muser->db,
+			muser->set->journal_max_entries,
+			muser->set->lock_timeout_msecs, &error) < 0) {
+		e_error(muser->event, "Can't fold the journal log into the "
+			"state file (the next fold retries): %s", error);
+		return;
+	}
+	muser->log_appended = FALSE;
+}
+
+int mailbox_migrate_user_log_end(struct mailbox_migrate_user *muser,
+				 buffer_t *buf)
+{
+	enum mailbox_migrate_db_error code;
+	const char *error;
+	uoff_t size;
+
+	if (buf->used == 0)
+		return 0;
+	if (muser->log == NULL) {
+		if (mailbox_migrate_user_get_db_path(muser) < 0)
+			goto failed;
+		muser->log = mailbox_migrate_journal_log_init(muser->db_path,
+							muser->set->db_fsync);
+	}
+	if (mailbox_migrate_journal_log_append(muser->log, buf,
+			muser->set->lock_timeout_msecs, &size,
+			&code, &error) < 0) {
+		mailbox_migrate_user_failed(muser, t_strdup_printf(
+			"journal log write failed (%s)",
+			mailbox_migrate_db_error_name(code)), error);
+		goto failed;
+	}
+	muser->gap_reason = NULL;
+	muser->log_appended = TRUE;
+	if (size >= MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE)
+		mailbox_migrate_user_log_fold(muser);
 	return 0;
+failed:
+	if (hash_table_is_created(muser->mailbox_cache))
+		hash_table_clear(muser->mailbox_cache, TRUE);
+	return -1;
 }
 
 const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
@@ -271,15 +364,24 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		MAILBOX_MIGRATE_USER_CONTEXT_REQUIRE(user);
 	struct mailbox_migrate_db *db;
 
-	if (muser->gap_reason != NULL) {
+	if (muser->gap_reason != NULL) T_BEGIN {
 		/* last chance in this session to record the gap */
+		(void)mailbox_migrate_user_log_end(muser,
+			mailbox_migrate_user_log_begin(muser));
+	} T_END;
+	if (muser->gap_reason != NULL) {
 		db = mailbox_migrate_user_write_begin(muser);
 		if (db != NULL)
 			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
 	}
+	if (muser->log_appended) T_BEGIN {
+		mailbox_migrate_user_log_fold(muser);
+	} T_END;
+	if (muser->log != NULL)
+		mailbox_migrate_journal_log_deinit(&muser->log);
 	mailbox_migrate_logout(muser);
-	mailbox_migrate_db_cache_put(&muser->db, muser->set->db_fsync ?
-				     MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0);
+	mailbox_migrate_db_cache_put(&muser->db,
+				     mailbox_migrate_user_db_flags(muser));
 	if (hash_table_is_created(muser->seen_cache))
 		hash_table_destroy(&muser->seen_cache);
 	if (hash_table_is_created(muser->mailbox_cache))

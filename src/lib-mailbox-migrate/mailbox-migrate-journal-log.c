@@ -1,0 +1,829 @@
+/* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "buffer.h"
+#include "str.h"
+#include "strescape.h"
+#include "strnum.h"
+#include "crc32.h"
+#include "guid.h"
+#include "hostpid.h"
+#include "mkdir-parents.h"
+#include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-seen.h"
+#include "mailbox-migrate-journal-log.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#define LOG_MAGIC0 'M'
+#define LOG_MAGIC1 'J'
+/* magic, type, payload size, payload crc32 */
+#define LOG_RECORD_HDR_SIZE (2 + 1 + 4 + 4)
+/* a record is one commit's worth at most: bigger means damage */
+#define LOG_RECORD_MAX_SIZE (64 * 1024 * 1024)
+#define LOG_META_KEY "journal_log"
+/* the log is replaced under a writer at most this often in a row */
+#define LOG_REOPEN_MAX_TRIES 5
+#define LOG_LOCK_POLL_USECS 1000
+
+struct mailbox_migrate_journal_log {
+	char *path;
+	int fd;
+	bool fsync;
+};
+
+const char *mailbox_migrate_journal_log_path(const char *db_path)
+{
+	return t_strconcat(db_path, ".log", NULL);
+}
+
+static void log_put_le32(unsigned char *p, uint32_t value)
+{
+	p[0] = value & 0xff;
+	p[1] = (value >> 8) & 0xff;
+	p[2] = (value >> 16) & 0xff;
+	p[3] = (value >> 24) & 0xff;
+}
+
+static uint32_t log_get_le32(const unsigned char *p)
+{
+	return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void log_add_record(buffer_t *buf, char type, const string_t *payload)
+{
+	unsigned char hdr[LOG_RECORD_HDR_SIZE];
+
+	hdr[0] = LOG_MAGIC0;
+	hdr[1] = LOG_MAGIC1;
+	hdr[2] = type;
+	log_put_le32(hdr + 3, str_len(payload));
+	log_put_le32(hdr + 7, crc32_data(str_data(payload), str_len(payload)));
+	buffer_append(buf, hdr, sizeof(hdr));
+	buffer_append(buf, str_data(payload), str_len(payload));
+}
+
+static void log_add_field(string_t *str, const char *value)
+{
+	if (str_len(str) > 0)
+		str_append_c(str, '\t');
+	str_append_tabescaped(str, value);
+}
+
+/* NULL is an empty field, a string is "+" and the string */
+static void log_add_optional(string_t *str, const char *value)
+{
+	str_append_c(str, '\t');
+	if (value != NULL) {
+		str_append_c(str, '+');
+		str_append_tabescaped(str, value);
+	}
+}
+
+static void log_add_number(string_t *str, uint64_t value)
+{
+	if (str_len(str) > 0)
+		str_append_c(str, '\t');
+	str_printfa(str, "%"PRIu64, value);
+}
+
+void mailbox_migrate_journal_log_add_entry(
+	buffer_t *buf, const struct mailbox_migrate_journal_entry *entry)
+{
+	string_t *str = t_str_new(128);
+
+	log_add_number(str, entry->time);
+	log_add_field(str, mailbox_migrate_journal_type_name(entry->type));
+	log_add_field(str, entry->mailbox_guid);
+	log_add_number(str, entry->uidvalidity);
+	log_add_number(str, entry->uid);
+	log_add_optional(str, entry->message_guid);
+	log_add_number(str, entry->flags);
+	log_add_optional(str, entry->keywords);
+	log_add_optional(str, entry->name);
+	log_add_optional(str, entry->old_name);
+	log_add_optional(str, entry->service);
+	log_add_number(str, entry->modseq);
+	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY, str);
+}
+
+void mailbox_migrate_journal_log_add_mailbox(buffer_t *buf,
+					     const char *mailbox_guid,
+					     const char *name,
+					     uint32_t uidvalidity,
+					     uint64_t witness_modseq,
+					     bool witness_at_last_seq)
+{
+	string_t *str = t_str_new(128);
+
+	log_add_field(str, mailbox_guid);
+	log_add_field(str, name);
+	log_add_number(str, uidvalidity);
+	log_add_number(str, witness_modseq);
+	log_add_number(str, witness_at_last_seq ? 1 : 0);
+	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX, str);
+}
+
+void mailbox_migrate_journal_log_add_deleted(buffer_t *buf,
+					     const char *mailbox_guid)
+{
+	string_t *str = t_str_new(64);
+
+	log_add_field(str, mailbox_guid);
+	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED, str);
+}
+
+void mailbox_migrate_journal_log_add_seen(buffer_t *buf,
+					  const char *mailbox_guid,
+					  uint32_t uidvalidity,
+					  uint32_t uidnext, time_t now,
+					  const char *service)
+{
+	string_t *str = t_str_new(64);
+
+	log_add_field(str, mailbox_guid);
+	log_add_number(str, uidvalidity);
+	log_add_number(str, uidnext);
+	log_add_number(str, now);
+	log_add_field(str, service);
+	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN, str);
+}
+
+static void log_add_header(buffer_t *buf)
+{
+	guid_128_t id;
+	string_t *str = t_str_new(GUID_128_SIZE * 2);
+
+	guid_128_generate(id);
+	str_append(str, guid_128_to_string(id));
+	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER, str);
+}
+
+static bool log_parse_u32(const char *str, uint32_t *num_r)
+{
+	return str_to_uint32(str, num_r) == 0;
+}
+
+static bool log_parse_u64(const char *str, uint64_t *num_r)
+{
+	return str_to_uint64(str, num_r) == 0;
+}
+
+static bool log_parse_optional(const char *field, const char **value_r)
+{
+	if (field[0] == '\0') {
+		*value_r = NULL;
+		return TRUE;
+	}
+	if (field[0] != '+')
+		return FALSE;
+	*value_r = field + 1;
+	return TRUE;
+}
+
+static bool
+log_parse_payload(char type, const char *const *f,
+		  struct mailbox_migrate_journal_log_record *rec)
+{
+	struct mailbox_migrate_journal_entry *e = &rec->entry;
+	unsigned int count = str_array_length(f);
+	uint64_t num;
+	uint32_t flags;
+
+	rec->type = type;
+	switch (type) {
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER:
+		e->name = f[0];
+		return count == 1;
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY:
+		if (count != 12 || !log_parse_u64(f[0], &num) ||
+		    !mailbox_migrate_journal_type_parse(f[1], &e->type) ||
+		    !log_parse_u32(f[3], &e->uidvalidity) ||
+		    !log_parse_u32(f[4], &e->uid) ||
+		    !log_parse_optional(f[5], &e->message_guid) ||
+		    !log_parse_u32(f[6], &flags) ||
+		    !log_parse_optional(f[7], &e->keywords) ||
+		    !log_parse_optional(f[8], &e->name) ||
+		    !log_parse_optional(f[9], &e->old_name) ||
+		    !log_parse_optional(f[10], &e->service) ||
+		    !log_parse_u64(f[11], &e->modseq))
+			return FALSE;
+		e->time = (time_t)num;
+		e->mailbox_guid = f[2];
+		e->flags = flags;
+		return TRUE;
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX:
+		e->mailbox_guid = f[0];
+		e->name = count > 1 ? f[1] : NULL;
+		return count == 5 && log_parse_u32(f[2], &e->uidvalidity) &&
+			log_parse_u64(f[3], &e->modseq) &&
+			log_parse_u32(f[4], &e->uid) && e->uid <= 1;
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED:
+		e->mailbox_guid = f[0];
+		return count == 1;
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN:
+		if (count != 5 || !log_parse_u32(f[1], &e->uidvalidity) ||
+		    !log_parse_u32(f[2], &e->uid) ||
+		    !log_parse_u64(f[3], &num))
+			return FALSE;
+		e->mailbox_guid = f[0];
+		e->time = (time_t)num;
+		e->service = f[4];
+		return TRUE;
+	}
+	return FALSE;
+}
+
+int mailbox_migrate_journal_log_parse(const unsigned char *data, size_t size,
+				      size_t *pos,
+				      struct mailbox_migrate_journal_log_record *rec_r,
+				      const char **error_r)
+{
+	const unsigned char *p = data + *pos;
+	size_t left = size - *pos;
+	uint32_t payload_size;
+	char *payload;
+
+	i_zero(rec_r);
+	if (left == 0)
+		return 0;
+	if (left < LOG_RECORD_HDR_SIZE) {
+		*error_r = "record cut short";
+		return -1;
+	}
+	if (p[0] != LOG_MAGIC0 || p[1] != LOG_MAGIC1) {
+		*error_r = "no record starts here";
+		return -1;
+	}
+	payload_size = log_get_le32(p + 3);
+	if (payload_size > LOG_RECORD_MAX_SIZE) {
+		*error_r = "record size out of range";
+		return -1;
+	}
+	if (left - LOG_RECORD_HDR_SIZE < payload_size) {
+		*error_r = "record cut short";
+		return -1;
+	}
+	if (crc32_data(p + LOG_RECORD_HDR_SIZE, payload_size) !=
+	    log_get_le32(p + 7)) {
+		*error_r = "record checksum mismatch";
+		return -1;
+	}
+	payload = t_malloc_no0(payload_size + 1);
+	memcpy(payload, p + LOG_RECORD_HDR_SIZE, payload_size);
+	payload[payload_size] = '\0';
+	if (strlen(payload) != payload_size ||
+	    !log_parse_payload((char)p[2],
+			       t_strsplit_tabescaped_inplace(payload), rec_r)) {
+		*error_r = t_strdup_printf("invalid record of type %c",
+					   i_isprint(p[2]) ? p[2] : '?');
+		return -1;
+	}
+	*pos += LOG_RECORD_HDR_SIZE + payload_size;
+	return 1;
+}
+
+/* Wait for a flock() of the given kind, polling: the holder is a fold or
+   one write(), both short. */
+static int log_lock(int fd, const char *path, int operation,
+		    unsigned int timeout_msecs, const char **error_r)
+{
+	unsigned int waited_usecs = 0;
+
+	while (flock(fd, operation | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			*error_r = t_strdup_printf("flock(%s) failed: %m",
+						   path);
+			return -1;
+		}
+		if (waited_usecs >= timeout_msecs * 1000U) {
+			errno = EWOULDBLOCK;
+			*error_r = t_strdup_printf(
+				"flock(%s) failed: still locked after %u ms",
+				path, timeout_msecs);
+			return -1;
+		}
+		usleep(LOG_LOCK_POLL_USECS);
+		waited_usecs += LOG_LOCK_POLL_USECS;
+	}
+	return 0;
+}
+
+/* Write a new log holding only its header to a temporary file next to path
+   and return that file's name. */
+static int log_create_temp(const char *path, const char **temp_path_r,
+			   const char **error_r)
+{
+	buffer_t *buf = t_buffer_create(64);
+	const char *temp_path, *p;
+	int fd;
+
+	temp_path = t_strdup_printf("%s.tmp.%s.%s", path, my_hostname,
+				    my_pid);
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1 && errno == ENOENT) {
+		p = strrchr(path, '/');
+		if (p != NULL && p != path &&
+		    mkdir_parents(t_strdup_until(path, p), 0700) < 0 &&
+		    errno != EEXIST) {
+			*error_r = t_strdup_printf("mkdir_parents(%s) failed: %m",
+						   t_strdup_until(path, p));
+			return -1;
+		}
+		fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			  0600);
+	}
+	if (fd == -1) {
+		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);
+		return -1;
+	}
+	log_add_header(buf);
+	if (write(fd, buf->data, buf->used) != (ssize_t)buf->used) {
+		if (errno == 0)
+			errno = ENOSPC;
+		*error_r = t_strdup_printf("write(%s) failed: %m", temp_path);
+		i_close_fd(&fd);
+		i_unlink(temp_path);
+		return -1;
+	}
+	i_close_fd(&fd);
+	*temp_path_r = temp_path;
+	return 0;
+}
+
+static int log_create(const char *path, const char **error_r)
+{
+	const char *temp_path;
+	int ret = 0;
+
+	if (log_create_temp(path, &temp_path, error_r) < 0)
+		return -1;
+	/* link(), not rename(): another process may have created it */
+	if (link(temp_path, path) < 0 && errno != EEXIST) {
+		*error_r = t_strdup_printf("link(%s, %s) failed: %m",
+					   temp_path, path);
+		ret = -1;
+	}
+	i_unlink(temp_path);
+	return ret;
+}
+
+struct mailbox_migrate_journal_log *
+mailbox_migrate_journal_log_init(const char *db_path, bool fsync)
+{
+	struct mailbox_migrate_journal_log *log;
+
+	log = i_new(struct mailbox_migrate_journal_log, 1);
+	log->path = i_strdup(mailbox_migrate_journal_log_path(db_path));
+	log->fd = -1;
+	log->fsync = fsync;
+	return log;
+}
+
+void mailbox_migrate_journal_log_deinit(struct mailbox_migrate_journal_log **_log)
+{
+	struct mailbox_migrate_journal_log *log = *_log;
+
+	*_log = NULL;
+	i_close_fd_path(&log->fd, log->path);
+	i_free(log->path);
+	i_free(log);
+}
+
+static int log_open(struct mailbox_migrate_journal_log *log,
+		    const char **error_r)
+{
+	unsigned int i;
+
+	for (i = 0; i < 2; i++) {
+		log->fd = open(log->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (log->fd != -1)
+			return 0;
+		if (errno != ENOENT || i > 0)
+			break;
+		if (log_create(log->path, error_r) < 0)
+			return -1;
+	}
+	*error_r = t_strdup_printf("open(%s) failed: %m", log->path);
+	return -1;
+}
+
+static enum mailbox_migrate_db_error log_errno_kind(int err)
+{
+	switch (err) {
+	case ENOSPC:
+	case EDQUOT:
+		return MAILBOX_MIGRATE_DB_ERROR_FULL;
+	case EACCES:
+	case EPERM:
+	case EROFS:
+		return MAILBOX_MIGRATE_DB_ERROR_NOACCESS;
+	case EWOULDBLOCK:
+		return MAILBOX_MIGRATE_DB_ERROR_LOCKED;
+	default:
+		return MAILBOX_MIGRATE_DB_ERROR_OTHER;
+	}
+}
+
+static int
+log_append_locked(struct mailbox_migrate_journal_log *log, const buffer_t *buf,
+		  const struct stat *st, uoff_t *size_r, const char **error_r)
+{
+	ssize_t ret;
+
+	ret = write(log->fd, buf->data, buf->used);
+	if (ret != (ssize_t)buf->used) {
+		if (ret >= 0)
+			errno = ENOSPC;
+		*error_r = t_strdup_printf("write(%s) failed: %m", log->path);
+		return -1;
+	}
+	if (log->fsync && fdatasync(log->fd) < 0) {
+		*error_r = t_strdup_printf("fdatasync(%s) failed: %m",
+					   log->path);
+		return -1;
+	}
+	*size_r = st->st_size + buf->used;
+	return 0;
+}
+
+int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
+				       const buffer_t *buf,
+				       unsigned int lock_timeout_msecs,
+				       uoff_t *size_r,
+				       enum mailbox_migrate_db_error *error_code_r,
+				       const char **error_r)
+{
+	struct stat st;
+	unsigned int i;
+	int ret = -1;
+
+	*size_r = 0;
+	*error_code_r = MAILBOX_MIGRATE_DB_ERROR_NONE;
+	for (i = 0; i < LOG_REOPEN_MAX_TRIES; i++) {
+		if (log->fd == -1 && log_open(log, error_r) < 0)
+			break;
+		if (log_lock(log->fd, log->path, LOCK_SH, lock_timeout_msecs,
+			     error_r) < 0)
+			break;
+		if (fstat(log->fd, &st) < 0) {
+			*error_r = t_strdup_printf("fstat(%s) failed: %m",
+						   log->path);
+			(void)flock(log->fd, LOCK_UN);
+			break;
+		}
+		if (st.st_nlink > 0) {
+			ret = log_append_locked(log, buf, &st, size_r, error_r);
+			(void)flock(log->fd, LOCK_UN);
+			break;
+		}
+		/* a fold replaced it: what goes into this one is never read */
+		i_close_fd_path(&log->fd, log->path);
+	}
+	if (i == LOG_REOPEN_MAX_TRIES) {
+		errno = EWOULDBLOCK;
+		*error_r = t_strdup_printf("%s was replaced %u times while "
+					   "appending", log->path, i);
+	}
+	if (ret < 0)
+		*error_code_r = log_errno_kind(errno);
+	return ret;
+}
+
+static const char *log_header_id(const unsigned char *data, size_t size)
+{
+	struct mailbox_migrate_journal_log_record rec;
+	const char *error;
+	size_t pos = 0;
+
+	if (mailbox_migrate_journal_log_parse(data, size, &pos, &rec,
+					      &error) <= 0 ||
+	    rec.type != MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER)
+		return NULL;
+	return rec.entry.name;
+}
+
+/* Returns the offset up to which the log with this id was folded, or 0. */
+static int log_get_folded(struct mailbox_migrate_db *db, const char *id,
+			  uoff_t *offset_r, const char **error_r)
+{
+	const char *value, *p;
+	int ret;
+
+	*offset_r = 0;
+	ret = mailbox_migrate_db_meta_get(db, LOG_META_KEY, &value, error_r);
+	if (ret <= 0 || id == NULL)
+		return ret;
+	p = strchr(value, ' ');
+	if (p == NULL || strcmp(t_strdup_until(value, p), id) != 0)
+		return 0;
+	if (str_to_uoff(p + 1, offset_r) < 0) {
+		*offset_r = 0;
+		return 0;
+	}
+	return 1;
+}
+
+static int log_read_all(int fd, const char *path, size_t size,
+			buffer_t *buf, const char **error_r)
+{
+	void *data;
+	ssize_t ret;
+
+	data = buffer_append_space_unsafe(buf, size);
+	ret = pread(fd, data, size, 0);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("pread(%s) failed: %m", path);
+		return -1;
+	}
+	/* only a fold shrinks it and we hold its lock */
+	buffer_set_used_size(buf, ret);
+	return 0;
+}
+
+#define LOG_HEADER_SIZE (LOG_RECORD_HDR_SIZE + GUID_128_SIZE * 2)
+
+bool mailbox_migrate_journal_log_may_have_records(const char *db_path)
+{
+	struct stat st;
+
+	/* a log holding only its header has nothing to fold */
+	return stat(mailbox_migrate_journal_log_path(db_path), &st) == 0 &&
+		st.st_size > LOG_HEADER_SIZE;
+}
+
+int mailbox_migrate_journal_log_need_fold(struct mailbox_migrate_db *db,
+					  const char **error_r)
+{
+	const char *path, *id;
+	unsigned char header[LOG_HEADER_SIZE];
+	struct stat st;
+	uoff_t offset;
+	ssize_t ret;
+	int fd;
+
+	path = mailbox_migrate_journal_log_path(mailbox_migrate_db_get_path(db));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	if (st.st_size <= LOG_HEADER_SIZE) {
+		i_close_fd(&fd);
+		return 0;
+	}
+	ret = pread(fd, header, sizeof(header), 0);
+	i_close_fd(&fd);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("pread(%s) failed: %m", path);
+		return -1;
+	}
+	id = log_header_id(header, ret);
+	if (id == NULL)
+		return 1;
+	if (log_get_folded(db, id, &offset, error_r) < 0)
+		return -1;
+	/* folded up to its end, and rotated if it had grown big */
+	return offset == (uoff_t)st.st_size &&
+		offset < MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE ? 0 : 1;
+}
+
+/* Apply one record inside the fold's transaction. */
+static int
+log_fold_record(struct mailbox_migrate_db *db,
+		struct mailbox_migrate_journal_log_record *rec,
+		uint64_t *last_seq, const char **error_r)
+{
+	struct mailbox_migrate_journal_entry *e = &rec->entry;
+
+	switch (rec->type) {
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER:
+		return 0;
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY:
+		if (mailbox_migrate_journal_append(db, e, error_r) < 0)
+			return -1;
+		*last_seq = e->seq;
+		return 0;
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX:
+		return mailbox_migrate_journal_update_mailbox(db,
+			e->mailbox_guid, e->name, e->uidvalidity, e->modseq,
+			e->uid != 0 ? *last_seq : 0, error_r);
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED:
+		return mailbox_migrate_journal_mark_deleted(db,
+			e->mailbox_guid, error_r);
+	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN:
+		return mailbox_migrate_seen_raise(db, e->mailbox_guid,
+			e->uidvalidity, e->uid, e->time, e->service,
+			error_r) < 0 ? -1 : 0;
+	}
+	i_unreached();
+}
+
+static int
+log_fold_gap(struct mailbox_migrate_db *db, const char *reason,
+	     uint64_t *last_seq, const char **error_r)
+{
+	struct mailbox_migrate_journal_entry gap;
+
+	i_zero(&gap);
+	gap.time = ioloop_time;
+	gap.type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
+	gap.mailbox_guid = "";
+	gap.name = reason;
+	if (mailbox_migrate_journal_append(db, &gap, error_r) < 0)
+		return -1;
+	*last_seq = gap.seq;
+	return 0;
+}
+
+struct log_fold_context {
+	struct mailbox_migrate_db *db;
+	const char *path;
+	int fd;
+	buffer_t *data;
+	uoff_t start;
+	const char *id;
+	unsigned int folded;
+	bool damaged;
+};
+
+/* Fold data[start..] inside the open transaction. */
+static int log_fold_locked(struct log_fold_context *ctx,
+			   unsigned int max_entries, const char **error_r)
+{
+	struct mailbox_migrate_journal_log_record rec;
+	const char *parse_error;
+	uint64_t first_seq, last_seq;
+	size_t pos = ctx->start;
+	int ret;
+
+	if (mailbox_migrate_journal_get_last_seq(ctx->db, &first_seq,
+						 error_r) < 0)
+		return -1;
+	last_seq = first_seq;
+	for (;;) {
+		ret = mailbox_migrate_journal_log_parse(ctx->data->data,
+			ctx->data->used, &pos, &rec, &parse_error);
+		if (ret == 0)
+			break;
+		if (ret > 0 && ctx->id == NULL) {
+			/* every log is created with its header first */
+			ret = -1;
+			parse_error = "the log does not start with its header";
+			pos = 0;
+		}
+		if (ret < 0) {
+			/* what follows may be gone too: the journal can no
+			   longer prove it has every change before here */
+			ctx->damaged = TRUE;
+			if (log_fold_gap(ctx->db, t_strdup_printf(
+					"journal log %s damaged at offset "
+					"%zu: %s", ctx->path, pos,
+					parse_error), &last_seq, error_r) < 0)
+				return -1;
+			break;
+		}
+		if (log_fold_record(ctx->db, &rec, &last_seq, error_r) < 0)
+			return -1;
+		ctx->folded++;
+	}
+	if (mailbox_migrate_db_meta_set(ctx->db, LOG_META_KEY,
+			t_strdup_printf("%s %zu",
+					ctx->id == NULL ? "-" : ctx->id,
+					ctx->data->used), error_r) < 0)
+		return -1;
+	if (max_entries > 0 &&
+	    mailbox_migrate_journal_prune_due_between(first_seq, last_seq,
+						      max_entries)) {
+		if (mailbox_migrate_journal_prune(ctx->db, max_entries,
+						  error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Replace the log by an empty one (we hold its exclusive lock). Writers
+   waiting for the lock then find the old one unlinked and reopen. */
+static void log_rotate(struct log_fold_context *ctx)
+{
+	const char *temp_path, *error;
+
+	if (log_create_temp(ctx->path, &temp_path, &error) < 0)
+		return;
+	if (rename(temp_path, ctx->path) < 0)
+		i_unlink(temp_path);
+}
+
+static int log_fold_open(struct log_fold_context *ctx,
+			 unsigned int lock_timeout_msecs, const char **error_r)
+{
+	struct stat st;
+	unsigned int i;
+
+	for (i = 0; i < LOG_REOPEN_MAX_TRIES; i++) {
+		ctx->fd = open(ctx->path, O_RDWR | O_CLOEXEC);
+		if (ctx->fd == -1) {
+			if (errno == ENOENT)
+				return 0;
+			*error_r = t_strdup_printf("open(%s) failed: %m",
+						   ctx->path);
+			return -1;
+		}
+		if (log_lock(ctx->fd, ctx->path, LOCK_EX, lock_timeout_msecs,
+			     error_r) < 0)
+			return -1;
+		if (fstat(ctx->fd, &st) < 0) {
+			*error_r = t_strdup_printf("fstat(%s) failed: %m",
+						   ctx->path);
+			return -1;
+		}
+		if (st.st_nlink > 0) {
+			ctx->data = buffer_create_dynamic(default_pool,
+							  st.st_size + 1);
+			if (log_read_all(ctx->fd, ctx->path, st.st_size,
+					 ctx->data, error_r) < 0)
+				return -1;
+			return 1;
+		}
+		/* another fold replaced it after our open */
+		i_close_fd_path(&ctx->fd, ctx->path);
+	}
+	*error_r = t_strdup_printf("%s was replaced %u times while opening",
+				   ctx->path, i);
+	return -1;
+}
+
+int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
+				     unsigned int max_entries,
+				     unsigned int lock_timeout_msecs,
+				     const char **error_r)
+{
+	struct log_fold_context ctx;
+	const char *db_path = mailbox_migrate_db_get_path(db);
+	int ret;
+
+	if (!mailbox_migrate_journal_log_may_have_records(db_path))
+		return 0;
+	/* the common case, checked without taking any lock */
+	if ((ret = mailbox_migrate_journal_log_need_fold(db, error_r)) <= 0)
+		return ret;
+
+	i_zero(&ctx);
+	ctx.db = db;
+	ctx.path = mailbox_migrate_journal_log_path(db_path);
+	ctx.fd = -1;
+	if (mailbox_migrate_db_begin(db, error_r) < 0)
+		return -1;
+	ret = log_fold_open(&ctx, lock_timeout_msecs, error_r);
+	if (ret > 0) {
+		ctx.id = log_header_id(ctx.data->data, ctx.data->used);
+		if (ctx.id == NULL) {
+			/* damaged from the start (folded as a gap) */
+			ctx.start = 0;
+		} else if (log_get_folded(db, ctx.id, &ctx.start,
+					  error_r) < 0) {
+			ret = -1;
+		} else if (ctx.start == 0 || ctx.start > ctx.data->used) {
+			ctx.start = 0;
+		}
+	}
+	if (ret > 0 && ctx.start == ctx.data->used) {
+		/* folded already; a crash may have prevented the rotation */
+		mailbox_migrate_db_rollback(db);
+		if (ctx.data->used >= MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE)
+			log_rotate(&ctx);
+		ret = 0;
+	} else if (ret > 0) {
+		if (log_fold_locked(&ctx, max_entries, error_r) < 0) {
+			mailbox_migrate_db_rollback(db);
+			ret = -1;
+		} else if (mailbox_migrate_db_commit(db, error_r) < 0) {
+			ret = -1;
+		} else {
+			if (ctx.damaged || ctx.data->used >=
+			    MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE)
+				log_rotate(&ctx);
+			ret = ctx.folded;
+		}
+	} else {
+		mailbox_migrate_db_rollback(db);
+	}
+	if (ctx.data != NULL)
+		buffer_free(&ctx.data);
+	if (ctx.fd != -1)
+		i_close_fd_path(&ctx.fd, ctx.path);
+	return ret;
+}
