@@ -698,7 +698,8 @@ static int log_fold_locked(struct log_fold_context *ctx,
 		}
 		if (log_fold_record(ctx->db, &rec, &last_seq, error_r) < 0)
 			return -1;
-		ctx->folded++;
+		if (rec.type != MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER)
+			ctx->folded++;
 	}
 	if (mailbox_migrate_db_meta_set(ctx->db, LOG_META_KEY,
 			t_strdup_printf("%s %zu",
