@@ -342,16 +342,21 @@ def test_pass_empties_the_state_file_wal(maildir_dovecot):
                 for m in d.snapshot("alice", location)["INBOX"][1]]
 
     def flag_each(flag):
-        c = d.imap("alice")
-        c.select("INBOX")
+        # a session each: each session's end folds its journal log into
+        # the state file with one write transaction
         for i in range(1, 41):
+            c = d.imap("alice")
+            c.select("INBOX")
             c.store(str(i), flag, "(\\Flagged)")
-        c.logout()
+            c.logout()
 
     for i in range(40):
         d.deliver("alice", make_message("m%d" % i))
     d.migrate("alice", dst)
     flag_each("+FLAGS")
+    deadline = time.monotonic() + 10
+    while os.path.getsize(wal) < 32 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert os.path.getsize(wal) >= 32 * 1024
     p = d.migrate("alice", dst)
     assert summary(p) == "journal"
@@ -639,8 +644,10 @@ def test_progress_of_a_long_pass(maildir_dovecot):
     on stderr how far it got, again at each interval and also within a
     mailbox; a shorter pass, or the interval 0, says nothing."""
     d = maildir_dovecot
+    # big enough that even the backup pass (no fsync per message) takes
+    # many milliseconds
     for i in range(40):
-        d.deliver("alice", make_message("m%d" % i))
+        d.deliver("alice", make_message("m%d" % i, size=100000))
 
     def progress(interval, dst):
         p = d.doveadm("-o", "plugin/mailbox_migrate_progress_interval=%s"
