@@ -56,61 +56,79 @@ static uint32_t log_get_le32(const unsigned char *p)
 	return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-static void log_add_record(buffer_t *buf, char type, const string_t *payload)
+/* Start a record in buf: its header, size and checksum filled in by
+   log_record_end(). Returns where it starts. Fields are written straight
+   into buf (this is on every commit's path). */
+static size_t log_record_begin(buffer_t *buf, char type)
 {
 	unsigned char hdr[LOG_RECORD_HDR_SIZE];
+	size_t start = buf->used;
 
+	memset(hdr, 0, sizeof(hdr));
 	hdr[0] = LOG_MAGIC0;
 	hdr[1] = LOG_MAGIC1;
 	hdr[2] = type;
-	log_put_le32(hdr + 3, str_len(payload));
-	log_put_le32(hdr + 7, crc32_data(str_data(payload), str_len(payload)));
 	buffer_append(buf, hdr, sizeof(hdr));
-	buffer_append(buf, str_data(payload), str_len(payload));
+	return start;
 }
 
-static void log_add_field(string_t *str, const char *value)
+static void log_record_end(buffer_t *buf, size_t start)
 {
-	if (str_len(str) > 0)
-		str_append_c(str, '\t');
-	str_append_tabescaped(str, value);
+	const unsigned char *payload =
+		CONST_PTR_OFFSET(buf->data, start + LOG_RECORD_HDR_SIZE);
+	size_t size = buf->used - start - LOG_RECORD_HDR_SIZE;
+	unsigned char num[4];
+
+	log_put_le32(num, size);
+	buffer_write(buf, start + 3, num, sizeof(num));
+	log_put_le32(num, crc32_data(payload, size));
+	buffer_write(buf, start + 7, num, sizeof(num));
+}
+
+static void log_add_field(buffer_t *buf, size_t start, const char *value)
+{
+	if (buf->used > start + LOG_RECORD_HDR_SIZE)
+		buffer_append_c(buf, '\t');
+	str_append_tabescaped(buf, value);
 }
 
 /* NULL is an empty field, a string is "+" and the string */
-static void log_add_optional(string_t *str, const char *value)
+static void log_add_optional(buffer_t *buf, const char *value)
 {
-	str_append_c(str, '\t');
+	buffer_append_c(buf, '\t');
 	if (value != NULL) {
-		str_append_c(str, '+');
-		str_append_tabescaped(str, value);
+		buffer_append_c(buf, '+');
+		str_append_tabescaped(buf, value);
 	}
 }
 
-static void log_add_number(string_t *str, uint64_t value)
+static void log_add_number(buffer_t *buf, size_t start, uint64_t value)
 {
-	if (str_len(str) > 0)
-		str_append_c(str, '\t');
-	str_printfa(str, "%"PRIu64, value);
+	if (buf->used > start + LOG_RECORD_HDR_SIZE)
+		buffer_append_c(buf, '\t');
+	str_append(buf, dec2str(value));
 }
 
 void mailbox_migrate_journal_log_add_entry(
 	buffer_t *buf, const struct mailbox_migrate_journal_entry *entry)
 {
-	string_t *str = t_str_new(128);
+	size_t start = log_record_begin(buf,
+		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY);
 
-	log_add_number(str, entry->time);
-	log_add_field(str, mailbox_migrate_journal_type_name(entry->type));
-	log_add_field(str, entry->mailbox_guid);
-	log_add_number(str, entry->uidvalidity);
-	log_add_number(str, entry->uid);
-	log_add_optional(str, entry->message_guid);
-	log_add_number(str, entry->flags);
-	log_add_optional(str, entry->keywords);
-	log_add_optional(str, entry->name);
-	log_add_optional(str, entry->old_name);
-	log_add_optional(str, entry->service);
-	log_add_number(str, entry->modseq);
-	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY, str);
+	log_add_number(buf, start, entry->time);
+	log_add_field(buf, start,
+		      mailbox_migrate_journal_type_name(entry->type));
+	log_add_field(buf, start, entry->mailbox_guid);
+	log_add_number(buf, start, entry->uidvalidity);
+	log_add_number(buf, start, entry->uid);
+	log_add_optional(buf, entry->message_guid);
+	log_add_number(buf, start, entry->flags);
+	log_add_optional(buf, entry->keywords);
+	log_add_optional(buf, entry->name);
+	log_add_optional(buf, entry->old_name);
+	log_add_optional(buf, entry->service);
+	log_add_number(buf, start, entry->modseq);
+	log_record_end(buf, start);
 }
 
 void mailbox_migrate_journal_log_add_mailbox(buffer_t *buf,
@@ -120,23 +138,25 @@ void mailbox_migrate_journal_log_add_mailbox(buffer_t *buf,
 					     uint64_t witness_modseq,
 					     bool witness_at_last_seq)
 {
-	string_t *str = t_str_new(128);
+	size_t start = log_record_begin(buf,
+		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX);
 
-	log_add_field(str, mailbox_guid);
-	log_add_field(str, name);
-	log_add_number(str, uidvalidity);
-	log_add_number(str, witness_modseq);
-	log_add_number(str, witness_at_last_seq ? 1 : 0);
-	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX, str);
+	log_add_field(buf, start, mailbox_guid);
+	log_add_optional(buf, name);
+	log_add_number(buf, start, uidvalidity);
+	log_add_number(buf, start, witness_modseq);
+	log_add_number(buf, start, witness_at_last_seq ? 1 : 0);
+	log_record_end(buf, start);
 }
 
 void mailbox_migrate_journal_log_add_deleted(buffer_t *buf,
 					     const char *mailbox_guid)
 {
-	string_t *str = t_str_new(64);
+	size_t start = log_record_begin(buf,
+		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED);
 
-	log_add_field(str, mailbox_guid);
-	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED, str);
+	log_add_field(buf, start, mailbox_guid);
+	log_record_end(buf, start);
 }
 
 void mailbox_migrate_journal_log_add_seen(buffer_t *buf,
@@ -145,24 +165,26 @@ void mailbox_migrate_journal_log_add_seen(buffer_t *buf,
 					  uint32_t uidnext, time_t now,
 					  const char *service)
 {
-	string_t *str = t_str_new(64);
+	size_t start = log_record_begin(buf,
+		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN);
 
-	log_add_field(str, mailbox_guid);
-	log_add_number(str, uidvalidity);
-	log_add_number(str, uidnext);
-	log_add_number(str, now);
-	log_add_field(str, service);
-	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN, str);
+	log_add_field(buf, start, mailbox_guid);
+	log_add_number(buf, start, uidvalidity);
+	log_add_number(buf, start, uidnext);
+	log_add_number(buf, start, now);
+	log_add_field(buf, start, service);
+	log_record_end(buf, start);
 }
 
 static void log_add_header(buffer_t *buf)
 {
 	guid_128_t id;
-	string_t *str = t_str_new(GUID_128_SIZE * 2);
+	size_t start = log_record_begin(buf,
+		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER);
 
 	guid_128_generate(id);
-	str_append(str, guid_128_to_string(id));
-	log_add_record(buf, MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER, str);
+	buffer_append(buf, guid_128_to_string(id), GUID_128_SIZE * 2);
+	log_record_end(buf, start);
 }
 
 static bool log_parse_u32(const char *str, uint32_t *num_r)
@@ -220,8 +242,8 @@ log_parse_payload(char type, const char *const *f,
 		return TRUE;
 	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX:
 		e->mailbox_guid = f[0];
-		e->name = count > 1 ? f[1] : NULL;
-		return count == 5 && log_parse_u32(f[2], &e->uidvalidity) &&
+		return count == 5 && log_parse_optional(f[1], &e->name) &&
+			log_parse_u32(f[2], &e->uidvalidity) &&
 			log_parse_u64(f[3], &e->modseq) &&
 			log_parse_u32(f[4], &e->uid) && e->uid <= 1;
 	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED:
