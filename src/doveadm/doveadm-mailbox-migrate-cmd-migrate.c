@@ -24,6 +24,7 @@
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-destination.h"
 #include "mailbox-migrate-hold.h"
 #include "mailbox-migrate-backup-store.h"
@@ -546,6 +547,22 @@ static void migrate_pass_tick(void *context)
 		migrate_flush_deferred_now(ctx);
 }
 
+/* Fold what the source's sessions appended to the journal log since the
+   state file was opened (or last folded). */
+static int migrate_fold_journal_log(struct migrate_cmd_context *ctx)
+{
+	const char *error;
+
+	if (mailbox_migrate_journal_log_fold(ctx->db,
+			ctx->mctx.set->journal_max_entries,
+			ctx->mctx.set->lock_timeout_msecs, &error) < 0) {
+		i_error("Can't fold the journal log of user %s: %s",
+			ctx->user->username, error);
+		return -1;
+	}
+	return 0;
+}
+
 static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 			const char *full_reason)
 {
@@ -557,6 +574,12 @@ static int migrate_pass(struct migrate_cmd_context *ctx, bool source_quiet,
 	int ret;
 
 	i_gettimeofday(&start);
+	/* the pass takes the journal as it is now: the state file was
+	   opened (and its log folded) maybe a pass or a cutover step ago */
+	if (migrate_fold_journal_log(ctx) < 0) {
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
 	i_zero(&set);
 	set.dest_name = ctx->dest_name;
 	if (array_count(&ctx->mailboxes) > 0) {
@@ -728,11 +751,14 @@ static void migrate_wait_quiet(struct migrate_cmd_context *ctx)
 
 	i_gettimeofday(&start);
 	last_change = start;
+	(void)migrate_fold_journal_log(ctx);
 	(void)mailbox_migrate_journal_get_last_seq(ctx->db, &last_seq, &error);
 	for (;;) {
 		usleep(CUTOVER_POLL_MSECS * 1000);
 		i_gettimeofday(&now);
-		if (mailbox_migrate_journal_get_last_seq(ctx->db, &seq,
+		/* the sessions append to the journal log */
+		if (migrate_fold_journal_log(ctx) < 0 ||
+		    mailbox_migrate_journal_get_last_seq(ctx->db, &seq,
 							 &error) < 0)
 			break;
 		if (seq != last_seq) {

@@ -8,6 +8,7 @@ speed drifts by 2x within a minute). Prints a table; not a test.
 Usage (as root, after scripts/build.sh):
   tests/bench/bench-plugin-overhead.py [--messages 5000] [--fsync optimized]
                                        [--location maildir:~/Maildir]
+                                       [--control]
 """
 
 import argparse
@@ -73,6 +74,9 @@ def main():
                     help="Dovecot mail_fsync for both instances")
     ap.add_argument("--location", default="maildir:~/Maildir",
                     help="mail_location for both instances")
+    ap.add_argument("--control", action="store_true",
+                    help="both instances without the plugin: what the "
+                    "table shows then is the benchmark's own noise")
     args = ap.parse_args()
 
     sides = [Side("without", Dovecot(users=["bench"], plugin=False,
@@ -80,6 +84,7 @@ def main():
                                      mail_fsync=args.fsync,
                                      mail_location=args.location)),
              Side("with", Dovecot(users=["bench"], name="bench-with",
+                                  plugin=not args.control,
                                   mail_fsync=args.fsync,
                                   mail_location=args.location))]
     workloads = [
@@ -107,7 +112,7 @@ def main():
                 order = sides if i % 2 == 0 else sides[::-1]
                 for side in order:
                     side.timed(name, fn, side, i)
-        journal = sides[1].d.journal("bench")
+        journal = None if args.control else sides[1].d.journal("bench")
         for side in sides:
             side.imap.logout()
             side.lmtp.quit()
@@ -117,9 +122,11 @@ def main():
 
     print()
     print("mailbox_migrate plugin overhead: %s, mail_fsync=%s, operations "
-          "alternating between the two instances (%.0f s in all)" %
+          "alternating between the two instances (%.0f s in all)%s" %
           (args.location.split(":")[0], args.fsync,
-           time.monotonic() - wall))
+           time.monotonic() - wall,
+           "; CONTROL RUN: neither instance has the plugin"
+           if args.control else ""))
     print()
     print("| workload | count | without plugin (/s) | with plugin (/s) | "
           "overhead (total time) | overhead (median latency) |")
@@ -131,9 +138,11 @@ def main():
             statistics.median(a) * 100
         print("| %s | %d %ss | %.0f | %.0f | %+.1f%% | %+.1f%% |" % (
             name, count, unit, len(a) / sum(a), len(b) / sum(b), total, med))
-    print()
-    print("Journal of the user with the plugin: %s entries, complete=%s" %
-          (journal[-1]["entries"], journal[-1]["complete"]))
+    if journal is not None:
+        print()
+        print("Journal of the user with the plugin: %s entries, "
+              "complete=%s" % (journal[-1]["entries"],
+                               journal[-1]["complete"]))
     return 0
 
 
