@@ -551,11 +551,12 @@ static void migrate_pass_tick(void *context)
    state file was opened (or last folded). */
 static int migrate_fold_journal_log(struct migrate_cmd_context *ctx)
 {
+	enum mailbox_migrate_db_error code;
 	const char *error;
 
 	if (mailbox_migrate_journal_log_fold(ctx->db,
 			ctx->mctx.set->journal_max_entries,
-			ctx->mctx.set->lock_timeout_msecs, &error) < 0) {
+			ctx->mctx.set->lock_timeout_msecs, &code, &error) < 0) {
 		i_error("Can't fold the journal log of user %s: %s",
 			ctx->user->username, error);
 		return -1;
@@ -756,10 +757,12 @@ static void migrate_wait_quiet(struct migrate_cmd_context *ctx)
 	for (;;) {
 		usleep(CUTOVER_POLL_MSECS * 1000);
 		i_gettimeofday(&now);
-		/* the sessions append to the journal log */
-		if (migrate_fold_journal_log(ctx) < 0 ||
-		    mailbox_migrate_journal_get_last_seq(ctx->db, &seq,
-							 &error) < 0)
+		/* the sessions append to the journal log; a fold that
+		   fails (locked) leaves the source not quiet yet */
+		if (migrate_fold_journal_log(ctx) < 0)
+			seq = last_seq + 1;
+		else if (mailbox_migrate_journal_get_last_seq(ctx->db, &seq,
+							      &error) < 0)
 			break;
 		if (seq != last_seq) {
 			last_seq = seq;

@@ -20,6 +20,7 @@
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-journal-verify.h"
+#include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-destination.h"
@@ -30,6 +31,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
+
+/* a fold mid-pass waits this long for sessions holding the log or the
+   state file; a mailbox is compared in full otherwise */
+#define PASS_JOURNAL_LOG_LOCK_TIMEOUT_MSECS 1000
 
 struct pass_flag_update {
 	uint32_t dst_uid;
@@ -1577,6 +1582,23 @@ pass_box_unchanged(struct mailbox *box,
 		status.highest_modseq == rec->src_modseq;
 }
 
+/* Fold what sessions appended to the journal log since the pass began.
+   Returns TRUE if anything was folded. */
+static bool pass_fold_journal_log(struct mailbox_migrate_pass *pass)
+{
+	enum mailbox_migrate_db_error code;
+	const char *error;
+	int ret;
+
+	ret = mailbox_migrate_journal_log_fold(pass->db, 0,
+			PASS_JOURNAL_LOG_LOCK_TIMEOUT_MSECS, &code, &error);
+	if (ret < 0) {
+		i_warning("Can't fold the journal log: %s", error);
+		return FALSE;
+	}
+	return ret > 0;
+}
+
 /* One source mailbox in a journal pass: changes (NULL if the journal has
    none for it) are taken if the index proves the journal complete for it
    since this destination's last pass; otherwise it is compared in full. */
@@ -1610,6 +1632,20 @@ pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		pass_box_failed(pass, sbox, "Reading source mailbox");
 		pass->result->mailboxes_failed++;
 		return;
+	}
+	if (reason != NULL && ret > 0 && pass_fold_journal_log(pass)) {
+		/* a session may have journaled the change since the pass
+		   began: what it folded has later seqs, taken by the next
+		   pass, but it completes the journal for this check */
+		reason = NULL;
+		if (mailbox_migrate_journal_verify_since(pass->db, sbox,
+				guid, rec.uidvalidity, rec.src_modseq,
+				checkpoint_seq, rec.lost_count, &reason,
+				&error) < 0) {
+			pass_box_failed(pass, sbox, "Reading source mailbox");
+			pass->result->mailboxes_failed++;
+			return;
+		}
 	}
 	if (reason != NULL) {
 		i_info("%s: comparing in full: %s", mailbox_get_vname(sbox),

@@ -26,6 +26,10 @@ struct mailbox_migrate_db {
 	ARRAY(struct mailbox_migrate_db_stmt) stmts;
 	enum mailbox_migrate_db_error error;
 	unsigned int lock_timeout_msecs;
+	/* the file opened (another may be at the path later, after a move
+	   aside) */
+	dev_t dev;
+	ino_t ino;
 	bool in_transaction:1;
 };
 
@@ -227,9 +231,8 @@ int mailbox_migrate_db_open(const char *path,
 	db = *db_r;
 	if (!readonly) {
 		if (mailbox_migrate_journal_log_fold(db, 0, lock_timeout_msecs,
+						     error_code_r,
 						     error_r) < 0) {
-			*error_code_r = db->error != MAILBOX_MIGRATE_DB_ERROR_NONE ?
-				db->error : MAILBOX_MIGRATE_DB_ERROR_OTHER;
 			mailbox_migrate_db_close(db_r);
 			return -1;
 		}
@@ -239,7 +242,9 @@ int mailbox_migrate_db_open(const char *path,
 		ret = mailbox_migrate_journal_log_need_fold(db, error_r);
 		if (ret <= 0) {
 			if (ret < 0) {
-				*error_code_r = MAILBOX_MIGRATE_DB_ERROR_OTHER;
+				*error_code_r = db->error !=
+					MAILBOX_MIGRATE_DB_ERROR_NONE ?
+					db->error : MAILBOX_MIGRATE_DB_ERROR_OTHER;
 				mailbox_migrate_db_close(db_r);
 			}
 			return ret < 0 ? -1 : 1;
@@ -358,6 +363,14 @@ int mailbox_migrate_db_open_schema(const char *path,
 		    mailbox_migrate_db_upgrade(db, error_r) < 0)
 			goto failed;
 	}
+	{
+		struct stat st;
+
+		if (stat(path, &st) == 0) {
+			db->dev = st.st_dev;
+			db->ino = st.st_ino;
+		}
+	}
 	*db_r = db;
 	return 1;
 
@@ -409,6 +422,25 @@ void mailbox_migrate_db_empty_wal(struct mailbox_migrate_db *db)
 	(void)sqlite3_busy_timeout(db->sqlite, 0);
 	(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
 					SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(db->sqlite, (int)db->lock_timeout_msecs);
+}
+
+bool mailbox_migrate_db_is_at_path(struct mailbox_migrate_db *db)
+{
+	struct stat st;
+
+	return stat(db->path, &st) == 0 && st.st_dev == db->dev &&
+		st.st_ino == db->ino;
+}
+
+void mailbox_migrate_db_set_lock_timeout(struct mailbox_migrate_db *db,
+					 unsigned int msecs)
+{
+	(void)sqlite3_busy_timeout(db->sqlite, (int)msecs);
+}
+
+void mailbox_migrate_db_reset_lock_timeout(struct mailbox_migrate_db *db)
+{
 	(void)sqlite3_busy_timeout(db->sqlite, (int)db->lock_timeout_msecs);
 }
 

@@ -77,6 +77,13 @@ int mailbox_migrate_db_open_schema(const char *path,
 void mailbox_migrate_db_close(struct mailbox_migrate_db **db);
 
 const char *mailbox_migrate_db_get_path(struct mailbox_migrate_db *db);
+/* FALSE if the file at the path is no longer the one opened (another
+   process moved it aside as corrupt and started a new one). */
+bool mailbox_migrate_db_is_at_path(struct mailbox_migrate_db *db);
+/* Wait at most msecs for locks from now on, or again the open's timeout. */
+void mailbox_migrate_db_set_lock_timeout(struct mailbox_migrate_db *db,
+					 unsigned int msecs);
+void mailbox_migrate_db_reset_lock_timeout(struct mailbox_migrate_db *db);
 /* Kind of the last failure of any function below. */
 enum mailbox_migrate_db_error
 mailbox_migrate_db_get_error(struct mailbox_migrate_db *db);

@@ -72,23 +72,36 @@ static size_t log_record_begin(buffer_t *buf, char type)
 	return start;
 }
 
+/* The checksum covers the type, the size and the payload. */
+static uint32_t log_record_crc(const unsigned char *record, size_t size)
+{
+	return crc32_data_more(crc32_data(record + 2, 5),
+			       record + LOG_RECORD_HDR_SIZE, size);
+}
+
 static void log_record_end(buffer_t *buf, size_t start)
 {
-	const unsigned char *payload =
-		CONST_PTR_OFFSET(buf->data, start + LOG_RECORD_HDR_SIZE);
 	size_t size = buf->used - start - LOG_RECORD_HDR_SIZE;
 	unsigned char num[4];
 
 	log_put_le32(num, size);
 	buffer_write(buf, start + 3, num, sizeof(num));
-	log_put_le32(num, crc32_data(payload, size));
+	log_put_le32(num, log_record_crc(CONST_PTR_OFFSET(buf->data, start),
+					 size));
 	buffer_write(buf, start + 7, num, sizeof(num));
 }
 
-static void log_add_field(buffer_t *buf, size_t start, const char *value)
+/* Every record starts with a field written with log_add_first() (which
+   may be empty); the others are separated by tabs. */
+static void log_add_first(buffer_t *buf, const char *value)
 {
-	if (buf->used > start + LOG_RECORD_HDR_SIZE)
-		buffer_append_c(buf, '\t');
+	str_append_tabescaped(buf, value);
+}
+
+static void log_add_field(buffer_t *buf, size_t start ATTR_UNUSED,
+			  const char *value)
+{
+	buffer_append_c(buf, '\t');
 	str_append_tabescaped(buf, value);
 }
 
@@ -102,10 +115,10 @@ static void log_add_optional(buffer_t *buf, const char *value)
 	}
 }
 
-static void log_add_number(buffer_t *buf, size_t start, uint64_t value)
+static void log_add_number(buffer_t *buf, size_t start ATTR_UNUSED,
+			   uint64_t value)
 {
-	if (buf->used > start + LOG_RECORD_HDR_SIZE)
-		buffer_append_c(buf, '\t');
+	buffer_append_c(buf, '\t');
 	str_append(buf, dec2str(value));
 }
 
@@ -115,7 +128,7 @@ void mailbox_migrate_journal_log_add_entry(
 	size_t start = log_record_begin(buf,
 		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY);
 
-	log_add_number(buf, start, entry->time);
+	str_append(buf, dec2str(entry->time));
 	log_add_field(buf, start,
 		      mailbox_migrate_journal_type_name(entry->type));
 	log_add_field(buf, start, entry->mailbox_guid);
@@ -141,7 +154,7 @@ void mailbox_migrate_journal_log_add_mailbox(buffer_t *buf,
 	size_t start = log_record_begin(buf,
 		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX);
 
-	log_add_field(buf, start, mailbox_guid);
+	log_add_first(buf, mailbox_guid);
 	log_add_optional(buf, name);
 	log_add_number(buf, start, uidvalidity);
 	log_add_number(buf, start, witness_modseq);
@@ -155,7 +168,7 @@ void mailbox_migrate_journal_log_add_deleted(buffer_t *buf,
 	size_t start = log_record_begin(buf,
 		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED);
 
-	log_add_field(buf, start, mailbox_guid);
+	log_add_first(buf, mailbox_guid);
 	log_record_end(buf, start);
 }
 
@@ -168,7 +181,7 @@ void mailbox_migrate_journal_log_add_seen(buffer_t *buf,
 	size_t start = log_record_begin(buf,
 		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN);
 
-	log_add_field(buf, start, mailbox_guid);
+	log_add_first(buf, mailbox_guid);
 	log_add_number(buf, start, uidvalidity);
 	log_add_number(buf, start, uidnext);
 	log_add_number(buf, start, now);
@@ -267,7 +280,9 @@ int mailbox_migrate_journal_log_parse(const unsigned char *data, size_t size,
 				      struct mailbox_migrate_journal_log_record *rec_r,
 				      const char **error_r)
 {
+	static const char *const empty_field[] = { "", NULL };
 	const unsigned char *p = data + *pos;
+	const char *const *fields;
 	size_t left = size - *pos;
 	uint32_t payload_size;
 	char *payload;
@@ -292,17 +307,21 @@ int mailbox_migrate_journal_log_parse(const unsigned char *data, size_t size,
 		*error_r = "record cut short";
 		return -1;
 	}
-	if (crc32_data(p + LOG_RECORD_HDR_SIZE, payload_size) !=
-	    log_get_le32(p + 7)) {
+	if (log_record_crc(p, payload_size) != log_get_le32(p + 7)) {
 		*error_r = "record checksum mismatch";
 		return -1;
 	}
 	payload = t_malloc_no0(payload_size + 1);
 	memcpy(payload, p + LOG_RECORD_HDR_SIZE, payload_size);
 	payload[payload_size] = '\0';
-	if (strlen(payload) != payload_size ||
-	    !log_parse_payload((char)p[2],
-			       t_strsplit_tabescaped_inplace(payload), rec_r)) {
+	/* an empty payload is one empty field (e.g. a GUID unknown) */
+	if (strlen(payload) != payload_size)
+		fields = NULL;
+	else if (payload_size == 0)
+		fields = empty_field;
+	else
+		fields = t_strsplit_tabescaped_inplace(payload);
+	if (fields == NULL || !log_parse_payload((char)p[2], fields, rec_r)) {
 		*error_r = t_strdup_printf("invalid record of type %c",
 					   i_isprint(p[2]) ? p[2] : '?');
 		return -1;
@@ -346,9 +365,10 @@ static int log_create_temp(const char *path, const char **temp_path_r,
 	const char *temp_path, *p;
 	int fd;
 
-	temp_path = t_strdup_printf("%s.tmp.%s.%s", path, my_hostname,
-				    my_pid);
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* never an existing name: a leftover could be a link to a log */
+	temp_path = t_strdup_printf("%s.tmp.%s.%s.%s", path, my_hostname,
+				    my_pid, guid_generate());
+	fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd == -1 && errno == ENOENT) {
 		p = strrchr(path, '/');
 		if (p != NULL && p != path &&
@@ -358,7 +378,7 @@ static int log_create_temp(const char *path, const char **temp_path_r,
 						   t_strdup_until(path, p));
 			return -1;
 		}
-		fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			  0600);
 	}
 	if (fd == -1) {
@@ -394,6 +414,24 @@ static int log_create(const char *path, const char **error_r)
 	}
 	i_unlink(temp_path);
 	return ret;
+}
+
+/* Returns 1 if fd (whose fstat() is st) is still the log at path, 0 if a
+   fold replaced it (the path is another file now, or none), -1 on error.
+   The link count alone can't tell: a stray hard link keeps it above 0. */
+static int log_is_current(const char *path, const struct stat *st,
+			  const char **error_r)
+{
+	struct stat path_st;
+
+	if (stat(path, &path_st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		*error_r = t_strdup_printf("stat(%s) failed: %m", path);
+		return -1;
+	}
+	return path_st.st_ino == st->st_ino && path_st.st_dev == st->st_dev ?
+		1 : 0;
 }
 
 struct mailbox_migrate_journal_log *
@@ -484,7 +522,7 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 {
 	struct stat st;
 	unsigned int i;
-	int ret = -1;
+	int current, ret = -1;
 
 	*size_r = 0;
 	*error_code_r = MAILBOX_MIGRATE_DB_ERROR_NONE;
@@ -500,7 +538,23 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 			(void)flock(log->fd, LOCK_UN);
 			break;
 		}
-		if (st.st_nlink > 0) {
+		current = log_is_current(log->path, &st, error_r);
+		if (current < 0) {
+			(void)flock(log->fd, LOCK_UN);
+			break;
+		}
+		if (current > 0 &&
+		    st.st_size >= MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE) {
+			/* nothing folds it (the state file is broken?):
+			   better a gap than a log without bound */
+			errno = ENOSPC;
+			*error_r = t_strdup_printf("%s has grown to %"PRIuUOFF_T
+				" bytes without being folded into the state "
+				"file", log->path, (uoff_t)st.st_size);
+			(void)flock(log->fd, LOCK_UN);
+			break;
+		}
+		if (current > 0) {
 			ret = log_append_locked(log, buf, &st, size_r, error_r);
 			(void)flock(log->fd, LOCK_UN);
 			break;
@@ -682,12 +736,47 @@ struct log_fold_context {
 	bool damaged;
 };
 
+/* Fold the record at *pos. Returns 1 if there may be more, 0 at the end
+   (or after damage, folded as a gap), -1 on error. */
+static int log_fold_next(struct log_fold_context *ctx, size_t *pos,
+			 uint64_t *last_seq, const char **error_r)
+{
+	struct mailbox_migrate_journal_log_record rec;
+	const char *parse_error;
+	int ret;
+
+	ret = mailbox_migrate_journal_log_parse(ctx->data->data,
+			ctx->data->used, pos, &rec, &parse_error);
+	if (ret == 0)
+		return 0;
+	if (ret > 0 && ctx->id == NULL) {
+		/* every log is created with its header first */
+		ret = -1;
+		parse_error = "the log does not start with its header";
+		*pos = 0;
+	}
+	if (ret < 0) {
+		/* what follows may be gone too: the journal can no longer
+		   prove it has every change before here */
+		ctx->damaged = TRUE;
+		if (log_fold_gap(ctx->db, t_strdup_printf(
+				"journal log %s damaged at offset %zu: %s",
+				ctx->path, *pos, parse_error),
+				last_seq, error_r) < 0)
+			return -1;
+		return 0;
+	}
+	if (log_fold_record(ctx->db, &rec, last_seq, error_r) < 0)
+		return -1;
+	if (rec.type != MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER)
+		ctx->folded++;
+	return 1;
+}
+
 /* Fold data[start..] inside the open transaction. */
 static int log_fold_locked(struct log_fold_context *ctx,
 			   unsigned int max_entries, const char **error_r)
 {
-	struct mailbox_migrate_journal_log_record rec;
-	const char *parse_error;
 	uint64_t first_seq, last_seq;
 	size_t pos = ctx->start;
 	int ret;
@@ -696,33 +785,24 @@ static int log_fold_locked(struct log_fold_context *ctx,
 						 error_r) < 0)
 		return -1;
 	last_seq = first_seq;
-	for (;;) {
-		ret = mailbox_migrate_journal_log_parse(ctx->data->data,
-			ctx->data->used, &pos, &rec, &parse_error);
-		if (ret == 0)
-			break;
-		if (ret > 0 && ctx->id == NULL) {
-			/* every log is created with its header first */
-			ret = -1;
-			parse_error = "the log does not start with its header";
-			pos = 0;
-		}
-		if (ret < 0) {
-			/* what follows may be gone too: the journal can no
-			   longer prove it has every change before here */
-			ctx->damaged = TRUE;
-			if (log_fold_gap(ctx->db, t_strdup_printf(
-					"journal log %s damaged at offset "
-					"%zu: %s", ctx->path, pos,
-					parse_error), &last_seq, error_r) < 0)
-				return -1;
-			break;
-		}
-		if (log_fold_record(ctx->db, &rec, &last_seq, error_r) < 0)
+	if (ctx->start > ctx->data->used) {
+		/* shorter than what was folded of it: its end was lost
+		   (a power loss); what it holds now can't be told apart */
+		ctx->damaged = TRUE;
+		if (log_fold_gap(ctx->db, t_strdup_printf(
+				"journal log %s lost its end after offset "
+				"%"PRIuUOFF_T, ctx->path, ctx->start),
+				&last_seq, error_r) < 0)
 			return -1;
-		if (rec.type != MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER)
-			ctx->folded++;
+		pos = ctx->data->used;
 	}
+	do {
+		T_BEGIN {
+			ret = log_fold_next(ctx, &pos, &last_seq, error_r);
+		} T_END_PASS_STR_IF(ret < 0, error_r);
+	} while (ret > 0);
+	if (ret < 0)
+		return -1;
 	if (mailbox_migrate_db_meta_set(ctx->db, LOG_META_KEY,
 			t_strdup_printf("%s %zu",
 					ctx->id == NULL ? "-" : ctx->id,
@@ -755,6 +835,7 @@ static int log_fold_open(struct log_fold_context *ctx,
 {
 	struct stat st;
 	unsigned int i;
+	int current;
 
 	for (i = 0; i < LOG_REOPEN_MAX_TRIES; i++) {
 		ctx->fd = open(ctx->path, O_RDWR | O_CLOEXEC);
@@ -773,7 +854,10 @@ static int log_fold_open(struct log_fold_context *ctx,
 						   ctx->path);
 			return -1;
 		}
-		if (st.st_nlink > 0) {
+		current = log_is_current(ctx->path, &st, error_r);
+		if (current < 0)
+			return -1;
+		if (current > 0) {
 			ctx->data = buffer_create_dynamic(default_pool,
 							  st.st_size + 1);
 			if (log_read_all(ctx->fd, ctx->path, st.st_size,
@@ -792,25 +876,44 @@ static int log_fold_open(struct log_fold_context *ctx,
 int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 				     unsigned int max_entries,
 				     unsigned int lock_timeout_msecs,
+				     enum mailbox_migrate_db_error *error_code_r,
 				     const char **error_r)
 {
 	struct log_fold_context ctx;
 	const char *db_path = mailbox_migrate_db_get_path(db);
 	int ret;
 
+	*error_code_r = MAILBOX_MIGRATE_DB_ERROR_NONE;
 	if (!mailbox_migrate_journal_log_may_have_records(db_path))
 		return 0;
 	/* the common case, checked without taking any lock */
-	if ((ret = mailbox_migrate_journal_log_need_fold(db, error_r)) <= 0)
+	if ((ret = mailbox_migrate_journal_log_need_fold(db, error_r)) <= 0) {
+		if (ret < 0)
+			*error_code_r = log_errno_kind(errno);
 		return ret;
+	}
+	if (!mailbox_migrate_db_is_at_path(db)) {
+		/* what we'd fold would go into a file nobody reads */
+		*error_code_r = MAILBOX_MIGRATE_DB_ERROR_CORRUPT;
+		*error_r = t_strdup_printf("%s was replaced since it was "
+					   "opened", db_path);
+		return -1;
+	}
 
 	i_zero(&ctx);
 	ctx.db = db;
 	ctx.path = mailbox_migrate_journal_log_path(db_path);
 	ctx.fd = -1;
-	if (mailbox_migrate_db_begin(db, error_r) < 0)
+	mailbox_migrate_db_set_lock_timeout(db, lock_timeout_msecs);
+	ret = mailbox_migrate_db_begin(db, error_r);
+	mailbox_migrate_db_reset_lock_timeout(db);
+	if (ret < 0) {
+		*error_code_r = mailbox_migrate_db_get_error(db);
 		return -1;
+	}
 	ret = log_fold_open(&ctx, lock_timeout_msecs, error_r);
+	if (ret < 0)
+		*error_code_r = log_errno_kind(errno);
 	if (ret > 0) {
 		ctx.id = log_header_id(ctx.data->data, ctx.data->used);
 		if (ctx.id == NULL) {
@@ -818,9 +921,8 @@ int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 			ctx.start = 0;
 		} else if (log_get_folded(db, ctx.id, &ctx.start,
 					  error_r) < 0) {
+			*error_code_r = mailbox_migrate_db_get_error(db);
 			ret = -1;
-		} else if (ctx.start == 0 || ctx.start > ctx.data->used) {
-			ctx.start = 0;
 		}
 	}
 	if (ret > 0 && ctx.start == ctx.data->used) {
@@ -831,9 +933,11 @@ int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 		ret = 0;
 	} else if (ret > 0) {
 		if (log_fold_locked(&ctx, max_entries, error_r) < 0) {
+			*error_code_r = mailbox_migrate_db_get_error(db);
 			mailbox_migrate_db_rollback(db);
 			ret = -1;
 		} else if (mailbox_migrate_db_commit(db, error_r) < 0) {
+			*error_code_r = mailbox_migrate_db_get_error(db);
 			ret = -1;
 		} else {
 			if (ctx.damaged || ctx.data->used >=
@@ -848,5 +952,7 @@ int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 		buffer_free(&ctx.data);
 	if (ctx.fd != -1)
 		i_close_fd_path(&ctx.fd, ctx.path);
+	if (ret < 0 && *error_code_r == MAILBOX_MIGRATE_DB_ERROR_NONE)
+		*error_code_r = MAILBOX_MIGRATE_DB_ERROR_OTHER;
 	return ret;
 }

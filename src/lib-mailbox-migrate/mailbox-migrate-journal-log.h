@@ -27,6 +27,9 @@
 #define MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE (64 * 1024)
 /* The plugin folds its log when an append leaves it at least this big. */
 #define MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE (256 * 1024)
+/* Appends fail (and the journal gets a gap) once the log is this big:
+   nothing has folded it for long (a broken state file?). */
+#define MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE (64 * 1024 * 1024)
 
 enum mailbox_migrate_journal_log_record_type {
 	/* First record of every log: its random id. */
@@ -98,12 +101,16 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 				       const char **error_r);
 
 /* Fold the log of db (if any) into its journal. Runs its own write
-   transaction. With max_entries set, prunes the journal if the fold crossed
-   a prune interval (mailbox_migrate_journal_prune()). Returns the number of
-   records folded, or -1 with the error (nothing was folded then). */
+   transaction, waiting for locks at most lock_timeout_msecs (0: not at
+   all). With max_entries set, prunes the journal if the fold crossed a
+   prune interval (mailbox_migrate_journal_prune()). Returns the number of
+   records folded, or -1 with the error and its kind (LOCKED: another
+   process holds the state file or the log; CORRUPT: also when the file at
+   db's path is no longer db's). Nothing was folded after a failure. */
 int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 				     unsigned int max_entries,
 				     unsigned int lock_timeout_msecs,
+				     enum mailbox_migrate_db_error *error_code_r,
 				     const char **error_r);
 
 /* TRUE if the log of the state file at db_path may hold records that are

@@ -131,6 +131,7 @@ static void test_journal_log_records(void)
 	mailbox_migrate_journal_log_add_entry(buf, &entry);
 	mailbox_migrate_journal_log_add_mailbox(buf, GUID_B, "", 77, 12, TRUE);
 	mailbox_migrate_journal_log_add_deleted(buf, GUID_A);
+	mailbox_migrate_journal_log_add_deleted(buf, "");
 	mailbox_migrate_journal_log_add_seen(buf, GUID_B, 77, 9, 1700000001,
 					     "pop3");
 
@@ -161,6 +162,11 @@ static void test_journal_log_records(void)
 						      &pos, &rec, &error) == 1);
 	test_assert(rec.type == MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED);
 	test_assert(strcmp(rec.entry.mailbox_guid, GUID_A) == 0);
+	/* an empty field alone is a record too */
+	test_assert(mailbox_migrate_journal_log_parse(buf->data, buf->used,
+						      &pos, &rec, &error) == 1);
+	test_assert(rec.type == MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED);
+	test_assert(rec.entry.mailbox_guid[0] == '\0');
 	test_assert(mailbox_migrate_journal_log_parse(buf->data, buf->used,
 						      &pos, &rec, &error) == 1);
 	test_assert(rec.type == MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN);
@@ -214,16 +220,16 @@ static void test_journal_log_fold(void)
 	test_begin("journal log fold");
 	db = test_db_open(path, FALSE);
 	/* nothing to fold yet */
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 0);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 0);
 
 	test_log_saves(path, 1, 3);
 	test_assert(test_file_size(log_path) > LOG_HEADER_SIZE);
 	test_assert(mailbox_migrate_journal_log_need_fold(db, &error) == 1);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 3);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 3);
 	test_assert(strcmp(test_journal_uids(db, 0), "1 2 3") == 0);
 	/* folded once only */
 	test_assert(mailbox_migrate_journal_log_need_fold(db, &error) == 0);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 0);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 0);
 	test_assert(strcmp(test_journal_uids(db, 0), "1 2 3") == 0);
 
 	/* one append: an entry, the witness record, the seen UIDNEXT */
@@ -292,6 +298,10 @@ static void test_journal_log_rotate(void)
 		test_assert(mailbox_migrate_journal_log_append(log, buf, 200,
 				&size, &code, &error) == 0);
 	} T_END;
+	/* a stray hard link (a crash between link() and unlink() of a
+	   new log's temporary file) keeps the old log's link count above 0
+	   after the replacement: the writer must still notice it */
+	test_assert(link(log_path, test_path("rotate/stray")) == 0);
 	/* keep the full log, as if the fold crashed before replacing it */
 	fd = open(log_path, O_RDONLY);
 	fd2 = open(copy_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -300,14 +310,14 @@ static void test_journal_log_rotate(void)
 	i_close_fd(&fd);
 	i_close_fd(&fd2);
 
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) ==
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) ==
 		    (int)count);
 	test_assert(test_file_size(log_path) == LOG_HEADER_SIZE);
 	/* the full log back in place, as if the fold had crashed before
 	   replacing it: its id and size say it is folded */
 	test_assert(rename(copy_path, log_path) == 0);
 	test_assert(mailbox_migrate_journal_log_need_fold(db, &error) == 1);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 0);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 0);
 	test_assert(test_file_size(log_path) == LOG_HEADER_SIZE);
 	test_assert(strcmp(test_journal_uids(db, count - 1),
 			   t_strdup_printf("%u", count)) == 0);
@@ -323,7 +333,7 @@ static void test_journal_log_rotate(void)
 	} T_END;
 	mailbox_migrate_journal_log_deinit(&log);
 	test_assert(test_file_size(log_path) > LOG_HEADER_SIZE);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 1);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 1);
 	test_assert(strcmp(test_journal_uids(db, count), "1") == 0);
 	mailbox_migrate_db_close(&db);
 	test_end();
@@ -336,6 +346,7 @@ static void test_journal_log_damage(void)
 	struct mailbox_migrate_journal_completeness result;
 	struct mailbox_migrate_journal_entry entry;
 	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
 	const char *error;
 	uint64_t last_seq;
 	buffer_t *buf;
@@ -348,7 +359,7 @@ static void test_journal_log_damage(void)
 	fd = open(log_path, O_WRONLY | O_APPEND);
 	test_assert(write(fd, "MJE\x40\0\0\0", 7) == 7);
 	i_close_fd(&fd);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 2);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 2);
 	test_assert(strcmp(test_journal_uids(db, 0), "1 2 gap") == 0);
 	test_assert(mailbox_migrate_journal_check(db, &result, &error) == 0);
 	test_assert(mailbox_migrate_journal_get_last_seq(db, &last_seq,
@@ -358,7 +369,7 @@ static void test_journal_log_damage(void)
 	/* replaced: what follows folds normally */
 	test_assert(test_file_size(log_path) == LOG_HEADER_SIZE);
 	test_log_saves(path, 3, 3);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 1);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 1);
 	test_assert(strcmp(test_journal_uids(db, last_seq), "3") == 0);
 
 	/* a log without its header is damaged from the start */
@@ -369,9 +380,56 @@ static void test_journal_log_damage(void)
 	mailbox_migrate_journal_log_add_entry(buf, &entry);
 	test_assert(write(fd, buf->data, buf->used) == (ssize_t)buf->used);
 	i_close_fd(&fd);
-	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &error) == 0);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code, &error) == 0);
 	test_assert(strcmp(test_journal_uids(db, last_seq), "3 gap") == 0);
 	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+static void test_journal_log_lost_end(void)
+{
+	const char *path = test_path("lostend/state.db");
+	const char *log_path = mailbox_migrate_journal_log_path(path);
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *error;
+
+	test_begin("journal log that lost its end makes a gap");
+	db = test_db_open(path, FALSE);
+	test_log_saves(path, 1, 3);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) == 3);
+	/* a power loss took back what had been folded: nothing is folded
+	   again, the journal can't vouch for what follows */
+	test_assert(truncate(log_path, LOG_HEADER_SIZE + 10) == 0);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) == 0);
+	test_assert(strcmp(test_journal_uids(db, 0), "1 2 3 gap") == 0);
+	test_assert(test_file_size(log_path) == LOG_HEADER_SIZE);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+static void test_journal_log_db_replaced(void)
+{
+	const char *path = test_path("replaced/state.db");
+	struct mailbox_migrate_db *db, *db2;
+	enum mailbox_migrate_db_error code;
+	const char *error;
+
+	test_begin("journal log not folded into a replaced state file");
+	db = test_db_open(path, FALSE);
+	test_assert(rename(path, test_path("replaced/aside.db")) == 0);
+	db2 = test_db_open(path, FALSE);
+	test_log_saves(path, 1, 2);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) < 0);
+	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT);
+	test_assert(mailbox_migrate_journal_log_fold(db2, 0, 200, &code,
+						     &error) == 2);
+	test_assert(strcmp(test_journal_uids(db2, 0), "1 2") == 0);
+	mailbox_migrate_db_close(&db);
+	mailbox_migrate_db_close(&db2);
 	test_end();
 }
 
@@ -380,13 +438,14 @@ static void test_journal_log_prune(void)
 	const char *path = test_path("prune/state.db");
 	struct mailbox_migrate_journal_completeness result;
 	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
 	const char *error;
 
 	test_begin("journal log fold prunes");
 	db = test_db_open(path, FALSE);
 	test_log_saves(path, 1, 30);
 	/* max 10 entries: the fold crosses a prune interval */
-	test_assert(mailbox_migrate_journal_log_fold(db, 10, 200, &error) ==
+	test_assert(mailbox_migrate_journal_log_fold(db, 10, 200, &code, &error) ==
 		    30);
 	test_assert(mailbox_migrate_journal_check(db, &result, &error) == 0);
 	/* the oldest entries are cut, and the journal says so */
@@ -414,6 +473,8 @@ int main(void)
 		test_journal_log_fold,
 		test_journal_log_rotate,
 		test_journal_log_damage,
+		test_journal_log_lost_end,
+		test_journal_log_db_replaced,
 		test_journal_log_prune,
 		test_cleanup,
 		NULL

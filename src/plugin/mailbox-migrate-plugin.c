@@ -254,27 +254,63 @@ buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser)
 }
 
 /* Fold the journal log into the state file. A failure loses nothing (the
-   log keeps the records for the next fold), so it is only logged. */
-static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser)
+   log keeps the records for the next fold), so it is only logged, once. At
+   the end of a session the fold doesn't wait: a process holding the state
+   file or the log is folding, or reads it and folds next. */
+static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser,
+					  bool session_end)
 {
-	const char *error;
+	enum mailbox_migrate_db_error code;
+	const char *error, *moved_path, *move_error;
+	unsigned int i;
+	bool replaced;
 
-	if (mailbox_migrate_user_open_db(muser) < 0)
-		return;
-	if (muser->gap_reason != NULL &&
-	    mailbox_migrate_user_write_begin(muser) != NULL) {
-		/* e.g. the open found the file corrupt and started a new one:
-		   the gap goes before what the log holds */
-		(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
+	for (i = 0; i < 2; i++) {
+		if (mailbox_migrate_user_open_db(muser) < 0)
+			return;
+		if (muser->gap_reason != NULL &&
+		    mailbox_migrate_user_write_begin(muser) != NULL) {
+			/* e.g. the open found the file corrupt and started a
+			   new one: the gap goes before what the log holds */
+			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
+		}
+		if (mailbox_migrate_journal_log_fold(muser->db,
+				muser->set->journal_max_entries,
+				session_end ? 0 : muser->set->lock_timeout_msecs,
+				&code, &error) >= 0) {
+			muser->log_appended = FALSE;
+			return;
+		}
+		if (code == MAILBOX_MIGRATE_DB_ERROR_LOCKED && session_end)
+			return;
+		if (code != MAILBOX_MIGRATE_DB_ERROR_CORRUPT || muser->db == NULL)
+			break;
+		/* corrupt, or moved aside as such by another process: go on
+		   with a new file at the path (the log keeps its records) */
+		replaced = !mailbox_migrate_db_is_at_path(muser->db);
+		mailbox_migrate_db_close(&muser->db);
+		if (hash_table_is_created(muser->mailbox_cache))
+			hash_table_clear(muser->mailbox_cache, TRUE);
+		if (replaced)
+			continue;
+		if (mailbox_migrate_db_move_aside(muser->db_path, &moved_path,
+						  &move_error) < 0) {
+			error = t_strdup_printf("%s; %s", error, move_error);
+			break;
+		}
+		mailbox_migrate_user_failed(muser, t_strdup_printf(
+			"state file was corrupt, moved to %s", moved_path),
+			t_strdup_printf("State file %s is corrupt (%s): moved "
+					"to %s, starting a new journal",
+					muser->db_path, error, moved_path));
 	}
-	if (mailbox_migrate_journal_log_fold(muser->db,
-			muser->set->journal_max_entries,
-			muser->set->lock_timeout_msecs, &error) < 0) {
+	/* no more tries inside this session, only at its end */
+	muser->fold_failed = TRUE;
+	if (!muser->fold_failure_logged) {
 		e_error(muser->event, "Can't fold the journal log into the "
 			"state file (the next fold retries): %s", error);
-		return;
+		muser->fold_failure_logged = TRUE;
 	}
-	muser->log_appended = FALSE;
 }
 
 int mailbox_migrate_user_log_end(struct mailbox_migrate_user *muser,
@@ -302,8 +338,8 @@ int mailbox_migrate_user_log_end(struct mailbox_migrate_user *muser,
 	}
 	muser->gap_reason = NULL;
 	muser->log_appended = TRUE;
-	if (size >= MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE)
-		mailbox_migrate_user_log_fold(muser);
+	if (size >= MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE && !muser->fold_failed)
+		mailbox_migrate_user_log_fold(muser, FALSE);
 	return 0;
 failed:
 	if (hash_table_is_created(muser->mailbox_cache))
@@ -375,7 +411,7 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
 	}
 	if (muser->log_appended) T_BEGIN {
-		mailbox_migrate_user_log_fold(muser);
+		mailbox_migrate_user_log_fold(muser, TRUE);
 	} T_END;
 	if (muser->log != NULL)
 		mailbox_migrate_journal_log_deinit(&muser->log);

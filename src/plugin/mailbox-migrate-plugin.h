@@ -55,6 +55,9 @@ struct mailbox_migrate_user {
 	/* A state file failure was already logged in this session. */
 	bool failure_logged:1;
 	bool log_appended:1;
+	/* A fold failed in this session: tried again only at its end. */
+	bool fold_failed:1;
+	bool fold_failure_logged:1;
 };
 
 struct mailbox_migrate_mailbox {

@@ -85,7 +85,7 @@ class Dovecot:
     def __init__(self, users=("alice", "bob"), mail_location=None,
                  plugin_settings=None, plugin=True, name="mmtest",
                  mail_fsync="never", user_mail=None, extra_config="",
-                 user_uids=None):
+                 user_uids=None, user_fields=None):
         self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
         os.chmod(self.root, 0o755)
         self.users = list(users)
@@ -97,6 +97,8 @@ class Dovecot:
         self.user_mail = dict(user_mail or {})
         # per-user UID (default: the mail user's), home mode 0700 then
         self.user_uids = dict(user_uids or {})
+        # more userdb fields per user, e.g. "userdb_mail_plugins="
+        self.user_fields = dict(user_fields or {})
         # more configuration; {root}, {config} and {mail_user} are filled in
         self.extra_config = extra_config
         self.imap_port = free_port()
@@ -119,9 +121,12 @@ class Dovecot:
     def write_passwd(self):
         with open(self.passwd, "w") as f:
             for user in self.users:
-                extra = ""
+                extra = []
                 if user in self.user_mail:
-                    extra = "userdb_mail=%s" % self.user_mail[user]
+                    extra.append("userdb_mail=%s" % self.user_mail[user])
+                if user in self.user_fields:
+                    extra.append(self.user_fields[user])
+                extra = " ".join(extra)
                 uid = self.user_uids.get(user, self.pw.pw_uid)
                 f.write("%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
                     user, PASSWORD, uid, self.pw.pw_gid,
