@@ -13,8 +13,8 @@
 #include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-plugin.h"
 
-/* Journal entries of one mail transaction, written in one state file
-   transaction after the mail transaction committed (only then are the
+/* Journal entries of one mail transaction, appended to the journal log
+   with one write after the mail transaction committed (only then are the
    UIDs known), dropped on rollback. */
 struct mailbox_migrate_txn {
 	pool_t pool;
@@ -353,7 +353,7 @@ static void mailbox_migrate_mail_transaction_rollback(void *_txn)
 		mailbox_migrate_txn_free(&txn);
 }
 
-/* Write one mailbox-level entry in its own state file transaction. */
+/* Append one mailbox-level entry to the journal log. */
 static void
 mailbox_migrate_write_mailbox_entry(struct mailbox_migrate_user *muser,
 				    struct mailbox *box,
