@@ -93,22 +93,29 @@ mailbox_migrate_db_set_error(struct mailbox_migrate_db *db, int rc,
 	return -1;
 }
 
+int mailbox_migrate_mkdir_parent(const char *path, const char **error_r)
+{
+	const char *p = strrchr(path, '/');
+
+	if (p != NULL && p != path &&
+	    mkdir_parents(t_strdup_until(path, p), 0700) < 0 &&
+	    errno != EEXIST) {
+		*error_r = t_strdup_printf("mkdir_parents(%s) failed: %m",
+					   t_strdup_until(path, p));
+		return -1;
+	}
+	return 0;
+}
+
 static int
 mailbox_migrate_db_create_file(const char *path, const char **error_r)
 {
-	const char *p;
 	int fd;
 
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd == -1 && errno == ENOENT) {
-		p = strrchr(path, '/');
-		if (p != NULL && p != path &&
-		    mkdir_parents(t_strdup_until(path, p), 0700) < 0 &&
-		    errno != EEXIST) {
-			*error_r = t_strdup_printf("mkdir_parents(%s) failed: %m",
-						   t_strdup_until(path, p));
+		if (mailbox_migrate_mkdir_parent(path, error_r) < 0)
 			return -1;
-		}
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	}
 	if (fd == -1) {

@@ -130,6 +130,10 @@ int mailbox_migrate_db_meta_get(struct mailbox_migrate_db *db, const char *key,
 int mailbox_migrate_db_meta_set(struct mailbox_migrate_db *db, const char *key,
 				const char *value, const char **error_r);
 
+/* Create the directory path is in (and its parents, mode 0700) if it is
+   missing. */
+int mailbox_migrate_mkdir_parent(const char *path, const char **error_r);
+
 /* Rename a corrupt state file (and its -wal/-shm) aside as
    <path>.corrupt-<time>, so that a new one can be created. */
 int mailbox_migrate_db_move_aside(const char *path, const char **new_path_r,

@@ -9,7 +9,6 @@
 #include "crc32.h"
 #include "guid.h"
 #include "hostpid.h"
-#include "mkdir-parents.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-journal-log.h"
@@ -362,7 +361,7 @@ static int log_create_temp(const char *path, const char **temp_path_r,
 			   const char **error_r)
 {
 	buffer_t *buf = t_buffer_create(64);
-	const char *temp_path, *p;
+	const char *temp_path;
 	int fd;
 
 	/* never an existing name: a leftover could be a link to a log */
@@ -370,14 +369,8 @@ static int log_create_temp(const char *path, const char **temp_path_r,
 				    my_pid, guid_generate());
 	fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd == -1 && errno == ENOENT) {
-		p = strrchr(path, '/');
-		if (p != NULL && p != path &&
-		    mkdir_parents(t_strdup_until(path, p), 0700) < 0 &&
-		    errno != EEXIST) {
-			*error_r = t_strdup_printf("mkdir_parents(%s) failed: %m",
-						   t_strdup_until(path, p));
+		if (mailbox_migrate_mkdir_parent(path, error_r) < 0)
 			return -1;
-		}
 		fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			  0600);
 	}
@@ -714,11 +707,7 @@ log_fold_gap(struct mailbox_migrate_db *db, const char *reason,
 {
 	struct mailbox_migrate_journal_entry gap;
 
-	i_zero(&gap);
-	gap.time = ioloop_time;
-	gap.type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
-	gap.mailbox_guid = "";
-	gap.name = reason;
+	mailbox_migrate_journal_gap_init(&gap, ioloop_time, reason, NULL);
 	if (mailbox_migrate_journal_append(db, &gap, error_r) < 0)
 		return -1;
 	*last_seq = gap.seq;

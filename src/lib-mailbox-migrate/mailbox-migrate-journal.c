@@ -60,6 +60,18 @@ mailbox_migrate_journal_type_has_flags(enum mailbox_migrate_journal_type type)
 		type == MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS;
 }
 
+void mailbox_migrate_journal_gap_init(
+	struct mailbox_migrate_journal_entry *entry, time_t now,
+	const char *reason, const char *service)
+{
+	i_zero(entry);
+	entry->time = now;
+	entry->type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
+	entry->mailbox_guid = "";
+	entry->name = reason;
+	entry->service = service;
+}
+
 int mailbox_migrate_journal_append(struct mailbox_migrate_db *db,
 				   struct mailbox_migrate_journal_entry *entry,
 				   const char **error_r)

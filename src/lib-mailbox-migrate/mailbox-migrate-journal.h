@@ -111,6 +111,10 @@ mailbox_migrate_journal_type_name(enum mailbox_migrate_journal_type type);
 bool mailbox_migrate_journal_type_parse(const char *name,
 					enum mailbox_migrate_journal_type *type_r);
 
+/* A gap entry (see MAILBOX_MIGRATE_JOURNAL_TYPE_GAP) saying why. */
+void mailbox_migrate_journal_gap_init(
+	struct mailbox_migrate_journal_entry *entry, time_t now,
+	const char *reason, const char *service);
 /* Add an entry. Must be called inside a db write transaction. Sets
    entry->seq. */
 int mailbox_migrate_journal_append(struct mailbox_migrate_db *db,

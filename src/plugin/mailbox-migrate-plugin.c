@@ -142,12 +142,8 @@ mailbox_migrate_user_write_begin(struct mailbox_migrate_user *muser)
 		return NULL;
 	}
 	if (muser->gap_reason != NULL) {
-		i_zero(&gap);
-		gap.time = ioloop_time;
-		gap.type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
-		gap.mailbox_guid = "";
-		gap.name = muser->gap_reason;
-		gap.service = muser->user->service;
+		mailbox_migrate_journal_gap_init(&gap, ioloop_time,
+			muser->gap_reason, muser->user->service);
 		if (mailbox_migrate_journal_append(muser->db, &gap,
 						   &error) < 0) {
 			mailbox_migrate_db_rollback(muser->db);
@@ -242,12 +238,8 @@ buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser)
 	buffer_t *buf = t_buffer_create(512);
 
 	if (muser->gap_reason != NULL) {
-		i_zero(&gap);
-		gap.time = ioloop_time;
-		gap.type = MAILBOX_MIGRATE_JOURNAL_TYPE_GAP;
-		gap.mailbox_guid = "";
-		gap.name = muser->gap_reason;
-		gap.service = muser->user->service;
+		mailbox_migrate_journal_gap_init(&gap, ioloop_time,
+			muser->gap_reason, muser->user->service);
 		mailbox_migrate_journal_log_add_entry(buf, &gap);
 	}
 	return buf;
