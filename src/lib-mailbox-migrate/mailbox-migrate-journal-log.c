@@ -90,15 +90,14 @@ static void log_record_end(buffer_t *buf, size_t start)
 	buffer_write(buf, start + 7, num, sizeof(num));
 }
 
-/* Every record starts with a field written with log_add_first() (which
-   may be empty); the others are separated by tabs. */
+/* A record's first field goes in without a separator (it may be empty);
+   log_add_field(), _optional() and _number() add the others after a tab. */
 static void log_add_first(buffer_t *buf, const char *value)
 {
 	str_append_tabescaped(buf, value);
 }
 
-static void log_add_field(buffer_t *buf, size_t start ATTR_UNUSED,
-			  const char *value)
+static void log_add_field(buffer_t *buf, const char *value)
 {
 	buffer_append_c(buf, '\t');
 	str_append_tabescaped(buf, value);
@@ -114,8 +113,7 @@ static void log_add_optional(buffer_t *buf, const char *value)
 	}
 }
 
-static void log_add_number(buffer_t *buf, size_t start ATTR_UNUSED,
-			   uint64_t value)
+static void log_add_number(buffer_t *buf, uint64_t value)
 {
 	buffer_append_c(buf, '\t');
 	str_append(buf, dec2str(value));
@@ -128,18 +126,17 @@ void mailbox_migrate_journal_log_add_entry(
 		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_ENTRY);
 
 	str_append(buf, dec2str(entry->time));
-	log_add_field(buf, start,
-		      mailbox_migrate_journal_type_name(entry->type));
-	log_add_field(buf, start, entry->mailbox_guid);
-	log_add_number(buf, start, entry->uidvalidity);
-	log_add_number(buf, start, entry->uid);
+	log_add_field(buf, mailbox_migrate_journal_type_name(entry->type));
+	log_add_field(buf, entry->mailbox_guid);
+	log_add_number(buf, entry->uidvalidity);
+	log_add_number(buf, entry->uid);
 	log_add_optional(buf, entry->message_guid);
-	log_add_number(buf, start, entry->flags);
+	log_add_number(buf, entry->flags);
 	log_add_optional(buf, entry->keywords);
 	log_add_optional(buf, entry->name);
 	log_add_optional(buf, entry->old_name);
 	log_add_optional(buf, entry->service);
-	log_add_number(buf, start, entry->modseq);
+	log_add_number(buf, entry->modseq);
 	log_record_end(buf, start);
 }
 
@@ -155,9 +152,9 @@ void mailbox_migrate_journal_log_add_mailbox(buffer_t *buf,
 
 	log_add_first(buf, mailbox_guid);
 	log_add_optional(buf, name);
-	log_add_number(buf, start, uidvalidity);
-	log_add_number(buf, start, witness_modseq);
-	log_add_number(buf, start, witness_at_last_seq ? 1 : 0);
+	log_add_number(buf, uidvalidity);
+	log_add_number(buf, witness_modseq);
+	log_add_number(buf, witness_at_last_seq ? 1 : 0);
 	log_record_end(buf, start);
 }
 
@@ -181,10 +178,10 @@ void mailbox_migrate_journal_log_add_seen(buffer_t *buf,
 		MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN);
 
 	log_add_first(buf, mailbox_guid);
-	log_add_number(buf, start, uidvalidity);
-	log_add_number(buf, start, uidnext);
-	log_add_number(buf, start, now);
-	log_add_field(buf, start, service);
+	log_add_number(buf, uidvalidity);
+	log_add_number(buf, uidnext);
+	log_add_number(buf, now);
+	log_add_field(buf, service);
 	log_record_end(buf, start);
 }
 

@@ -258,8 +258,11 @@ static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser,
 	bool replaced;
 
 	for (i = 0; i < 2; i++) {
-		if (mailbox_migrate_user_open_db(muser) < 0)
+		if (mailbox_migrate_user_open_db(muser) < 0) {
+			/* logged (once) and a gap remembered */
+			muser->fold_failed = TRUE;
 			return;
+		}
 		if (muser->gap_reason != NULL &&
 		    mailbox_migrate_user_write_begin(muser) != NULL) {
 			/* e.g. the open found the file corrupt and started a
