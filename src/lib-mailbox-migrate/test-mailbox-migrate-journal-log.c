@@ -433,6 +433,34 @@ static void test_journal_log_db_replaced(void)
 	test_end();
 }
 
+static void test_journal_log_cap(void)
+{
+	const char *path = test_path("cap/state.db");
+	const char *log_path = mailbox_migrate_journal_log_path(path);
+	struct mailbox_migrate_journal_log *log;
+	struct mailbox_migrate_journal_entry entry;
+	enum mailbox_migrate_db_error code;
+	const char *error;
+	buffer_t *buf = t_buffer_create(128);
+	uoff_t size;
+
+	test_begin("journal log stops at its size cap");
+	test_log_saves(path, 1, 1);
+	/* sparse: as big as the cap without writing it */
+	test_assert(truncate(log_path,
+			     MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE) == 0);
+	log = mailbox_migrate_journal_log_init(path, FALSE);
+	test_entry(&entry, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A, 2);
+	mailbox_migrate_journal_log_add_entry(buf, &entry);
+	test_assert(mailbox_migrate_journal_log_append(log, buf, 200, &size,
+						       &code, &error) < 0);
+	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_FULL);
+	test_assert(test_file_size(log_path) ==
+		    MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE);
+	mailbox_migrate_journal_log_deinit(&log);
+	test_end();
+}
+
 static void test_journal_log_prune(void)
 {
 	const char *path = test_path("prune/state.db");
@@ -475,6 +503,7 @@ int main(void)
 		test_journal_log_damage,
 		test_journal_log_lost_end,
 		test_journal_log_db_replaced,
+		test_journal_log_cap,
 		test_journal_log_prune,
 		test_cleanup,
 		NULL

@@ -186,6 +186,32 @@ def test_locked_past_timeout(make_dovecot):
     assert types.count("save") >= 3, types
 
 
+def test_session_end_does_not_wait_for_the_state_file(make_dovecot):
+    """A delivery's journal entries go to the journal log; folding them
+    into a state file another process holds is left to that process or the
+    next reader, so the delivery doesn't wait for the lock."""
+    d = make_dovecot(plugin_settings={
+        "mailbox_migrate_db_lock_timeout": "4 s"})
+    assert d.deliver("alice", make_message("before")) == 250
+    locker = sqlite3.connect(d.db_path("alice"), timeout=5,
+                             isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(3):
+            start = time.monotonic()
+            assert d.deliver("alice", make_message("held %d" % i)) == 250
+            assert time.monotonic() - start < 2, "waited for the lock"
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    # nothing lost, nothing marked lost: the reader folded the log
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows
+    types = [e["type"] for e in d.journal_entries("alice")]
+    assert types.count("save") == 4, types
+    assert mm_errors(d, "lmtp") == [], d.log()
+
+
 def test_disk_full(make_dovecot):
     d = state_dir_dovecot(make_dovecot)
     if not d.state_tmpfs:
