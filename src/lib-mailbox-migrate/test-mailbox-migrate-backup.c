@@ -4,8 +4,8 @@
 #include "array.h"
 #include "buffer.h"
 #include "str.h"
-#include "unlink-directory.h"
 #include "test-common.h"
+#include "test-mailbox-migrate-dir.h"
 #include "mailbox-migrate-backup-tar.h"
 #include "mailbox-migrate-backup-record.h"
 #include "mailbox-migrate-backup-store.h"
@@ -17,7 +17,6 @@
 #define BOX_A "0123456789abcdef0123456789abcdef"
 #define BOX_B "fedcba9876543210fedcba9876543210"
 
-static const char *test_dir;
 
 static void test_tar_header(void)
 {
@@ -335,15 +334,6 @@ static void test_store_passes(void)
 	test_end();
 }
 
-static void test_cleanup(void)
-{
-	const char *error;
-
-	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
-			     &error) < 0)
-		i_error("%s", error);
-}
-
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -351,13 +341,7 @@ int main(void)
 		test_record_lines,
 		test_members,
 		test_store_passes,
-		test_cleanup,
 		NULL
 	};
-	char dir[] = "/tmp/test-mailbox-migrate-backup.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		i_fatal("mkdtemp() failed: %m");
-	test_dir = dir;
-	return test_run(test_functions);
+	return test_run_in_dir("mailbox-migrate-backup", test_functions);
 }

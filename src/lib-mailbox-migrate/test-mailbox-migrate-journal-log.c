@@ -2,8 +2,8 @@
 
 #include "lib.h"
 #include "str.h"
-#include "unlink-directory.h"
 #include "test-common.h"
+#include "test-mailbox-migrate-dir.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-seen.h"
@@ -20,7 +20,6 @@
 #define RECORD_HDR_SIZE 11
 #define LOG_HEADER_SIZE (RECORD_HDR_SIZE + 32)
 
-static const char *test_dir;
 
 static const char *test_path(const char *name)
 {
@@ -485,15 +484,6 @@ static void test_journal_log_prune(void)
 	test_end();
 }
 
-static void test_cleanup(void)
-{
-	const char *error;
-
-	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
-			     &error) < 0)
-		i_error("%s", error);
-}
-
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -505,13 +495,7 @@ int main(void)
 		test_journal_log_db_replaced,
 		test_journal_log_cap,
 		test_journal_log_prune,
-		test_cleanup,
 		NULL
 	};
-	char dir[] = "/tmp/test-mailbox-migrate-journal-log.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		i_fatal("mkdtemp() failed: %m");
-	test_dir = dir;
-	return test_run(test_functions);
+	return test_run_in_dir("mailbox-migrate-journal-log", test_functions);
 }

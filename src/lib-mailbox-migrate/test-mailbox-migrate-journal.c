@@ -2,8 +2,8 @@
 
 #include "lib.h"
 #include "array.h"
-#include "unlink-directory.h"
 #include "test-common.h"
+#include "test-mailbox-migrate-dir.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
 
@@ -14,7 +14,6 @@
 #define GUID_A "0123456789abcdef0123456789abcdef"
 #define GUID_B "fedcba9876543210fedcba9876543210"
 
-static const char *test_dir;
 
 static const char *test_db_path(const char *name)
 {
@@ -520,15 +519,6 @@ static void test_journal_bad_files(void)
 	test_end();
 }
 
-static void test_cleanup(void)
-{
-	const char *error;
-
-	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
-			     &error) < 0)
-		i_error("%s", error);
-}
-
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -540,13 +530,7 @@ int main(void)
 		test_journal_check_index,
 		test_journal_mailbox,
 		test_journal_bad_files,
-		test_cleanup,
 		NULL
 	};
-	char dir[] = "/tmp/test-mailbox-migrate-journal.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		i_fatal("mkdtemp() failed: %m");
-	test_dir = dir;
-	return test_run(test_functions);
+	return test_run_in_dir("mailbox-migrate-journal", test_functions);
 }

@@ -1,14 +1,13 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
 #include "lib.h"
-#include "unlink-directory.h"
 #include "test-common.h"
+#include "test-mailbox-migrate-dir.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-seen.h"
 
 #define GUID_A "0123456789abcdef0123456789abcdef"
 
-static const char *test_dir;
 
 static void test_seen_raise_only(void)
 {
@@ -56,26 +55,11 @@ static void test_seen_raise_only(void)
 	test_end();
 }
 
-static void test_cleanup(void)
-{
-	const char *error;
-
-	if (unlink_directory(test_dir, UNLINK_DIRECTORY_FLAG_RMDIR,
-			     &error) < 0)
-		i_error("%s", error);
-}
-
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
 		test_seen_raise_only,
-		test_cleanup,
 		NULL
 	};
-	char dir[] = "/tmp/test-mailbox-migrate-seen.XXXXXX";
-
-	if (mkdtemp(dir) == NULL)
-		i_fatal("mkdtemp() failed: %m");
-	test_dir = dir;
-	return test_run(test_functions);
+	return test_run_in_dir("mailbox-migrate-seen", test_functions);
 }

@@ -75,6 +75,19 @@ def state_read_only(d):
         d.start()
 
 
+@contextlib.contextmanager
+def state_file_locked(d, user="alice"):
+    """Another process holds the user's state file's write lock."""
+    locker = sqlite3.connect(d.db_path(user), timeout=5,
+                             isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
 def mm_errors(d, service, user="alice"):
     # a session's end (where the journal log is folded) is logged by LMTP
     # under the recipient ("rcpt alice") rather than the user's prefix
@@ -162,17 +175,11 @@ def test_locked_past_timeout(make_dovecot):
     d = make_dovecot(plugin_settings={
         "mailbox_migrate_db_lock_timeout": "300 ms"})
     assert d.deliver("alice", make_message("before")) == 250
-    locker = sqlite3.connect(d.db_path("alice"), timeout=5,
-                             isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
-    try:
+    with state_file_locked(d):
         start = time.monotonic()
         clients_still_work(d, "locked")
         # the clients waited for the lock timeout, not for the lock
         assert time.monotonic() - start < 20
-    finally:
-        locker.execute("ROLLBACK")
-        locker.close()
     row = inbox_row(d)
     assert row["complete"] == "no", row
     # the seen UIDNEXT of the POP3 login is written to the state file:
@@ -193,17 +200,11 @@ def test_session_end_does_not_wait_for_the_state_file(make_dovecot):
     d = make_dovecot(plugin_settings={
         "mailbox_migrate_db_lock_timeout": "4 s"})
     assert d.deliver("alice", make_message("before")) == 250
-    locker = sqlite3.connect(d.db_path("alice"), timeout=5,
-                             isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
-    try:
+    with state_file_locked(d):
         for i in range(3):
             start = time.monotonic()
             assert d.deliver("alice", make_message("held %d" % i)) == 250
             assert time.monotonic() - start < 2, "waited for the lock"
-    finally:
-        locker.execute("ROLLBACK")
-        locker.close()
     # nothing lost, nothing marked lost: the reader folded the log
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "yes", rows
