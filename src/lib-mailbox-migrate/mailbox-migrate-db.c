@@ -128,8 +128,7 @@ mailbox_migrate_db_create_file(const char *path, const char **error_r)
 	return 0;
 }
 
-static enum mailbox_migrate_db_error
-mailbox_migrate_db_errno_kind(int err)
+enum mailbox_migrate_db_error mailbox_migrate_db_errno_kind(int err)
 {
 	switch (err) {
 	case EACCES:
@@ -139,6 +138,8 @@ mailbox_migrate_db_errno_kind(int err)
 	case ENOSPC:
 	case EDQUOT:
 		return MAILBOX_MIGRATE_DB_ERROR_FULL;
+	case EWOULDBLOCK:
+		return MAILBOX_MIGRATE_DB_ERROR_LOCKED;
 	default:
 		return MAILBOX_MIGRATE_DB_ERROR_OTHER;
 	}
@@ -232,11 +233,11 @@ int mailbox_migrate_db_open(const char *path,
 	ret = mailbox_migrate_db_open_schema(path,
 			&mailbox_migrate_db_state_schema, flags,
 			lock_timeout_msecs, db_r, error_code_r, error_r);
-	if (ret < 0 || (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD) != 0 ||
-	    !mailbox_migrate_journal_log_may_have_records(path))
+	if (ret < 0 || (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD) != 0)
 		return ret;
 	db = *db_r;
 	if (!readonly) {
+		/* the fold looks whether there is anything to fold */
 		if (mailbox_migrate_journal_log_fold(db, 0, lock_timeout_msecs,
 						     error_code_r,
 						     error_r) < 0) {
@@ -245,6 +246,8 @@ int mailbox_migrate_db_open(const char *path,
 		}
 		return 1;
 	}
+	if (!mailbox_migrate_journal_log_may_have_records(path))
+		return ret;
 	if (db != NULL) {
 		ret = mailbox_migrate_journal_log_need_fold(db, error_r);
 		if (ret <= 0) {

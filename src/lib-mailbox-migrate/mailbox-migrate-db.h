@@ -140,5 +140,7 @@ int mailbox_migrate_db_move_aside(const char *path, const char **new_path_r,
 				  const char **error_r);
 
 const char *mailbox_migrate_db_error_name(enum mailbox_migrate_db_error error);
+/* The kind of a failure of a file operation that set errno to err. */
+enum mailbox_migrate_db_error mailbox_migrate_db_errno_kind(int err);
 
 #endif

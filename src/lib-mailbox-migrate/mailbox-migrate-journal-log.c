@@ -424,6 +424,28 @@ static int log_is_current(const char *path, const struct stat *st,
 		1 : 0;
 }
 
+/* Lock fd (operation: LOCK_SH or LOCK_EX) and check it is still the log at
+   path. Returns 1 if so (locked, *st_r its fstat()), 0 if a fold replaced
+   it (unlocked: the caller reopens), -1 on error (unlocked). */
+static int log_lock_current(int fd, const char *path, int operation,
+			    unsigned int timeout_msecs, struct stat *st_r,
+			    const char **error_r)
+{
+	int ret;
+
+	if (log_lock(fd, path, operation, timeout_msecs, error_r) < 0)
+		return -1;
+	if (fstat(fd, st_r) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
+		ret = -1;
+	} else {
+		ret = log_is_current(path, st_r, error_r);
+	}
+	if (ret <= 0)
+		(void)flock(fd, LOCK_UN);
+	return ret;
+}
+
 struct mailbox_migrate_journal_log *
 mailbox_migrate_journal_log_init(const char *db_path, bool fsync)
 {
@@ -464,23 +486,6 @@ static int log_open(struct mailbox_migrate_journal_log *log,
 	return -1;
 }
 
-static enum mailbox_migrate_db_error log_errno_kind(int err)
-{
-	switch (err) {
-	case ENOSPC:
-	case EDQUOT:
-		return MAILBOX_MIGRATE_DB_ERROR_FULL;
-	case EACCES:
-	case EPERM:
-	case EROFS:
-		return MAILBOX_MIGRATE_DB_ERROR_NOACCESS;
-	case EWOULDBLOCK:
-		return MAILBOX_MIGRATE_DB_ERROR_LOCKED;
-	default:
-		return MAILBOX_MIGRATE_DB_ERROR_OTHER;
-	}
-}
-
 static int
 log_append_locked(struct mailbox_migrate_journal_log *log, const buffer_t *buf,
 		  const struct stat *st, uoff_t *size_r, const char **error_r)
@@ -519,38 +524,28 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 	for (i = 0; i < LOG_REOPEN_MAX_TRIES; i++) {
 		if (log->fd == -1 && log_open(log, error_r) < 0)
 			break;
-		if (log_lock(log->fd, log->path, LOCK_SH, lock_timeout_msecs,
-			     error_r) < 0)
+		current = log_lock_current(log->fd, log->path, LOCK_SH,
+					   lock_timeout_msecs, &st, error_r);
+		if (current < 0)
 			break;
-		if (fstat(log->fd, &st) < 0) {
-			*error_r = t_strdup_printf("fstat(%s) failed: %m",
-						   log->path);
-			(void)flock(log->fd, LOCK_UN);
-			break;
+		if (current == 0) {
+			/* a fold replaced it: what goes into this one is
+			   never read */
+			i_close_fd_path(&log->fd, log->path);
+			continue;
 		}
-		current = log_is_current(log->path, &st, error_r);
-		if (current < 0) {
-			(void)flock(log->fd, LOCK_UN);
-			break;
-		}
-		if (current > 0 &&
-		    st.st_size >= MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE) {
+		if (st.st_size >= MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE) {
 			/* nothing folds it (the state file is broken?):
 			   better a gap than a log without bound */
 			errno = ENOSPC;
 			*error_r = t_strdup_printf("%s has grown to %"PRIuUOFF_T
 				" bytes without being folded into the state "
 				"file", log->path, (uoff_t)st.st_size);
-			(void)flock(log->fd, LOCK_UN);
-			break;
-		}
-		if (current > 0) {
+		} else {
 			ret = log_append_locked(log, buf, &st, size_r, error_r);
-			(void)flock(log->fd, LOCK_UN);
-			break;
 		}
-		/* a fold replaced it: what goes into this one is never read */
-		i_close_fd_path(&log->fd, log->path);
+		(void)flock(log->fd, LOCK_UN);
+		break;
 	}
 	if (i == LOG_REOPEN_MAX_TRIES) {
 		errno = EWOULDBLOCK;
@@ -558,7 +553,7 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 					   "appending", log->path, i);
 	}
 	if (ret < 0)
-		*error_code_r = log_errno_kind(errno);
+		*error_code_r = mailbox_migrate_db_errno_kind(errno);
 	return ret;
 }
 
@@ -805,7 +800,7 @@ static int log_fold_locked(struct log_fold_context *ctx,
 }
 
 /* Replace the log by an empty one (we hold its exclusive lock). Writers
-   waiting for the lock then find the old one unlinked and reopen. */
+   waiting for the lock then find another file at the path and reopen. */
 static void log_rotate(struct log_fold_context *ctx)
 {
 	const char *temp_path, *error;
@@ -832,15 +827,8 @@ static int log_fold_open(struct log_fold_context *ctx,
 						   ctx->path);
 			return -1;
 		}
-		if (log_lock(ctx->fd, ctx->path, LOCK_EX, lock_timeout_msecs,
-			     error_r) < 0)
-			return -1;
-		if (fstat(ctx->fd, &st) < 0) {
-			*error_r = t_strdup_printf("fstat(%s) failed: %m",
-						   ctx->path);
-			return -1;
-		}
-		current = log_is_current(ctx->path, &st, error_r);
+		current = log_lock_current(ctx->fd, ctx->path, LOCK_EX,
+					   lock_timeout_msecs, &st, error_r);
 		if (current < 0)
 			return -1;
 		if (current > 0) {
@@ -875,7 +863,7 @@ int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 	/* the common case, checked without taking any lock */
 	if ((ret = mailbox_migrate_journal_log_need_fold(db, error_r)) <= 0) {
 		if (ret < 0)
-			*error_code_r = log_errno_kind(errno);
+			*error_code_r = mailbox_migrate_db_errno_kind(errno);
 		return ret;
 	}
 	if (!mailbox_migrate_db_is_at_path(db)) {
@@ -899,7 +887,7 @@ int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 	}
 	ret = log_fold_open(&ctx, lock_timeout_msecs, error_r);
 	if (ret < 0)
-		*error_code_r = log_errno_kind(errno);
+		*error_code_r = mailbox_migrate_db_errno_kind(errno);
 	if (ret > 0) {
 		ctx.id = log_header_id(ctx.data->data, ctx.data->used);
 		if (ctx.id == NULL) {

@@ -16,12 +16,13 @@
    flock() of the log, and stores how far it got (log id and offset) in that
    same transaction, so that a crash at any point folds nothing twice. A log
    that has grown is replaced by an empty one afterwards (rename); writers
-   notice a replaced log (its link count is 0) and reopen it.
+   notice a replaced log (another inode is at its path) and reopen it.
 
    Records: "MJ" type(1) size(4, LE) crc32(4, LE) payload(size), the payload
-   tab-separated escaped fields. A record that is cut short or fails its
-   checksum ends the fold there with a gap entry (the journal is then
-   incomplete before that point and the next pass compares in full). */
+   tab-separated escaped fields, the checksum over type, size and payload.
+   A record that is cut short or fails its checksum ends the fold there
+   with a gap entry (the journal is then incomplete before that point and
+   the next pass compares in full). */
 
 /* A log of at least this size is replaced by an empty one after a fold. */
 #define MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE (64 * 1024)
