@@ -229,6 +229,37 @@ backup_pass_store(struct mailbox_migrate_pass *pass)
 	return pass->backup;
 }
 
+/* Special-use flags come from the namespace configuration (Dovecot 2.3
+   keeps none with the mailbox): recorded when they differ from what the
+   store has, which a full pass notices for every mailbox and a journal
+   pass for the mailboxes that changed. */
+static int backup_box_special_use(struct mailbox_migrate_pass *pass,
+				  struct mailbox_migrate_backup_store *store,
+				  struct mailbox *sbox, const char *guid,
+				  bool *touched_r)
+{
+	struct mailbox_migrate_backup_line line;
+	const char *want, *have, *error;
+
+	want = sbox->set == NULL ? "" : sbox->set->special_use;
+	if (mailbox_migrate_backup_index_special_use(store->index, guid, 0,
+						     &have, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		return -1;
+	}
+	if (strcmp(want, have) == 0)
+		return 0;
+	*touched_r = TRUE;
+	if (pass->set->dry_run)
+		return 0;
+	i_zero(&line);
+	line.type = MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE;
+	line.mailbox_guid = guid;
+	line.special_use = want;
+	mailbox_migrate_backup_store_add_line(store, &line);
+	return 0;
+}
+
 static int
 backup_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		const char *guid, const struct pass_box_changes *changes,
@@ -299,6 +330,8 @@ backup_sync_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 			mailbox_migrate_backup_store_add_line(store, &line);
 		}
 	}
+	if (backup_box_special_use(pass, store, sbox, guid, touched_r) < 0)
+		return -1;
 
 	i_zero(&bb);
 	bb.pass = pass;
@@ -432,12 +465,84 @@ static void backup_pass_delete_gone(struct mailbox_migrate_pass *pass,
 	}
 }
 
+static void backup_line_subscribed(struct mailbox_migrate_pass *pass,
+				   const char *name, bool subscribed)
+{
+	struct mailbox_migrate_backup_line line;
+
+	if (pass->set->dry_run)
+		return;
+	pass->subscriptions_written = TRUE;
+	i_zero(&line);
+	line.type = subscribed ? MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE :
+		MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE;
+	line.name = name;
+	mailbox_migrate_backup_store_add_line(pass->backup, &line);
+}
+
+/* The store holds the source's subscriptions as they are (it is nobody's
+   live mail, so there is nothing of its own to keep): the given names
+   (journal), or (changed_names == NULL) all of them. */
 static void
-backup_pass_subscriptions(struct mailbox_migrate_pass *pass ATTR_UNUSED,
-			  const ARRAY_TYPE(const_string) *changed_names ATTR_UNUSED,
+backup_pass_subscriptions(struct mailbox_migrate_pass *pass,
+			  const ARRAY_TYPE(const_string) *changed_names,
 			  HASH_TABLE_TYPE(pass_names) src_boxes ATTR_UNUSED)
 {
-	/* a backup keeps mail, not subscriptions */
+	struct mailbox_migrate_backup_store *store = backup_pass_store(pass);
+	HASH_TABLE_TYPE(pass_names) src, have;
+	ARRAY_TYPE(const_string) stored;
+	struct hash_iterate_context *iter;
+	const char *const *namep, *name, *error;
+	void *value;
+	bool want;
+
+	if (store == NULL)
+		return;
+	hash_table_create(&src, pool_datastack_create(), 0, str_hash, strcmp);
+	hash_table_create(&have, pool_datastack_create(), 0, str_hash, strcmp);
+	t_array_init(&stored, 16);
+	if (pass_subscribed_names(pass, pass->src_user, &src) < 0)
+		goto out;
+	if (mailbox_migrate_backup_index_subscriptions(store->index, 0,
+			pool_datastack_create(), &stored, &error) < 0) {
+		pass_failed(pass, MAIL_ERROR_TEMP, error);
+		goto out;
+	}
+	array_foreach(&stored, namep)
+		hash_table_update(have, *namep, POINTER_CAST(1));
+
+	if (changed_names != NULL) {
+		array_foreach(changed_names, namep) {
+			if (!pass_box_selected(pass, *namep))
+				continue;
+			want = hash_table_lookup(src, *namep) != NULL;
+			if (want != (hash_table_lookup(have, *namep) != NULL)) {
+				backup_line_subscribed(pass, *namep, want);
+				/* a name the journal names twice */
+				if (want)
+					hash_table_update(have, *namep,
+							  POINTER_CAST(1));
+				else
+					hash_table_remove(have, *namep);
+			}
+		}
+		goto out;
+	}
+	iter = hash_table_iterate_init(src);
+	while (hash_table_iterate(iter, src, &name, &value)) {
+		if (pass_box_selected(pass, name) &&
+		    hash_table_lookup(have, name) == NULL)
+			backup_line_subscribed(pass, name, TRUE);
+	}
+	hash_table_iterate_deinit(&iter);
+	array_foreach(&stored, namep) {
+		if (pass_box_selected(pass, *namep) &&
+		    hash_table_lookup(src, *namep) == NULL)
+			backup_line_subscribed(pass, *namep, FALSE);
+	}
+out:
+	hash_table_destroy(&src);
+	hash_table_destroy(&have);
 }
 
 static void backup_pass_sync(struct mailbox_migrate_pass *pass)

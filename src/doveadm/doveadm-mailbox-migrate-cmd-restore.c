@@ -13,7 +13,8 @@
 #include "guid.h"
 #include "str-sanitize.h"
 #include "mail-namespace.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
+#include "mailbox-list-private.h"
 #include "mail-search-build.h"
 #include "mail-storage-service.h"
 #include "settings-parser.h"
@@ -274,6 +275,32 @@ static int restore_save(struct mailbox_transaction_context *t,
 	return mailbox_save_finish(&save_ctx);
 }
 
+/* Special-use flags come from the namespace configuration, which restore
+   can't change: say so when it gives the mailbox other flags than the
+   backup recorded (e.g. a new server whose configuration names its Sent
+   folder differently). */
+static void
+restore_check_special_use(struct mailbox_migrate_backup_store *store,
+			  uint32_t pass_id,
+			  const struct mailbox_migrate_backup_mailbox *bbox,
+			  struct mailbox *box)
+{
+	const char *had, *has, *error;
+
+	if (mailbox_migrate_backup_index_special_use(store->index, bbox->guid,
+			pass_id, &had, &error) < 0) {
+		i_warning("Backup index %s: %s", store->dir, error);
+		return;
+	}
+	has = box->set == NULL ? "" : box->set->special_use;
+	if (*had == '\0' || strcmp(had, has) == 0)
+		return;
+	i_warning("%s had the special-use flags %s when backed up; the "
+		  "namespace configuration gives it %s (special_use in its "
+		  "mailbox { } section)", str_sanitize_utf8(bbox->name, 200),
+		  had, *has == '\0' ? "none" : has);
+}
+
 static int restore_box(struct restore_cmd_context *ctx, struct mail_user *user,
 		       struct mailbox_migrate_backup_store *store,
 		       uint32_t pass_id,
@@ -307,6 +334,8 @@ static int restore_box(struct restore_cmd_context *ctx, struct mail_user *user,
 		pool_unref(&pool);
 		return -1;
 	}
+	if (ctx->to == NULL)
+		restore_check_special_use(store, pass_id, bbox, box);
 	hash_table_create(&present, pool, 0, str_hash, strcmp);
 	if (mailbox_sync(box, 0) < 0 ||
 	    mailbox_get_status(box, STATUS_UIDNEXT, &status) < 0 ||
@@ -377,6 +406,56 @@ out:
 	mailbox_free(&box);
 	hash_table_destroy(&present);
 	pool_unref(&pool);
+	return ret;
+}
+
+/* The backup's subscriptions as of the pass, of the names -m selects (with
+   --to: the --to mailbox, if a selected name was subscribed). Restore
+   adds, never removes: the user's subscriptions now are kept. */
+static int restore_subscriptions(struct restore_cmd_context *ctx,
+				 struct mail_user *user,
+				 struct mailbox_migrate_backup_store *store,
+				 uint32_t pass_id,
+				 struct imap_match_glob *const *globs)
+{
+	ARRAY_TYPE(const_string) names;
+	struct mail_namespace *ns;
+	struct mailbox *box;
+	const char *const *namep, *name, *error;
+	unsigned int added = 0;
+	int ret = 0;
+
+	t_array_init(&names, 16);
+	if (mailbox_migrate_backup_index_subscriptions(store->index, pass_id,
+			pool_datastack_create(), &names, &error) < 0) {
+		i_error("Backup index %s: %s", store->dir, error);
+		return -1;
+	}
+	array_foreach(&names, namep) {
+		if (!restore_box_selected(globs, *namep))
+			continue;
+		name = ctx->to != NULL ? ctx->to : *namep;
+		ns = mail_namespace_find(user->namespaces, name);
+		box = mailbox_alloc(ns->list, name, 0);
+		if (mailbox_list_iter_subscriptions_refresh(ns->list) == 0 &&
+		    mailbox_is_subscribed(box)) {
+			/* subscribed already */
+		} else if (mailbox_set_subscribed(box, TRUE) < 0) {
+			i_error("Subscribing %s failed: %s",
+				str_sanitize_utf8(name, 200),
+				mailbox_get_last_internal_error(box, NULL));
+			ret = -1;
+		} else {
+			added++;
+		}
+		mailbox_free(&box);
+		if (ctx->to != NULL)
+			break;
+	}
+	if (added > 0) {
+		i_info("Subscribed %u mailbox name%s as in the backup", added,
+		       added == 1 ? "" : "s");
+	}
 	return ret;
 }
 
@@ -486,6 +565,9 @@ cmd_mailbox_migrate_restore_run(struct doveadm_mail_cmd_context *_ctx,
 		total.present += counts.present;
 		total.failed += counts.failed;
 	}
+	if (matched > 0 &&
+	    restore_subscriptions(ctx, user, store, pass_id, globs) < 0)
+		ret = -1;
 	mailbox_migrate_backup_store_close(&store);
 	/* written without an fsync per message (restore_prerun) */
 	if (total.restored > 0 &&

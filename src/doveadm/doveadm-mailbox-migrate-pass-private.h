@@ -140,6 +140,11 @@ int pass_mails_load(struct mailbox *box, pool_t pool,
 struct pass_mail *
 pass_mails_find_uid(ARRAY_TYPE(pass_mail) *mails, uint32_t uid);
 bool pass_keywords_equal(const char *const *a, const char *const *b);
+/* Add the user's subscribed names (private namespaces) to names. Returns
+   0, or -1 with the pass failed. */
+int pass_subscribed_names(struct mailbox_migrate_pass *pass,
+			  struct mail_user *user,
+			  HASH_TABLE_TYPE(pass_names) *names);
 /* After each mailbox and each copied message: the caller's tick, and a
    line of progress on stderr when set->progress_interval_msecs says. */
 void pass_tick(struct mailbox_migrate_pass *pass);

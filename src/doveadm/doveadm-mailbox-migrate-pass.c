@@ -1127,9 +1127,9 @@ failed:
 	return -1;
 }
 
-static int pass_subscribed_names(struct mailbox_migrate_pass *pass,
-				 struct mail_user *user,
-				 HASH_TABLE_TYPE(pass_names) *names)
+int pass_subscribed_names(struct mailbox_migrate_pass *pass,
+			  struct mail_user *user,
+			  HASH_TABLE_TYPE(pass_names) *names)
 {
 	static const char *const patterns[] = { "*", NULL };
 	struct mailbox_list_iterate_context *iter;

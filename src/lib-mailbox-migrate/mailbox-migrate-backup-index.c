@@ -53,7 +53,25 @@ static const char *const backup_index_upgrades[] = {
 	"  until_pass INTEGER\n"
 	");\n"
 	"CREATE INDEX message_box ON message (mailbox_guid, uid);\n",
+	/* 1 -> 2 */
+	"CREATE TABLE list_state (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  kind TEXT NOT NULL,\n"
+	"  key TEXT NOT NULL,\n"
+	"  value TEXT NOT NULL,\n"
+	"  from_pass INTEGER NOT NULL,\n"
+	"  until_pass INTEGER\n"
+	");\n"
+	"CREATE INDEX list_state_key ON list_state (kind, key);\n",
 };
+
+/* list_state kinds: a subscribed name (value ""), a mailbox GUID's
+   special-use flags */
+#define STATE_SUBSCRIBED "subscribed"
+#define STATE_SPECIAL_USE "special_use"
+/* the schema version that has list_state: a read-only open doesn't
+   upgrade an older index, which then has none of it */
+#define BACKUP_INDEX_VERSION_LIST_STATE 2
 
 const struct mailbox_migrate_db_schema mailbox_migrate_backup_index_schema = {
 	.name = "backup index",
@@ -134,8 +152,23 @@ static const char sql_messages[] =
 static const char sql_message_uid[] =
 	"SELECT " MESSAGE_COLUMNS " FROM message "
 	"WHERE mailbox_guid = ?1 AND uid = ?3 AND " AT_PASS("?2");
+static const char sql_state_live[] =
+	"SELECT id, value FROM list_state "
+	"WHERE kind = ?1 AND key = ?2 AND until_pass IS NULL";
+static const char sql_state_end[] =
+	"UPDATE list_state SET until_pass = ?2 WHERE id = ?1";
+static const char sql_state_insert[] =
+	"INSERT INTO list_state (kind, key, value, from_pass, until_pass) "
+	"VALUES (?1, ?2, ?3, ?4, ?5)";
+static const char sql_state_get[] =
+	"SELECT value FROM list_state WHERE kind = ?1 AND key = ?2 AND "
+	AT_PASS("?3") " ORDER BY id DESC LIMIT 1";
+static const char sql_state_list[] =
+	"SELECT key FROM list_state WHERE kind = ?1 AND " AT_PASS("?2")
+	" ORDER BY key";
 static const char sql_reset[] =
 	"DELETE FROM message; DELETE FROM mailbox; DELETE FROM pass";
+static const char sql_reset_state[] = "DELETE FROM list_state";
 static const char sql_stats_passes[] = "SELECT count(*) FROM pass";
 static const char sql_stats_mailboxes[] =
 	"SELECT count(*) FROM mailbox WHERE until_pass IS NULL";
@@ -162,6 +195,9 @@ static const char sql_snapshot_passes[] =
 static const char sql_snapshot_mailboxes[] =
 	"SELECT guid, uidvalidity, name, from_pass, coalesce(until_pass, 0) "
 	"FROM mailbox WHERE " ROW_KEPT("") " ORDER BY id";
+static const char sql_snapshot_state[] =
+	"SELECT kind, key, value, from_pass, coalesce(until_pass, 0) "
+	"FROM list_state WHERE " ROW_KEPT("") " ORDER BY id";
 static const char sql_snapshot_messages[] =
 	"SELECT mailbox_guid, uid, guid, hash, size, flags, keywords, "
 	"received, saved, pop3_uidl, pop3_order, from_pass, "
@@ -311,10 +347,109 @@ int mailbox_migrate_backup_index_bodies_clear(struct mailbox_migrate_db *db,
 	return exec_done(db, stmt, error_r);
 }
 
+static bool backup_index_has_list_state(struct mailbox_migrate_db *db)
+{
+	return mailbox_migrate_db_get_schema_version(db) >=
+		BACKUP_INDEX_VERSION_LIST_STATE;
+}
+
 int mailbox_migrate_backup_index_reset(struct mailbox_migrate_db *db,
 				       const char **error_r)
 {
-	return mailbox_migrate_db_exec(db, sql_reset, error_r);
+	if (mailbox_migrate_db_exec(db, sql_reset, error_r) < 0)
+		return -1;
+	return mailbox_migrate_db_exec(db, sql_reset_state, error_r);
+}
+
+static int backup_index_state_insert(struct mailbox_migrate_db *db,
+				     const char *kind, const char *key,
+				     const char *value, uint32_t from_pass,
+				     uint32_t until_pass, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db, sql_state_insert, &stmt,
+				       error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 4, from_pass);
+	if (until_pass == 0)
+		(void)sqlite3_bind_null(stmt, 5);
+	else
+		(void)sqlite3_bind_int64(stmt, 5, until_pass);
+	return exec_done(db, stmt, error_r);
+}
+
+/* Make key's current value of kind value (NULL: none) as of pass_id. */
+static int backup_index_state_set(struct mailbox_migrate_db *db,
+				  uint32_t pass_id, const char *kind,
+				  const char *key, const char *value,
+				  const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int64_t id = 0;
+	int ret;
+
+	if (mailbox_migrate_db_prepare(db, sql_state_live, &stmt,
+				       error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		id = sqlite3_column_int64(stmt, 0);
+		if (value != NULL && strcmp(value, (const char *)
+					    sqlite3_column_text(stmt, 1)) == 0)
+			ret = 0;
+		(void)sqlite3_reset(stmt);
+		if (ret == 0)
+			return 0;
+		if (mailbox_migrate_db_prepare(db, sql_state_end, &stmt,
+					       error_r) < 0)
+			return -1;
+		(void)sqlite3_bind_int64(stmt, 1, id);
+		(void)sqlite3_bind_int64(stmt, 2, pass_id);
+		if (exec_done(db, stmt, error_r) < 0)
+			return -1;
+	}
+	if (value == NULL)
+		return 0;
+	return backup_index_state_insert(db, kind, key, value, pass_id, 0,
+					 error_r);
+}
+
+static const char *
+backup_index_state_kind(enum mailbox_migrate_backup_line_type type)
+{
+	return type == MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE ?
+		STATE_SPECIAL_USE : STATE_SUBSCRIBED;
+}
+
+static int backup_index_apply_state(struct mailbox_migrate_db *db,
+		uint32_t pass_id, const struct mailbox_migrate_backup_line *line,
+		const char **error_r)
+{
+	const char *kind = backup_index_state_kind(line->type);
+	const char *key, *value;
+
+	if (line->type == MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE) {
+		key = line->mailbox_guid;
+		value = *line->special_use == '\0' ? NULL : line->special_use;
+	} else {
+		key = line->name;
+		value = line->type == MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE ?
+			NULL : "";
+	}
+	if (line->snapshot_row) {
+		return backup_index_state_insert(db, kind, key,
+				value == NULL ? "" : value, line->from_pass,
+				line->until_pass, error_r);
+	}
+	return backup_index_state_set(db, pass_id, kind, key, value, error_r);
 }
 
 static int backup_index_end_box_messages(struct mailbox_migrate_db *db,
@@ -443,7 +578,9 @@ static int backup_index_apply_delete(struct mailbox_migrate_db *db,
 	if (ret <= 0)
 		return ret;
 	if (backup_index_row_end(db, sql_mailbox_end, id, pass_id,
-				 error_r) < 0)
+				 error_r) < 0 ||
+	    backup_index_state_set(db, pass_id, STATE_SPECIAL_USE,
+				   line->mailbox_guid, NULL, error_r) < 0)
 		return -1;
 	return backup_index_end_box_messages(db, line->mailbox_guid, pass_id,
 					     error_r);
@@ -586,6 +723,10 @@ int mailbox_migrate_backup_index_apply(struct mailbox_migrate_db *db,
 	case MAILBOX_MIGRATE_BACKUP_LINE_EXPUNGE:
 		return backup_index_message_end(db, line->mailbox_guid,
 						line->uid, pass_id, error_r);
+	case MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE:
+	case MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE:
+	case MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE:
+		return backup_index_apply_state(db, pass_id, line, error_r);
 	case MAILBOX_MIGRATE_BACKUP_LINE_COUNT:
 		break;
 	}
@@ -636,6 +777,54 @@ int mailbox_migrate_backup_index_mailboxes(struct mailbox_migrate_db *db,
 				     sqlite3_column_text(stmt, 2));
 	}
 	return ret;
+}
+
+int mailbox_migrate_backup_index_subscriptions(struct mailbox_migrate_db *db,
+		uint32_t pass_id, pool_t pool, ARRAY_TYPE(const_string) *names,
+		const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	const char *name;
+	int ret;
+
+	if (!backup_index_has_list_state(db))
+		return 0;
+	if (mailbox_migrate_db_prepare(db, sql_state_list, &stmt,
+				       error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, STATE_SUBSCRIBED, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 2, pass_id);
+	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) {
+		name = p_strdup(pool, (const char *)
+				sqlite3_column_text(stmt, 0));
+		array_push_back(names, &name);
+	}
+	return ret;
+}
+
+int mailbox_migrate_backup_index_special_use(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t pass_id,
+		const char **special_use_r, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	*special_use_r = "";
+	if (!backup_index_has_list_state(db))
+		return 0;
+	if (mailbox_migrate_db_prepare(db, sql_state_get, &stmt,
+				       error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, STATE_SPECIAL_USE, -1,
+				SQLITE_STATIC);
+	(void)sqlite3_bind_text(stmt, 2, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 3, pass_id);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret > 0) {
+		*special_use_r = col_str(stmt, 0);
+		(void)sqlite3_reset(stmt);
+	}
+	return ret < 0 ? -1 : 0;
 }
 
 static void message_read(sqlite3_stmt *stmt, pool_t pool,
@@ -823,6 +1012,30 @@ int mailbox_migrate_backup_index_snapshot(struct mailbox_migrate_db *db,
 		line.mailbox_guid = col_str(stmt, 0);
 		line.uidvalidity = sqlite3_column_int64(stmt, 1);
 		line.name = col_str(stmt, 2);
+		line.from_pass = sqlite3_column_int64(stmt, 3);
+		line.until_pass = sqlite3_column_int64(stmt, 4);
+		mailbox_migrate_backup_line_write(dest, &line);
+	} T_END;
+	if (ret < 0)
+		return -1;
+
+	if (mailbox_migrate_db_prepare(db, sql_snapshot_state, &stmt,
+				       error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, keep_since);
+	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) T_BEGIN {
+		const char *kind = col_str(stmt, 0);
+
+		i_zero(&line);
+		line.snapshot_row = TRUE;
+		if (strcmp(kind, STATE_SPECIAL_USE) == 0) {
+			line.type = MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE;
+			line.mailbox_guid = col_str(stmt, 1);
+			line.special_use = col_str(stmt, 2);
+		} else {
+			line.type = MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE;
+			line.name = col_str(stmt, 1);
+		}
 		line.from_pass = sqlite3_column_int64(stmt, 3);
 		line.until_pass = sqlite3_column_int64(stmt, 4);
 		mailbox_migrate_backup_line_write(dest, &line);

@@ -10,7 +10,8 @@ struct mailbox_migrate_backup_line;
 
 /* A backup store's index: an SQLite file (the same db layer as the state
    file, another schema) that says where each body lies in the data file
-   and which mailboxes and messages each pass saw. Rows have a lifetime in
+   and which mailboxes, messages, subscriptions and special-use flags
+   each pass saw. Rows have a lifetime in
    passes: [from_pass, until_pass), until_pass NULL while current; a flag
    change ends a message row and starts another, so that the state at any
    pass can be read back. All SQL of the index is in
@@ -94,6 +95,15 @@ int mailbox_migrate_backup_index_mailboxes(struct mailbox_migrate_db *db,
 		uint32_t pass_id, pool_t pool,
 		ARRAY_TYPE(mailbox_migrate_backup_mailbox) *boxes,
 		const char **error_r);
+/* The names subscribed as of pass_id (0: now), sorted. */
+int mailbox_migrate_backup_index_subscriptions(struct mailbox_migrate_db *db,
+		uint32_t pass_id, pool_t pool, ARRAY_TYPE(const_string) *names,
+		const char **error_r);
+/* The mailbox's special-use flags as of pass_id (0: now), space-separated;
+   "" if it had none. Returns 0 or -1. */
+int mailbox_migrate_backup_index_special_use(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t pass_id,
+		const char **special_use_r, const char **error_r);
 /* The messages of a mailbox as of pass_id (0: now) by UID: all, or only
    the given UIDs (uids != NULL, a seq_range array). */
 int mailbox_migrate_backup_index_messages(struct mailbox_migrate_db *db,

@@ -15,7 +15,19 @@ static const char *const line_type_names[] = {
 	[MAILBOX_MIGRATE_BACKUP_LINE_ADD] = "add",
 	[MAILBOX_MIGRATE_BACKUP_LINE_FLAGS] = "flags",
 	[MAILBOX_MIGRATE_BACKUP_LINE_EXPUNGE] = "expunge",
+	[MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE] = "subscribe",
+	[MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE] = "unsubscribe",
+	[MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE] = "specialuse",
 };
+
+static bool
+line_type_has_snapshot_row(enum mailbox_migrate_backup_line_type type)
+{
+	return type == MAILBOX_MIGRATE_BACKUP_LINE_MAILBOX ||
+		type == MAILBOX_MIGRATE_BACKUP_LINE_ADD ||
+		type == MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE ||
+		type == MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE;
+}
 
 #define MAIL_FLAGS_STORED (MAIL_ANSWERED | MAIL_FLAGGED | MAIL_DELETED | \
 			   MAIL_SEEN | MAIL_DRAFT)
@@ -99,12 +111,19 @@ void mailbox_migrate_backup_line_write(string_t *dest,
 		line_field(dest, line->mailbox_guid);
 		line_num(dest, line->uid);
 		break;
+	case MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE:
+	case MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE:
+		line_field(dest, line->name);
+		break;
+	case MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE:
+		line_field(dest, line->mailbox_guid);
+		line_field(dest, line->special_use);
+		break;
 	case MAILBOX_MIGRATE_BACKUP_LINE_COUNT:
 		i_unreached();
 	}
 	if (line->snapshot_row) {
-		i_assert(line->type == MAILBOX_MIGRATE_BACKUP_LINE_MAILBOX ||
-			 line->type == MAILBOX_MIGRATE_BACKUP_LINE_ADD);
+		i_assert(line_type_has_snapshot_row(line->type));
 		line_num(dest, line->from_pass);
 		line_num(dest, line->until_pass);
 	}
@@ -194,12 +213,17 @@ int mailbox_migrate_backup_line_parse(const char *text,
 	case MAILBOX_MIGRATE_BACKUP_LINE_EXPUNGE:
 		want = 3;
 		break;
+	case MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE:
+	case MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE:
+		want = 2;
+		break;
+	case MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE:
+		want = 3;
+		break;
 	case MAILBOX_MIGRATE_BACKUP_LINE_COUNT:
 		i_unreached();
 	}
-	if ((line_r->type == MAILBOX_MIGRATE_BACKUP_LINE_MAILBOX ||
-	     line_r->type == MAILBOX_MIGRATE_BACKUP_LINE_ADD) &&
-	    count == want + 2) {
+	if (line_type_has_snapshot_row(line_r->type) && count == want + 2) {
 		line_r->snapshot_row = TRUE;
 		if (str_to_uint32(args[want], &line_r->from_pass) < 0 ||
 		    str_to_uint32(args[want + 1], &line_r->until_pass) < 0 ||
@@ -258,6 +282,15 @@ int mailbox_migrate_backup_line_parse(const char *text,
 		bad = parse_guid(args[1], &line_r->mailbox_guid) < 0 ||
 			str_to_uint32(args[2], &line_r->uid) < 0 ||
 			line_r->uid == 0;
+		break;
+	case MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE:
+	case MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE:
+		bad = *args[1] == '\0';
+		line_r->name = args[1];
+		break;
+	case MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE:
+		bad = parse_guid(args[1], &line_r->mailbox_guid) < 0;
+		line_r->special_use = args[2];
 		break;
 	case MAILBOX_MIGRATE_BACKUP_LINE_COUNT:
 		i_unreached();

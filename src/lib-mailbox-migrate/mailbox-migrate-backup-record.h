@@ -22,9 +22,15 @@
               <keywords> <received> <saved> <pop3-uidl> <pop3-order>
      flags    <mailbox-guid> <uid> <flags> <keywords>
      expunge  <mailbox-guid> <uid>
+     subscribe   <name>                    the name is subscribed (it may
+                                           name no mailbox)
+     unsubscribe <name>                    it is not any more
+     specialuse  <mailbox-guid> <flags>    the mailbox's special-use flags
+                                           (space-separated; empty: none)
 
-   In a snapshot, mailbox and add lines carry two more fields: the pass
-   that made the row and the pass that ended it (0: still current).
+   In a snapshot, mailbox, add, subscribe and specialuse lines carry two
+   more fields: the pass that made the row and the pass that ended it
+   (0: still current).
    flags is the number of enum mail_flags (without \Recent), keywords are
    joined by spaces. */
 
@@ -37,6 +43,9 @@ enum mailbox_migrate_backup_line_type {
 	MAILBOX_MIGRATE_BACKUP_LINE_ADD,
 	MAILBOX_MIGRATE_BACKUP_LINE_FLAGS,
 	MAILBOX_MIGRATE_BACKUP_LINE_EXPUNGE,
+	MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE,
+	MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE,
+	MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE,
 
 	MAILBOX_MIGRATE_BACKUP_LINE_COUNT
 };
@@ -48,10 +57,14 @@ struct mailbox_migrate_backup_line {
 	uint32_t pass_id;
 	time_t time;
 
-	/* mailbox, delete; the message's mailbox for add, flags, expunge */
+	/* mailbox, delete, specialuse; the message's mailbox for add, flags,
+	   expunge */
 	const char *mailbox_guid;
 	uint32_t uidvalidity;
+	/* mailbox; the subscribed name for subscribe, unsubscribe */
 	const char *name;
+	/* specialuse: never NULL there */
+	const char *special_use;
 
 	/* add, flags, expunge */
 	uint32_t uid;
@@ -65,7 +78,8 @@ struct mailbox_migrate_backup_line {
 	const char *pop3_uidl;
 	uint32_t pop3_order;
 
-	/* snapshot rows (mailbox, add): made by / ended by (0: current) */
+	/* snapshot rows (mailbox, add, subscribe, specialuse): made by /
+	   ended by (0: current) */
 	uint32_t from_pass, until_pass;
 	bool snapshot_row;
 };

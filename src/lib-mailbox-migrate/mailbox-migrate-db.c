@@ -26,6 +26,9 @@ struct mailbox_migrate_db {
 	ARRAY(struct mailbox_migrate_db_stmt) stmts;
 	enum mailbox_migrate_db_error error;
 	unsigned int lock_timeout_msecs;
+	/* the file's schema version once opened (read-only opens don't
+	   upgrade) */
+	int version;
 	/* the file opened (another may be at the path later, after a move
 	   aside) */
 	dev_t dev;
@@ -372,7 +375,9 @@ int mailbox_migrate_db_open_schema(const char *path,
 		if (version < schema->version &&
 		    mailbox_migrate_db_upgrade(db, error_r) < 0)
 			goto failed;
+		version = schema->version;
 	}
+	db->version = version;
 	{
 		struct stat st;
 
@@ -433,6 +438,11 @@ void mailbox_migrate_db_empty_wal(struct mailbox_migrate_db *db)
 	(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
 					SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	(void)sqlite3_busy_timeout(db->sqlite, (int)db->lock_timeout_msecs);
+}
+
+int mailbox_migrate_db_get_schema_version(struct mailbox_migrate_db *db)
+{
+	return db->version;
 }
 
 bool mailbox_migrate_db_is_at_path(struct mailbox_migrate_db *db)

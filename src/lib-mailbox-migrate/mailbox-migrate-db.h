@@ -80,6 +80,9 @@ const char *mailbox_migrate_db_get_path(struct mailbox_migrate_db *db);
 /* FALSE if the file at the path is no longer the one opened (another
    process moved it aside as corrupt and started a new one). */
 bool mailbox_migrate_db_is_at_path(struct mailbox_migrate_db *db);
+/* The opened file's schema version: the schema's, except for a read-only
+   open of a file an older version made. */
+int mailbox_migrate_db_get_schema_version(struct mailbox_migrate_db *db);
 /* Wait at most msecs for locks from now on, or again the open's timeout. */
 void mailbox_migrate_db_set_lock_timeout(struct mailbox_migrate_db *db,
 					 unsigned int msecs);

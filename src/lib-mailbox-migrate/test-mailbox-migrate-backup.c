@@ -102,7 +102,44 @@ static void test_record_lines(void)
 		    parsed.until_pass == 5);
 	test_assert(strcmp(parsed.name, line.name) == 0);
 
+	/* subscriptions and special-use flags */
+	str_truncate(str, 0);
+	i_zero(&line);
+	line.type = MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE;
+	line.name = "Work/&AOQ- tab\there";
+	mailbox_migrate_backup_line_write(str, &line);
+	text = t_strcut(str_c(str), '\n');
+	test_assert(mailbox_migrate_backup_line_parse(text, &parsed,
+						      &error) == 0);
+	test_assert(parsed.type == MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE &&
+		    strcmp(parsed.name, line.name) == 0 &&
+		    !parsed.snapshot_row);
+	str_truncate(str, 0);
+	i_zero(&line);
+	line.type = MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE;
+	line.mailbox_guid = BOX_A;
+	line.special_use = "";
+	line.snapshot_row = TRUE;
+	line.from_pass = 3;
+	mailbox_migrate_backup_line_write(str, &line);
+	text = t_strcut(str_c(str), '\n');
+	test_assert(mailbox_migrate_backup_line_parse(text, &parsed,
+						      &error) == 0);
+	test_assert(parsed.type == MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE &&
+		    strcmp(parsed.special_use, "") == 0 &&
+		    parsed.snapshot_row && parsed.from_pass == 3 &&
+		    parsed.until_pass == 0);
+	test_assert(mailbox_migrate_backup_line_parse("specialuse\t" BOX_A
+			"\t\\Sent \\Archive", &parsed, &error) == 0 &&
+		    strcmp(parsed.special_use, "\\Sent \\Archive") == 0);
+
 	/* malformed lines */
+	test_assert(mailbox_migrate_backup_line_parse("subscribe\t", &parsed,
+						      &error) < 0);
+	test_assert(mailbox_migrate_backup_line_parse("unsubscribe", &parsed,
+						      &error) < 0);
+	test_assert(mailbox_migrate_backup_line_parse("specialuse\tnotaguid"
+			"\t\\Sent", &parsed, &error) < 0);
 	test_assert(mailbox_migrate_backup_line_parse("bogus\t1", &parsed,
 						      &error) < 0);
 	test_assert(mailbox_migrate_backup_line_parse("expunge\t" BOX_A,
@@ -334,6 +371,125 @@ static void test_store_passes(void)
 	test_end();
 }
 
+static void test_state_line(struct mailbox_migrate_backup_store *store,
+			    enum mailbox_migrate_backup_line_type type,
+			    const char *value)
+{
+	struct mailbox_migrate_backup_line line;
+
+	i_zero(&line);
+	line.type = type;
+	if (type == MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE) {
+		line.mailbox_guid = BOX_A;
+		line.special_use = value;
+	} else {
+		line.name = value;
+	}
+	mailbox_migrate_backup_store_add_line(store, &line);
+}
+
+static const char *
+test_subscriptions(struct mailbox_migrate_backup_store *store,
+		   uint32_t pass_id)
+{
+	ARRAY_TYPE(const_string) names;
+	const char *error;
+
+	t_array_init(&names, 8);
+	test_assert(mailbox_migrate_backup_index_subscriptions(store->index,
+			pass_id, pool_datastack_create(), &names,
+			&error) == 0);
+	array_append_zero(&names);
+	return t_strarray_join(array_front(&names), ",");
+}
+
+static const char *
+test_special_use(struct mailbox_migrate_backup_store *store,
+		 uint32_t pass_id)
+{
+	const char *flags, *error;
+
+	test_assert(mailbox_migrate_backup_index_special_use(store->index,
+			BOX_A, pass_id, &flags, &error) == 0);
+	return flags;
+}
+
+/* The state of each pass, before and after the index is made anew from a
+   snapshot of it. */
+static void test_list_state_passes(struct mailbox_migrate_backup_store *store)
+{
+	test_assert_strcmp(test_subscriptions(store, 1), "Gone,INBOX");
+	test_assert_strcmp(test_subscriptions(store, 2), "INBOX,New");
+	test_assert_strcmp(test_subscriptions(store, 3), "INBOX,New");
+	test_assert_strcmp(test_subscriptions(store, 0), "INBOX,New");
+	test_assert_strcmp(test_special_use(store, 1), "\\Sent");
+	test_assert_strcmp(test_special_use(store, 2), "\\Sent \\Archive");
+	/* deleting the mailbox ends its flags */
+	test_assert_strcmp(test_special_use(store, 3), "");
+	test_assert_strcmp(test_special_use(store, 0), "");
+}
+
+static void test_store_list_state(void)
+{
+	struct mailbox_migrate_backup_store *store;
+	struct mailbox_migrate_backup_line line;
+	const char *dir, *error, *const *lines;
+	string_t *snapshot = t_str_new(1024);
+	unsigned int i;
+
+	test_begin("backup store subscriptions and special-use flags");
+	dir = t_strdup_printf("%s/store-state", test_dir);
+	store = test_store_open(dir, 0);
+
+	mailbox_migrate_backup_store_pass_begin(store, 1000);
+	test_line(store, MAILBOX_MIGRATE_BACKUP_LINE_MAILBOX, BOX_A, 0, "Sent");
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE, "INBOX");
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE, "Gone");
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE,
+			"\\Sent");
+	test_assert(mailbox_migrate_backup_store_pass_commit(store,
+							     &error) == 0);
+
+	mailbox_migrate_backup_store_pass_begin(store, 2000);
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_UNSUBSCRIBE,
+			"Gone");
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE, "New");
+	/* subscribing a subscribed name changes nothing */
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_SUBSCRIBE, "INBOX");
+	test_state_line(store, MAILBOX_MIGRATE_BACKUP_LINE_SPECIALUSE,
+			"\\Sent \\Archive");
+	test_assert(mailbox_migrate_backup_store_pass_commit(store,
+							     &error) == 0);
+
+	mailbox_migrate_backup_store_pass_begin(store, 3000);
+	test_line(store, MAILBOX_MIGRATE_BACKUP_LINE_DELETE, BOX_A, 0, NULL);
+	test_assert(mailbox_migrate_backup_store_pass_commit(store,
+							     &error) == 0);
+	test_list_state_passes(store);
+
+	/* a compaction's snapshot keeps all of it */
+	test_assert(mailbox_migrate_backup_index_snapshot(store->index, 1, 4,
+			4000, snapshot, &error) == 0);
+	test_assert(strstr(str_c(snapshot), "subscribe\tGone\t1\t2\n") !=
+		    NULL);
+	test_assert(mailbox_migrate_db_begin(store->index, &error) == 0);
+	test_assert(mailbox_migrate_backup_index_reset(store->index,
+						       &error) == 0);
+	test_assert_strcmp(test_subscriptions(store, 0), "");
+	lines = t_strsplit(str_c(snapshot), "\n");
+	for (i = 0; lines[i] != NULL && lines[i][0] != '\0'; i++) {
+		test_assert(mailbox_migrate_backup_line_parse(lines[i], &line,
+							      &error) == 0);
+		test_assert(mailbox_migrate_backup_index_apply(store->index, 4,
+							       &line,
+							       &error) == 0);
+	}
+	test_assert(mailbox_migrate_db_commit(store->index, &error) == 0);
+	test_list_state_passes(store);
+	mailbox_migrate_backup_store_close(&store);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -341,6 +497,7 @@ int main(void)
 		test_record_lines,
 		test_members,
 		test_store_passes,
+		test_store_list_state,
 		NULL
 	};
 	return test_run_in_dir("mailbox-migrate-backup", test_functions);

@@ -123,7 +123,39 @@ def store_rows(d, user="alice"):
                             "pop3_uidl, pop3_order, from_pass, until_pass "
                             "FROM message ORDER BY mailbox_guid, uid, "
                             "from_pass"),
+        "list_state": db_query(path, "SELECT kind, key, value, from_pass, "
+                               "until_pass FROM list_state "
+                               "ORDER BY kind, key, from_pass"),
     }
+
+
+def imap_utf7_decode(name):
+    def part(m):
+        if m.group(1) == "":
+            return "&"
+        b64 = m.group(1).replace(",", "/")
+        return base64.b64decode(b64 + "=" * (-len(b64) % 4)) \
+            .decode("utf-16-be")
+    return re.sub(r"&([^-]*)-", part, name)
+
+
+def subscribed(d, user="alice"):
+    """The names subscribed, as LSUB shows them (also names of no
+    mailbox)."""
+    c = d.imap(user)
+    typ, data = c.lsub()
+    c.logout()
+    assert typ == "OK"
+    names = []
+    for line in data:
+        if line is None:
+            continue
+        m = re.match(rb'\(.*?\) (?:"."|NIL) (.*)$', line)
+        name = m.group(1).decode()
+        if name.startswith('"'):
+            name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        names.append(imap_utf7_decode(name))
+    return sorted(names)
 
 
 @pytest.mark.parametrize("compression", ["gz", "zstd"])
@@ -132,6 +164,8 @@ def test_round_trip(make_dovecot, compression):
         "mailbox_migrate_backup_compression": compression})
     make_spool(d)
     before = contents(d)
+    subs = subscribed(d)
+    assert len(subs) == 2
     p = backup(d)
     assert "full pass" in p.stderr
     assert rows(p)["(total)"]["copied"] == 12
@@ -145,9 +179,11 @@ def test_round_trip(make_dovecot, compression):
         db_query(index(d), "SELECT hash FROM body"))
 
     wipe(d)
+    assert subscribed(d) == []
     p = restore(d)
     assert rows(p)["(total)"]["restored"] == 12
     assert rows(p)["(total)"]["failed"] == 0
+    assert subscribed(d) == subs
     after = contents(d)
     assert sorted(after) == sorted(before)
     for box in before:
@@ -301,6 +337,106 @@ def test_point_in_time(maildir_dovecot):
     assert p.returncode != 0 and "no backup at or before" in p.stderr
     p = restore(d, "alice", "--at", "yesterday-ish", check=False)
     assert p.returncode == 64
+
+
+SPECIAL_USE = """
+namespace inbox {{
+  mailbox Sent {{
+    special_use = \\Sent
+  }}
+  mailbox Old {{
+    special_use = \\Archive
+  }}
+}}
+"""
+
+
+def test_subscriptions_and_special_use(make_dovecot):
+    """Subscriptions (names, which may name no mailbox) and special-use
+    flags are kept by every pass, as of each pass, and restored."""
+    d = make_dovecot(mail_location="maildir:~/Maildir",
+                     extra_config=SPECIAL_USE)
+    d.deliver("alice", make_message("one"))
+    c = d.imap("alice")
+    for name in ("Sent", "Work", imap_utf7("Ünï"), "Old"):
+        c.create(name)
+        c.subscribe(name)
+    c.create("Nowhere")
+    c.subscribe("Nowhere")
+    c.delete("Nowhere")
+    c.logout()
+    p = backup(d)
+    assert "full pass" in p.stderr
+    t1 = db_query(index(d), "SELECT time FROM pass WHERE id = 1")[0][0]
+    subs1 = subscribed(d)
+    assert subs1 == ["Nowhere", "Old", "Sent", "Work", "Ünï"]
+    state = db_query(index(d), "SELECT kind, key, value FROM list_state "
+                     "WHERE until_pass IS NULL ORDER BY kind, key")
+    guids = {r["mailbox"]: r["guid"] for r in d.doveadm_json(
+        "mailbox", "status", "-u", "alice", "guid", "*")}
+    assert sorted(state) == sorted(
+        [("special_use", guids["Old"], "\\Archive"),
+         ("special_use", guids["Sent"], "\\Sent")] +
+        [("subscribed", n, "") for n in subs1])
+    # a no-change pass writes nothing
+    size = os.path.getsize(data_file(d))
+    backup(d)
+    assert os.path.getsize(data_file(d)) == size
+
+    # changes between passes come from the journal
+    time.sleep(1.1)
+    c = d.imap("alice")
+    c.unsubscribe("Work")
+    c.unsubscribe("Nowhere")
+    c.subscribe("Later")
+    c.rename("Old", "Older")
+    c.logout()
+    p = backup(d)
+    assert "journal pass" in p.stderr
+    subs2 = subscribed(d)
+    assert db_query(index(d), "SELECT key FROM list_state WHERE kind = "
+                    "'subscribed' AND until_pass IS NULL ORDER BY key") == \
+        [(n,) for n in subs2]
+    # the renamed mailbox has no special use under its new name
+    assert db_query(index(d), "SELECT key FROM list_state WHERE kind = "
+                    "'special_use' AND until_pass IS NULL") == \
+        [(guids["Sent"],)]
+
+    # the store and index agree (reindex gives the same rows)
+    want = store_rows(d)
+    os.unlink(index(d))
+    tool(d, "reindex")
+    assert store_rows(d) == want
+
+    # disaster: everything lost; restore as of the first pass
+    wipe(d)
+    restore(d, "alice", "--at", str(t1))
+    assert subscribed(d) == subs1
+    # restore adds subscriptions, never removes one
+    c = d.imap("alice")
+    c.create("Mine")
+    c.subscribe("Mine")
+    c.logout()
+    restore(d)
+    assert subscribed(d) == sorted(set(subs1) | set(subs2) | {"Mine"})
+
+    # -m restores the subscriptions of the names it selects; --to
+    # subscribes the copy if the mailbox was subscribed
+    wipe(d)
+    restore(d, "alice", "-m", "Work", "--at", str(t1))
+    assert subscribed(d) == ["Work"]
+    restore(d, "alice", "-m", "Sent", "--to", "Sent copy")
+    assert subscribed(d) == ["Sent copy", "Work"]
+
+    # a configuration that gives Sent no special use: restore says so
+    wipe(d)
+    d.extra_config = ""
+    d.write_config()
+    p = restore(d)
+    assert re.search(r"Sent had the special-use flags \\Sent when backed "
+                     r"up; the namespace configuration gives it none",
+                     p.stderr), p.stderr
+    assert "Older" not in p.stderr
 
 
 def test_dedup_and_rename(maildir_dovecot):
