@@ -292,7 +292,8 @@ static int migrate_find_cutover_source(struct migrate_cmd_context *ctx,
 		return 0;
 	ret = mailbox_migrate_db_open(path,
 				      MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
-				      ctx->mctx.set->lock_timeout_msecs, &db,
+				      ctx->mctx.set->lock_timeout_msecs,
+				      ctx->mctx.set->journal_max_entries, &db,
 				      &code, &error);
 	if (ret <= 0)
 		return ret;
@@ -404,6 +405,7 @@ static int migrate_open_dst_db(struct migrate_cmd_context *ctx)
 	if (mailbox_migrate_db_open(ctx->dst_db_path,
 				    MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
 				    ctx->mctx.set->lock_timeout_msecs,
+				    ctx->mctx.set->journal_max_entries,
 				    &ctx->dst_db, &code, &error) < 0) {
 		i_error("Can't read the destination's state file: %s (%s)",
 			error, mailbox_migrate_db_error_name(code));
@@ -426,7 +428,8 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 	ctx->src_db_path = p_strdup(ctx->mctx.ctx.pool, path);
 	if (mailbox_migrate_db_open(path, set->db_fsync ?
 				    MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
-				    set->lock_timeout_msecs, &ctx->db,
+				    set->lock_timeout_msecs,
+				    set->journal_max_entries, &ctx->db,
 				    &code, &error) < 0) {
 		i_error("Can't open state file of user %s: %s (%s)",
 			user->username, error,
@@ -798,6 +801,7 @@ static int migrate_dest_meta_set(struct migrate_cmd_context *ctx,
 	    strcmp(path, ctx->src_db_path) == 0)
 		return 0;
 	if (mailbox_migrate_db_open(path, 0, ctx->mctx.set->lock_timeout_msecs,
+				    ctx->mctx.set->journal_max_entries,
 				    &db, &code, &error) < 0) {
 		i_error("Can't write the destination's state file %s: %s",
 			path, error);

@@ -90,6 +90,7 @@ int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
 	if (mailbox_migrate_db_open(path,
 				    MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY,
 				    ctx->set->lock_timeout_msecs,
+				    ctx->set->journal_max_entries,
 				    &ctx->db, &code, &error) < 0) {
 		i_error("Can't read state file of user %s: %s (%s)",
 			user->username, error,

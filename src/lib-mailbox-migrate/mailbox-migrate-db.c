@@ -225,6 +225,7 @@ const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema = {
 int mailbox_migrate_db_open(const char *path,
 			    enum mailbox_migrate_db_open_flags flags,
 			    unsigned int lock_timeout_msecs,
+			    unsigned int journal_max_entries,
 			    struct mailbox_migrate_db **db_r,
 			    enum mailbox_migrate_db_error *error_code_r,
 			    const char **error_r)
@@ -241,7 +242,8 @@ int mailbox_migrate_db_open(const char *path,
 	db = *db_r;
 	if (!readonly) {
 		/* the fold looks whether there is anything to fold */
-		if (mailbox_migrate_journal_log_fold(db, 0, lock_timeout_msecs,
+		if (mailbox_migrate_journal_log_fold(db, journal_max_entries,
+						     lock_timeout_msecs,
 						     error_code_r,
 						     error_r) < 0) {
 			mailbox_migrate_db_close(db_r);
@@ -269,7 +271,8 @@ int mailbox_migrate_db_open(const char *path,
 	   reader sees. */
 	if (mailbox_migrate_db_open(path,
 			flags & ENUM_NEGATE(MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY),
-			lock_timeout_msecs, &db, error_code_r, error_r) < 0)
+			lock_timeout_msecs, journal_max_entries, &db,
+			error_code_r, error_r) < 0)
 		return -1;
 	mailbox_migrate_db_close(&db);
 	return mailbox_migrate_db_open_schema(path,

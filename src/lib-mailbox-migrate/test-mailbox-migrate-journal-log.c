@@ -33,7 +33,7 @@ static struct mailbox_migrate_db *test_db_open(const char *path, bool fold)
 	const char *error;
 
 	if (mailbox_migrate_db_open(path, fold ? 0 :
-				    MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD, 200,
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD, 200, 0,
 				    &db, &code, &error) <= 0)
 		i_fatal("open(%s): %s", path, error);
 	return db;
@@ -251,7 +251,7 @@ static void test_journal_log_fold(void)
 
 	/* a read-only open folds what is unfolded */
 	test_assert(mailbox_migrate_db_open(path,
-			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 200, &db,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 200, 0, &db,
 			&code, &error) == 1);
 	test_assert(strcmp(test_journal_uids(db, 0), "1 2 3 2") == 0);
 	test_assert(mailbox_migrate_journal_get_last_seq(db, &last_seq,

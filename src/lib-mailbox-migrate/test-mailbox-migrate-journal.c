@@ -26,7 +26,7 @@ static struct mailbox_migrate_db *test_db_open(const char *path)
 	enum mailbox_migrate_db_error code;
 	const char *error;
 
-	if (mailbox_migrate_db_open(path, 0, 200, &db, &code, &error) <= 0)
+	if (mailbox_migrate_db_open(path, 0, 200, 0, &db, &code, &error) <= 0)
 		i_fatal("open(%s): %s", path, error);
 	return db;
 }
@@ -82,9 +82,9 @@ static void test_journal_open(void)
 
 	test_begin("journal open creates a private file");
 	test_assert(mailbox_migrate_db_open(path,
-			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100, 0,
 			&db, &code, &error) == 0);
-	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+	test_assert(mailbox_migrate_db_open(path, 0, 100, 0, &db, &code,
 					    &error) == 1);
 	test_assert(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 	test_assert(mailbox_migrate_db_meta_get(db, "journal_id", &value,
@@ -93,7 +93,7 @@ static void test_journal_open(void)
 	mailbox_migrate_db_close(&db);
 	test_assert(db == NULL);
 	test_assert(mailbox_migrate_db_open(path,
-			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100, 0,
 			&db, &code, &error) == 1);
 	mailbox_migrate_db_close(&db);
 	test_end();
@@ -485,21 +485,21 @@ static void test_journal_bad_files(void)
 	test_assert(write(fd, "this is not sqlite at all, not at all.....",
 			  42) == 42);
 	i_close_fd(&fd);
-	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+	test_assert(mailbox_migrate_db_open(path, 0, 100, 0, &db, &code,
 					    &error) == -1);
 	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT);
 	test_assert(mailbox_migrate_db_open(path,
-			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100,
+			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100, 0,
 			&db, &code, &error) == -1);
 	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT);
 	test_assert(mailbox_migrate_db_move_aside(path, &new_path,
 						  &error) == 0);
 	test_assert(stat(new_path, &st) == 0 && st.st_size == 42);
-	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+	test_assert(mailbox_migrate_db_open(path, 0, 100, 0, &db, &code,
 					    &error) == 1);
 
 	/* another writer holds the lock past the timeout */
-	test_assert(mailbox_migrate_db_open(path, 0, 100, &db2, &code,
+	test_assert(mailbox_migrate_db_open(path, 0, 100, 0, &db2, &code,
 					    &error) == 1);
 	test_assert(mailbox_migrate_db_begin(db2, &error) == 0);
 	test_assert(mailbox_migrate_db_begin(db, &error) == -1);
@@ -513,7 +513,7 @@ static void test_journal_bad_files(void)
 					    &error) == 0);
 	mailbox_migrate_db_close(&db2);
 	mailbox_migrate_db_close(&db);
-	test_assert(mailbox_migrate_db_open(path, 0, 100, &db, &code,
+	test_assert(mailbox_migrate_db_open(path, 0, 100, 0, &db, &code,
 					    &error) == -1);
 	test_assert(code == MAILBOX_MIGRATE_DB_ERROR_VERSION);
 	test_end();

@@ -19,7 +19,7 @@ static void test_seen_raise_only(void)
 	test_begin("seen uidnext only rises");
 	test_assert(mailbox_migrate_db_open(t_strconcat(test_dir, "/s.db",
 							NULL),
-			0, 100, &db, &code, &error) == 1);
+			0, 100, 0, &db, &code, &error) == 1);
 	test_assert(mailbox_migrate_seen_get(db, GUID_A, 7, &rec,
 					     &error) == 0);
 	test_assert(mailbox_migrate_seen_raise(db, GUID_A, 7, 124, 1000,

@@ -105,14 +105,19 @@ mailbox_migrate_logout_hand_over(struct mailbox_migrate_user *muser,
 	}
 }
 
+bool mailbox_migrate_logout_wanted(struct mailbox_migrate_user *muser)
+{
+	/* track_seen: an IMAP or POP3 session, the only logouts */
+	return muser->set->on_logout && muser->track_seen &&
+		muser->set->destinations[0] != NULL;
+}
+
 void mailbox_migrate_logout(struct mailbox_migrate_user *muser)
 {
 	const char *dest_name;
 	uint64_t behind;
 
-	/* track_seen: an IMAP or POP3 session, the only logouts */
-	if (!muser->set->on_logout || !muser->track_seen ||
-	    muser->set->destinations[0] == NULL)
+	if (!mailbox_migrate_logout_wanted(muser))
 		return;
 	T_BEGIN {
 		dest_name = mailbox_migrate_logout_find_behind(muser, &behind);

@@ -56,7 +56,8 @@ void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 static enum mailbox_migrate_db_open_flags
 mailbox_migrate_user_db_flags(struct mailbox_migrate_user *muser)
 {
-	/* the session folds its journal log itself, at its end */
+	/* the session folds its journal log only when it must (see
+	   mailbox_migrate_user_deinit()) */
 	return MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD |
 		(muser->set->db_fsync ? MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0);
 }
@@ -95,6 +96,7 @@ int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 		return 0;
 	ret = mailbox_migrate_db_open(path, flags,
 				      muser->set->lock_timeout_msecs,
+				      muser->set->journal_max_entries,
 				      &muser->db, &code, &error);
 	if (ret < 0 && code == MAILBOX_MIGRATE_DB_ERROR_CORRUPT) {
 		/* What it held is lost either way; a fresh file that starts
@@ -113,6 +115,7 @@ int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser)
 				hash_table_clear(muser->mailbox_cache, TRUE);
 			ret = mailbox_migrate_db_open(path, flags,
 				muser->set->lock_timeout_msecs,
+				muser->set->journal_max_entries,
 				&muser->db, &code, &error);
 		}
 	}
@@ -247,8 +250,9 @@ buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser)
 
 /* Fold the journal log into the state file. A failure loses nothing (the
    log keeps the records for the next fold), so it is only logged, once. At
-   the end of a session the fold doesn't wait: a process holding the state
-   file or the log is folding, or reads it and folds next. */
+   the end of a session (for the logout hook) the fold doesn't wait: a
+   process holding the state file or the log is folding, or reads it and
+   folds next. */
 static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser,
 					  bool session_end)
 {
@@ -405,7 +409,14 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		if (db != NULL)
 			(void)mailbox_migrate_user_write_end(muser, TRUE, NULL);
 	}
-	if (muser->log_appended) T_BEGIN {
+	/* Readers fold the journal log: every doveadm pass and command
+	   as it opens the state file, a session whose appends take the log
+	   past MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE, and the logout hook,
+	   which compares the journal with its destinations. A session
+	   doesn't fold its own appends at its end: that would cost every
+	   change a row insert on the hot path, where the append alone costs
+	   a fraction of it. */
+	if (mailbox_migrate_logout_wanted(muser)) T_BEGIN {
 		mailbox_migrate_user_log_fold(muser, TRUE);
 	} T_END;
 	if (muser->log != NULL)

@@ -37,8 +37,8 @@ struct mailbox_migrate_user {
 	const char *db_path;
 	/* Opened at the first write, closed at user deinit. */
 	struct mailbox_migrate_db *db;
-	/* The journal log (opened at the first append) and whether this
-	   session appended to it: then the session folds it at its end. */
+	/* The journal log (opened at the first append); log_appended: this
+	   session appended to it. */
 	struct mailbox_migrate_journal_log *log;
 	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
 	   stored, so that a value is written only when it rises. */
@@ -98,6 +98,9 @@ int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser);
    set and a configured destination has not taken every journal entry,
    hand the user to the logout pass service. Never fails the session;
    errors are logged. */
+/* Will mailbox_migrate_logout() look at the journal (the logout hook is
+   on, with destinations, in an IMAP or POP3 session)? */
+bool mailbox_migrate_logout_wanted(struct mailbox_migrate_user *muser);
 void mailbox_migrate_logout(struct mailbox_migrate_user *muser);
 /* Start a write to the state file. Returns the db inside a write
    transaction, with any pending gap entry already written, or NULL after

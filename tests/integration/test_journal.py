@@ -235,6 +235,8 @@ def test_size_bound_makes_journal_incomplete(make_dovecot):
 def test_journal_file_is_private(maildir_dovecot):
     d = maildir_dovecot
     d.deliver("alice", make_message("one"))
+    assert os.stat(d.db_path("alice") + ".log").st_mode & 0o777 == 0o600
+    d.journal("alice")  # folds the journal log: makes the state file
     st = os.stat(d.db_path("alice"))
     assert st.st_mode & 0o777 == 0o600
     assert st.st_uid == d.pw.pw_uid
@@ -314,7 +316,8 @@ def make_old_schema(path, version, sequence=None):
 
 def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
     """A state file of schema 1 (the first release) is upgraded in place by
-    the next session: same journal_id (destination checkpoints stay valid),
+    the next process that writes it (here the reader that folds a
+    delivery's journal log into it): same journal_id (destination checkpoints stay valid),
     entries and their seqs kept, the migration's table added, the journal
     table rebuilt without AUTOINCREMENT and with its partial indexes."""
     d = maildir_dovecot
@@ -330,6 +333,7 @@ def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
     d.stop()
     d.start()
     d.deliver("alice", make_message("three"))
+    d.journal("alice")
     assert db_query(path, "PRAGMA user_version")[0][0] == 3
     assert db_query(path, "SELECT value FROM meta WHERE key = "
                     "'journal_id'")[0][0] == journal_id
@@ -372,6 +376,7 @@ def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
     d.stop()
     d.start()
     d.deliver("alice", make_message("two"))
+    d.journal("alice")
     assert db_query(path, "PRAGMA user_version")[0][0] == 3
     entries = d.journal_entries("alice")
     assert [(e["seq"], e["type"]) for e in entries] == \
