@@ -431,9 +431,13 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 				    set->lock_timeout_msecs,
 				    set->journal_max_entries, &ctx->db,
 				    &code, &error) < 0) {
-		i_error("Can't open state file of user %s: %s (%s)",
+		i_error("Can't open state file of user %s: %s (%s)%s",
 			user->username, error,
-			mailbox_migrate_db_error_name(code));
+			mailbox_migrate_db_error_name(code),
+			code != MAILBOX_MIGRATE_DB_ERROR_CORRUPT ? "" :
+			"; the user's next IMAP or POP3 session moves it "
+			"aside and starts a new journal (or move it aside "
+			"yourself), then passes compare in full");
 		return -1;
 	}
 	if (ctx->dst_user == NULL ||

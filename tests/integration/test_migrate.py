@@ -327,7 +327,7 @@ def test_copy_reads_each_message_file_through_one_open(maildir_dovecot,
 
 
 def test_pass_empties_the_state_file_wal(maildir_dovecot):
-    """Sessions leave their commits in the state file's WAL (they don't
+    """Writers leave their commits in the state file's WAL (they don't
     checkpoint when they close); the process that next opens the file
     first reads all of it. A pass empties a WAL of 32 KB or more
     afterwards (a smaller one costs a reader less than the truncation),
@@ -342,13 +342,14 @@ def test_pass_empties_the_state_file_wal(maildir_dovecot):
                 for m in d.snapshot("alice", location)["INBOX"][1]]
 
     def flag_each(flag):
-        # a session each: each session's end folds its journal log into
-        # the state file with one write transaction
+        # a session each, and a reader after each that folds its journal
+        # log into the state file with one write transaction
         for i in range(1, 41):
             c = d.imap("alice")
             c.select("INBOX")
             c.store(str(i), flag, "(\\Flagged)")
             c.logout()
+            d.journal("alice")
 
     for i in range(40):
         d.deliver("alice", make_message("m%d" % i))
@@ -366,6 +367,7 @@ def test_pass_empties_the_state_file_wal(maildir_dovecot):
     assert int(st[0]["pending"]) == 0
     # a pass leaves a small WAL as it is
     d.deliver("alice", make_message("one more"))
+    d.journal("alice")
     assert 0 < os.path.getsize(wal) < 32 * 1024
     d.migrate("alice", dst)
     assert 0 < os.path.getsize(wal) < 32 * 1024
@@ -539,6 +541,7 @@ def test_workers_record_passes_after_one_syncfs(make_dovecot, tmp_path):
     d.doveadm("mailbox-migrate", "-A", dst)
     for u in users:
         d.deliver(u, make_message(u + " again"))
+        d.journal(u)  # folded now: the traced pass writes only its record
     proc, trace = traced_migrate(d, tmp_path, "syncfs,pwrite64", "-A", dst)
     synced, recorded = {}, {}
     for n, line in enumerate(trace.splitlines()):

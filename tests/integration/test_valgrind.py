@@ -2,6 +2,7 @@
 sessions run as standalone processes (doveadm exec / dovecot-lda) so that
 valgrind sees every line of the plugin that a session runs."""
 
+import glob
 import shutil
 import subprocess
 
@@ -59,10 +60,16 @@ def test_sessions_and_commands_under_valgrind(maildir_dovecot):
     assert "rename" in out and "delete" in out
     out = run([DOVEADM, "-c", d.config, "mailbox-migrate", "seen", "-A"])
     assert "alice" in out
-    # and a failure path: the state file corrupt
+    # and a failure path: the state file corrupt. A delivery only appends
+    # to the journal log; the IMAP session's seen UIDNEXT write finds the
+    # file corrupt, moves it aside and starts a new journal with a gap
     corrupt_state_file(d.db_path("alice"))
     run(["/usr/lib/dovecot/dovecot-lda", "-c", d.config, "-d", "alice"],
         make_message("third"))
+    out = run([DOVEADM, "-c", d.config, "exec", "imap", "-u", "alice"],
+              b"s SELECT INBOX\r\nl LOGOUT\r\n")
+    assert "s OK" in out
+    assert glob.glob(d.db_path("alice") + ".corrupt-*")
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "no"
 
