@@ -9,6 +9,7 @@
 #include "crc32.h"
 #include "guid.h"
 #include "hostpid.h"
+#include "hash.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-journal-log.h"
@@ -662,12 +663,100 @@ int mailbox_migrate_journal_log_need_fold(struct mailbox_migrate_db *db,
 		offset < MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE ? 0 : 1;
 }
 
+/* A mailbox's record updates of one fold, merged: every commit writes
+   one, and the state file needs only the sum of them (one upsert per
+   mailbox instead of one per commit). Merging keeps what applying them
+   in order gives: the last name and UIDVALIDITY given, the highest witness
+   modseq with the seq that came with it. */
+struct log_fold_mailbox {
+	const char *guid;
+	const char *name;
+	uint32_t uidvalidity;
+	uint64_t modseq, witness_seq;
+};
+
+struct log_fold_context {
+	struct mailbox_migrate_db *db;
+	const char *path;
+	int fd;
+	buffer_t *data;
+	uoff_t start;
+	const char *id;
+	unsigned int folded;
+	bool damaged;
+
+	pool_t pool;
+	HASH_TABLE(const char *, struct log_fold_mailbox *) mailboxes;
+};
+
+static void
+log_fold_mailbox_merge(struct log_fold_context *ctx,
+		       const struct mailbox_migrate_journal_entry *e,
+		       uint64_t witness_seq)
+{
+	struct log_fold_mailbox *mbox;
+
+	if (!hash_table_is_created(ctx->mailboxes)) {
+		ctx->pool = pool_alloconly_create("journal log fold", 1024);
+		hash_table_create(&ctx->mailboxes, ctx->pool, 0,
+				  str_hash, strcmp);
+	}
+	mbox = hash_table_lookup(ctx->mailboxes, e->mailbox_guid);
+	if (mbox == NULL) {
+		mbox = p_new(ctx->pool, struct log_fold_mailbox, 1);
+		mbox->guid = p_strdup(ctx->pool, e->mailbox_guid);
+		mbox->name = "";
+		hash_table_insert(ctx->mailboxes, mbox->guid, mbox);
+	}
+	if (e->name != NULL && e->name[0] != '\0')
+		mbox->name = p_strdup(ctx->pool, e->name);
+	if (e->uidvalidity != 0)
+		mbox->uidvalidity = e->uidvalidity;
+	if (e->modseq > mbox->modseq) {
+		mbox->modseq = e->modseq;
+		mbox->witness_seq = witness_seq;
+	}
+}
+
+/* Write the merged record of guid (NULL: of every mailbox). */
+static int log_fold_mailboxes_flush(struct log_fold_context *ctx,
+				    const char *guid, const char **error_r)
+{
+	struct hash_iterate_context *iter;
+	struct log_fold_mailbox *mbox;
+	const char *key;
+	int ret = 0;
+
+	if (!hash_table_is_created(ctx->mailboxes))
+		return 0;
+	if (guid != NULL) {
+		mbox = hash_table_lookup(ctx->mailboxes, guid);
+		if (mbox == NULL)
+			return 0;
+		hash_table_remove(ctx->mailboxes, guid);
+		return mailbox_migrate_journal_update_mailbox(ctx->db,
+			mbox->guid, mbox->name, mbox->uidvalidity,
+			mbox->modseq, mbox->witness_seq, error_r);
+	}
+	iter = hash_table_iterate_init(ctx->mailboxes);
+	while (ret == 0 && hash_table_iterate(iter, ctx->mailboxes,
+					      &key, &mbox)) {
+		ret = mailbox_migrate_journal_update_mailbox(ctx->db,
+			mbox->guid, mbox->name, mbox->uidvalidity,
+			mbox->modseq, mbox->witness_seq, error_r);
+	}
+	hash_table_iterate_deinit(&iter);
+	hash_table_clear(ctx->mailboxes, TRUE);
+	return ret;
+}
+
 /* Apply one record inside the fold's transaction. */
 static int
-log_fold_record(struct mailbox_migrate_db *db,
+log_fold_record(struct log_fold_context *ctx,
 		struct mailbox_migrate_journal_log_record *rec,
 		uint64_t *last_seq, const char **error_r)
 {
+	struct mailbox_migrate_db *db = ctx->db;
 	struct mailbox_migrate_journal_entry *e = &rec->entry;
 
 	switch (rec->type) {
@@ -679,10 +768,13 @@ log_fold_record(struct mailbox_migrate_db *db,
 		*last_seq = e->seq;
 		return 0;
 	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_MAILBOX:
-		return mailbox_migrate_journal_update_mailbox(db,
-			e->mailbox_guid, e->name, e->uidvalidity, e->modseq,
-			e->uid != 0 ? *last_seq : 0, error_r);
+		log_fold_mailbox_merge(ctx, e, e->uid != 0 ? *last_seq : 0);
+		return 0;
 	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_DELETED:
+		/* in order: the updates before the delete first */
+		if (log_fold_mailboxes_flush(ctx, e->mailbox_guid,
+					     error_r) < 0)
+			return -1;
 		return mailbox_migrate_journal_mark_deleted(db,
 			e->mailbox_guid, error_r);
 	case MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_SEEN:
@@ -705,17 +797,6 @@ log_fold_gap(struct mailbox_migrate_db *db, const char *reason,
 	*last_seq = gap.seq;
 	return 0;
 }
-
-struct log_fold_context {
-	struct mailbox_migrate_db *db;
-	const char *path;
-	int fd;
-	buffer_t *data;
-	uoff_t start;
-	const char *id;
-	unsigned int folded;
-	bool damaged;
-};
 
 /* Fold the record at *pos. Returns 1 if there may be more, 0 at the end
    (or after damage, folded as a gap), -1 on error. */
@@ -747,7 +828,7 @@ static int log_fold_next(struct log_fold_context *ctx, size_t *pos,
 			return -1;
 		return 0;
 	}
-	if (log_fold_record(ctx->db, &rec, last_seq, error_r) < 0)
+	if (log_fold_record(ctx, &rec, last_seq, error_r) < 0)
 		return -1;
 	if (rec.type != MAILBOX_MIGRATE_JOURNAL_LOG_RECORD_HEADER)
 		ctx->folded++;
@@ -782,7 +863,7 @@ static int log_fold_locked(struct log_fold_context *ctx,
 			ret = log_fold_next(ctx, &pos, &last_seq, error_r);
 		} T_END_PASS_STR_IF(ret < 0, error_r);
 	} while (ret > 0);
-	if (ret < 0)
+	if (ret < 0 || log_fold_mailboxes_flush(ctx, NULL, error_r) < 0)
 		return -1;
 	if (mailbox_migrate_db_meta_set(ctx->db, LOG_META_KEY,
 			t_strdup_printf("%s %zu",
@@ -922,6 +1003,9 @@ int mailbox_migrate_journal_log_fold(struct mailbox_migrate_db *db,
 	} else {
 		mailbox_migrate_db_rollback(db);
 	}
+	if (hash_table_is_created(ctx.mailboxes))
+		hash_table_destroy(&ctx.mailboxes);
+	pool_unref(&ctx.pool);
 	if (ctx.data != NULL)
 		buffer_free(&ctx.data);
 	if (ctx.fd != -1)

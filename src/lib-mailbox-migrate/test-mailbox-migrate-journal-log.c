@@ -268,6 +268,79 @@ static void test_journal_log_fold(void)
 	test_end();
 }
 
+/* A fold writes a mailbox's record once for all its commits, with what
+   writing each in turn would give. */
+static void test_journal_log_fold_mailbox_records(void)
+{
+	const char *path = test_path("fold-mailbox/state.db");
+	struct mailbox_migrate_journal_log *log;
+	struct mailbox_migrate_journal_entry entry;
+	struct mailbox_migrate_journal_mailbox mbox;
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *error;
+	uint64_t first_seq;
+	buffer_t *buf;
+	uoff_t size;
+
+	test_begin("journal log fold merges mailbox records");
+	db = test_db_open(path, FALSE);
+	test_assert(mailbox_migrate_journal_get_last_seq(db, &first_seq,
+							 &error) == 0);
+	log = mailbox_migrate_journal_log_init(path, FALSE);
+	buf = t_buffer_create(1024);
+	/* GUID_A: three commits, the second with a lower modseq (it takes
+	   neither the witness nor its seq), the third renames it */
+	test_entry(&entry, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A, 1);
+	mailbox_migrate_journal_log_add_entry(buf, &entry);
+	mailbox_migrate_journal_log_add_mailbox(buf, GUID_A, "INBOX", 1234,
+						40, TRUE);
+	test_entry(&entry, MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS, GUID_A, 1);
+	mailbox_migrate_journal_log_add_entry(buf, &entry);
+	mailbox_migrate_journal_log_add_mailbox(buf, GUID_A, "", 0, 30, TRUE);
+	mailbox_migrate_journal_log_add_mailbox(buf, GUID_A, "Renamed", 0,
+						40, TRUE);
+	/* GUID_B: updated, then deleted: it stays deleted */
+	mailbox_migrate_journal_log_add_mailbox(buf, GUID_B, "Gone", 99, 5,
+						TRUE);
+	mailbox_migrate_journal_log_add_deleted(buf, GUID_B);
+	test_assert(mailbox_migrate_journal_log_append(log, buf, 200, &size,
+						       &code, &error) == 0);
+	mailbox_migrate_journal_log_deinit(&log);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) > 0);
+
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_A, &mbox,
+							&error) == 1);
+	test_assert_strcmp(mbox.name, "Renamed");
+	test_assert(mbox.uidvalidity == 1234 && !mbox.deleted);
+	/* the first record raised the witness to 40, after the first entry;
+	   the later ones didn't raise it */
+	test_assert(mbox.witness_modseq == 40);
+	test_assert(mbox.witness_seq == first_seq + 1);
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_B, &mbox,
+							&error) == 1);
+	test_assert(mbox.deleted && mbox.uidvalidity == 99);
+	test_assert_strcmp(mbox.name, "Gone");
+
+	/* deleted, then made again (a new record after the delete) */
+	log = mailbox_migrate_journal_log_init(path, FALSE);
+	buffer_set_used_size(buf, 0);
+	mailbox_migrate_journal_log_add_mailbox(buf, GUID_B, "Again", 0, 6,
+						TRUE);
+	test_assert(mailbox_migrate_journal_log_append(log, buf, 200, &size,
+						       &code, &error) == 0);
+	mailbox_migrate_journal_log_deinit(&log);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) > 0);
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_B, &mbox,
+							&error) == 1);
+	test_assert(!mbox.deleted && mbox.witness_modseq == 6);
+	test_assert_strcmp(mbox.name, "Again");
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
 static void test_journal_log_rotate(void)
 {
 	const char *path = test_path("rotate/state.db");
@@ -489,6 +562,7 @@ int main(void)
 	static void (*const test_functions[])(void) = {
 		test_journal_log_records,
 		test_journal_log_fold,
+		test_journal_log_fold_mailbox_records,
 		test_journal_log_rotate,
 		test_journal_log_damage,
 		test_journal_log_lost_end,
