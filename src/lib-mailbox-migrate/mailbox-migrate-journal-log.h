@@ -27,7 +27,7 @@
 /* A log of at least this size is replaced by an empty one after a fold. */
 #define MAILBOX_MIGRATE_JOURNAL_LOG_ROTATE_SIZE (64 * 1024)
 /* The plugin folds its log when an append leaves it at least this big
-   (about 4,000 changes that no reader has folded yet). */
+   (some 4,000 to 8,000 changes that no reader has folded yet). */
 #define MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE (1024 * 1024)
 /* Appends fail (and the journal gets a gap) once the log is this big:
    nothing has folded it for long (a broken state file?). */
