@@ -435,9 +435,11 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 			user->username, error,
 			mailbox_migrate_db_error_name(code),
 			code != MAILBOX_MIGRATE_DB_ERROR_CORRUPT ? "" :
-			"; the user's next IMAP or POP3 session moves it "
-			"aside and starts a new journal (or move it aside "
-			"yourself), then passes compare in full");
+			"; the user's next session that writes to it (an "
+			"IMAP SELECT or POP3 login recording what the client "
+			"was shown) moves it aside and starts a new journal "
+			"(or move it aside yourself), then passes compare in "
+			"full");
 		return -1;
 	}
 	if (ctx->dst_user == NULL ||

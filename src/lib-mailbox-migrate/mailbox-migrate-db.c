@@ -268,7 +268,7 @@ int mailbox_migrate_db_open(const char *path,
 	}
 	/* The log holds what the journal doesn't yet: fold it, then open as
 	   asked. The log is part of the state, so this changes nothing a
-	   reader sees. */
+	   reader sees, but for the size bound's pruning. */
 	if (mailbox_migrate_db_open(path,
 			flags & ENUM_NEGATE(MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY),
 			lock_timeout_msecs, journal_max_entries, &db,

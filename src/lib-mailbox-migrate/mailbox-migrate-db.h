@@ -56,8 +56,8 @@ extern const struct mailbox_migrate_db_schema mailbox_migrate_db_state_schema;
 /* Open (and with write access create with mode 0600 and upgrade) the state
    file, after folding its journal log into it (see
    mailbox-migrate-journal-log.h), which also a READONLY open does when the
-   log holds anything unfolded; the fold keeps the journal to
-   journal_max_entries (0: no bound) when no destination is registered.
+   log holds anything unfolded; the fold then prunes the journal to
+   journal_max_entries (0: no bound; see mailbox_migrate_journal_prune()).
    Returns 1 if opened, 0 if the file doesn't exist (only with READONLY),
    -1 on error with *error_code_r and *error_r set. */
 int mailbox_migrate_db_open(const char *path,

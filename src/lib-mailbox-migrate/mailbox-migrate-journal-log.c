@@ -706,6 +706,10 @@ log_fold_mailbox_merge(struct log_fold_context *ctx,
 		mbox = p_new(ctx->pool, struct log_fold_mailbox, 1);
 		mbox->guid = p_strdup(ctx->pool, e->mailbox_guid);
 		mbox->name = "";
+		/* the first record's witness, whatever its modseq: a new
+		   row takes it as it is */
+		mbox->modseq = e->modseq;
+		mbox->witness_seq = witness_seq;
 		hash_table_insert(ctx->mailboxes, mbox->guid, mbox);
 	}
 	if (e->name != NULL && e->name[0] != '\0')

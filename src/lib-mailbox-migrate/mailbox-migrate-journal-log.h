@@ -10,7 +10,10 @@
    flock(); no SQLite transaction per IMAP command. The log is folded into
    the state file's journal, where the entries get their seqs in log order,
    by the first open of the state file that finds it unfolded
-   (mailbox_migrate_db_open()) and by the plugin at the end of a session.
+   (mailbox_migrate_db_open(): every doveadm command and pass), by the
+   logout hook, and by a session whose appends take the log past
+   MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE; not by every session at its end,
+   which would put the fold's SQLite work on the hot path.
 
    A fold runs inside the state file's write transaction under an exclusive
    flock() of the log, and stores how far it got (log id and offset) in that

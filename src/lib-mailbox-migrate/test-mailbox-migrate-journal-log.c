@@ -16,6 +16,7 @@
 
 #define GUID_A "0123456789abcdef0123456789abcdef"
 #define GUID_B "fedcba9876543210fedcba9876543210"
+#define GUID_C "00112233445566778899aabbccddeeff"
 /* a record's header: magic, type, size, crc32 */
 #define RECORD_HDR_SIZE 11
 #define LOG_HEADER_SIZE (RECORD_HDR_SIZE + 32)
@@ -33,8 +34,8 @@ static struct mailbox_migrate_db *test_db_open(const char *path, bool fold)
 	const char *error;
 
 	if (mailbox_migrate_db_open(path, fold ? 0 :
-				    MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD, 200, 0,
-				    &db, &code, &error) <= 0)
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD,
+				    200, 0, &db, &code, &error) <= 0)
 		i_fatal("open(%s): %s", path, error);
 	return db;
 }
@@ -300,6 +301,12 @@ static void test_journal_log_fold_mailbox_records(void)
 	mailbox_migrate_journal_log_add_mailbox(buf, GUID_A, "", 0, 30, TRUE);
 	mailbox_migrate_journal_log_add_mailbox(buf, GUID_A, "Renamed", 0,
 						40, TRUE);
+	/* a new mailbox whose only record has modseq 0 (its index state
+	   couldn't be read): its witness seq is still the record's */
+	test_entry(&entry, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_C, 7);
+	mailbox_migrate_journal_log_add_entry(buf, &entry);
+	mailbox_migrate_journal_log_add_mailbox(buf, GUID_C, "Zero", 0, 0,
+						TRUE);
 	/* GUID_B: updated, then deleted: it stays deleted */
 	mailbox_migrate_journal_log_add_mailbox(buf, GUID_B, "Gone", 99, 5,
 						TRUE);
@@ -322,6 +329,9 @@ static void test_journal_log_fold_mailbox_records(void)
 							&error) == 1);
 	test_assert(mbox.deleted && mbox.uidvalidity == 99);
 	test_assert_strcmp(mbox.name, "Gone");
+	test_assert(mailbox_migrate_journal_get_mailbox(db, GUID_C, &mbox,
+							&error) == 1);
+	test_assert(mbox.witness_seq == first_seq + 3);
 
 	/* deleted, then made again (a new record after the delete) */
 	log = mailbox_migrate_journal_log_init(path, FALSE);

@@ -7,6 +7,7 @@
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal.h"
+#include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-destination.h"
 #include "mailbox-migrate-plugin.h"
 
@@ -27,6 +28,7 @@ mailbox_migrate_logout_find_behind(struct mailbox_migrate_user *muser,
 	struct mailbox_migrate_destination dest;
 	const char *const *destp, *name, *error, *reason;
 	uint64_t last_seq;
+	bool unfolded;
 	int ret;
 
 	if (mailbox_migrate_user_open_db(muser) < 0)
@@ -36,6 +38,14 @@ mailbox_migrate_logout_find_behind(struct mailbox_migrate_user *muser,
 		e_error(muser->event, "Logout hook: %s", error);
 		return NULL;
 	}
+	/* entries the session's fold couldn't take (another process held
+	   the log or the state file): every destination is behind them */
+	ret = mailbox_migrate_journal_log_need_fold(muser->db, &error);
+	if (ret < 0) {
+		e_error(muser->event, "Logout hook: %s", error);
+		return NULL;
+	}
+	unfolded = ret > 0;
 	for (destp = muser->set->destinations; *destp != NULL; destp++) {
 		if (mailbox_migrate_settings_destination_name(user, *destp,
 					&name, &error) < 0) {
@@ -58,7 +68,7 @@ mailbox_migrate_logout_find_behind(struct mailbox_migrate_user *muser,
 				name, reason);
 			continue;
 		}
-		if (last_seq > dest.checkpoint_seq) {
+		if (last_seq > dest.checkpoint_seq || unfolded) {
 			*behind_r = last_seq - dest.checkpoint_seq;
 			return name;
 		}
@@ -90,17 +100,18 @@ mailbox_migrate_logout_hand_over(struct mailbox_migrate_user *muser,
 		socket_path = t_strconcat(user->set->base_dir, "/",
 					  socket_path, NULL);
 	}
-	e_debug(muser->event, "Logout hook: %s is %"PRIu64" journal entries "
-		"behind, handing the user to %s", dest_name, behind,
-		socket_path);
+	e_debug(muser->event, "Logout hook: %s is at least %"PRIu64
+		" journal entries behind, handing the user to %s", dest_name,
+		behind, socket_path);
 	pc = program_client_unix_create(socket_path, args, &set, TRUE);
 	ret = program_client_run(pc);
 	program_client_destroy(&pc);
 	if (ret != PROGRAM_CLIENT_EXIT_STATUS_SUCCESS) {
 		e_error(muser->event, "Logout hook: can't hand the user to "
 			"the pass service at %s (is service "
-			"mailbox-migrate-logout configured?); %s stays %"PRIu64
-			" journal entries behind until the next pass",
+			"mailbox-migrate-logout configured?); %s stays at "
+			"least %"PRIu64" journal entries behind until the "
+			"next pass",
 			socket_path, dest_name, behind);
 	}
 }

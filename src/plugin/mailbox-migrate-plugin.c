@@ -277,7 +277,6 @@ static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser,
 				muser->set->journal_max_entries,
 				session_end ? 0 : muser->set->lock_timeout_msecs,
 				&code, &error) >= 0) {
-			muser->log_appended = FALSE;
 			return;
 		}
 		if (code == MAILBOX_MIGRATE_DB_ERROR_LOCKED && session_end)
@@ -303,7 +302,7 @@ static void mailbox_migrate_user_log_fold(struct mailbox_migrate_user *muser,
 					"to %s, starting a new journal",
 					muser->db_path, error, moved_path));
 	}
-	/* no more tries inside this session, only at its end */
+	/* no more tries inside this session (but the logout hook's) */
 	muser->fold_failed = TRUE;
 	if (!muser->fold_failure_logged) {
 		e_error(muser->event, "Can't fold the journal log into the "
@@ -336,7 +335,6 @@ int mailbox_migrate_user_log_end(struct mailbox_migrate_user *muser,
 		goto failed;
 	}
 	muser->gap_reason = NULL;
-	muser->log_appended = TRUE;
 	if (size >= MAILBOX_MIGRATE_JOURNAL_LOG_FOLD_SIZE && !muser->fold_failed)
 		mailbox_migrate_user_log_fold(muser, FALSE);
 	return 0;

@@ -37,8 +37,7 @@ struct mailbox_migrate_user {
 	const char *db_path;
 	/* Opened at the first write, closed at user deinit. */
 	struct mailbox_migrate_db *db;
-	/* The journal log (opened at the first append); log_appended: this
-	   session appended to it. */
+	/* The journal log, opened at the first append. */
 	struct mailbox_migrate_journal_log *log;
 	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
 	   stored, so that a value is written only when it rises. */
@@ -54,8 +53,8 @@ struct mailbox_migrate_user {
 	bool track_seen:1;
 	/* A state file failure was already logged in this session. */
 	bool failure_logged:1;
-	bool log_appended:1;
-	/* A fold failed in this session: tried again only at its end. */
+	/* A fold failed in this session: not tried again inline (only by
+	   the logout hook at its end). */
 	bool fold_failed:1;
 	bool fold_failure_logged:1;
 };
@@ -94,13 +93,13 @@ mailbox_migrate_user_get(struct mail_user *user);
    aside). Returns 0, or -1 after handling the failure as write_begin
    does. */
 int mailbox_migrate_user_open_db(struct mailbox_migrate_user *muser);
-/* At the end of an IMAP/POP3 session: when mailbox_migrate_on_logout is
-   set and a configured destination has not taken every journal entry,
-   hand the user to the logout pass service. Never fails the session;
-   errors are logged. */
 /* Will mailbox_migrate_logout() look at the journal (the logout hook is
    on, with destinations, in an IMAP or POP3 session)? */
 bool mailbox_migrate_logout_wanted(struct mailbox_migrate_user *muser);
+/* At the end of an IMAP/POP3 session: when mailbox_migrate_on_logout is
+   set and a configured destination has not taken every journal entry (or
+   the journal log holds entries no fold took yet), hand the user to the
+   logout pass service. Never fails the session; errors are logged. */
 void mailbox_migrate_logout(struct mailbox_migrate_user *muser);
 /* Start a write to the state file. Returns the db inside a write
    transaction, with any pending gap entry already written, or NULL after

@@ -90,6 +90,8 @@ def instructions(d, service, script, args=None):
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    if n < 2:
+        sys.exit("N must be at least 2")
     rows = []
     results = {}
     workloads = (

@@ -317,8 +317,9 @@ def make_old_schema(path, version, sequence=None):
 def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
     """A state file of schema 1 (the first release) is upgraded in place by
     the next process that writes it (here the reader that folds a
-    delivery's journal log into it): same journal_id (destination checkpoints stay valid),
-    entries and their seqs kept, the migration's table added, the journal
+    delivery's journal log into it): same journal_id (destination
+    checkpoints stay valid), entries and their seqs kept, the migration's
+    table added, the journal
     table rebuilt without AUTOINCREMENT and with its partial indexes."""
     d = maildir_dovecot
     d.deliver("alice", make_message("one"))
