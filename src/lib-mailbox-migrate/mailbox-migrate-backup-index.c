@@ -361,6 +361,30 @@ int mailbox_migrate_backup_index_reset(struct mailbox_migrate_db *db,
 	return mailbox_migrate_db_exec(db, sql_reset_state, error_r);
 }
 
+static int backup_index_row_end(struct mailbox_migrate_db *db,
+				const char *sql, int64_t id, uint32_t pass_id,
+				const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db, sql, &stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, id);
+	if (sql != sql_message_delete)
+		(void)sqlite3_bind_int64(stmt, 2, pass_id);
+	return exec_done(db, stmt, error_r);
+}
+
+/* until_pass 0: the row is current (NULL) */
+static void
+bind_until_pass(sqlite3_stmt *stmt, int col, uint32_t until_pass)
+{
+	if (until_pass == 0)
+		(void)sqlite3_bind_null(stmt, col);
+	else
+		(void)sqlite3_bind_int64(stmt, col, until_pass);
+}
+
 static int backup_index_state_insert(struct mailbox_migrate_db *db,
 				     const char *kind, const char *key,
 				     const char *value, uint32_t from_pass,
@@ -375,10 +399,7 @@ static int backup_index_state_insert(struct mailbox_migrate_db *db,
 	(void)sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 4, from_pass);
-	if (until_pass == 0)
-		(void)sqlite3_bind_null(stmt, 5);
-	else
-		(void)sqlite3_bind_int64(stmt, 5, until_pass);
+	bind_until_pass(stmt, 5, until_pass);
 	return exec_done(db, stmt, error_r);
 }
 
@@ -408,12 +429,8 @@ static int backup_index_state_set(struct mailbox_migrate_db *db,
 		(void)sqlite3_reset(stmt);
 		if (ret == 0)
 			return 0;
-		if (mailbox_migrate_db_prepare(db, sql_state_end, &stmt,
-					       error_r) < 0)
-			return -1;
-		(void)sqlite3_bind_int64(stmt, 1, id);
-		(void)sqlite3_bind_int64(stmt, 2, pass_id);
-		if (exec_done(db, stmt, error_r) < 0)
+		if (backup_index_row_end(db, sql_state_end, id, pass_id,
+					 error_r) < 0)
 			return -1;
 	}
 	if (value == NULL)
@@ -488,10 +505,7 @@ static int backup_index_mailbox_insert(struct mailbox_migrate_db *db,
 	(void)sqlite3_bind_int64(stmt, 2, line->uidvalidity);
 	(void)sqlite3_bind_text(stmt, 3, line->name, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 4, from_pass);
-	if (until_pass == 0)
-		(void)sqlite3_bind_null(stmt, 5);
-	else
-		(void)sqlite3_bind_int64(stmt, 5, until_pass);
+	bind_until_pass(stmt, 5, until_pass);
 	return exec_done(db, stmt, error_r);
 }
 
@@ -516,20 +530,6 @@ static int backup_index_mailbox_live(struct mailbox_migrate_db *db,
 		(void)sqlite3_reset(stmt);
 	}
 	return ret;
-}
-
-static int backup_index_row_end(struct mailbox_migrate_db *db,
-				const char *sql, int64_t id, uint32_t pass_id,
-				const char **error_r)
-{
-	sqlite3_stmt *stmt;
-
-	if (mailbox_migrate_db_prepare(db, sql, &stmt, error_r) < 0)
-		return -1;
-	(void)sqlite3_bind_int64(stmt, 1, id);
-	if (sql != sql_message_delete)
-		(void)sqlite3_bind_int64(stmt, 2, pass_id);
-	return exec_done(db, stmt, error_r);
 }
 
 static int backup_index_apply_mailbox(struct mailbox_migrate_db *db,
@@ -657,10 +657,7 @@ static int backup_index_apply_add(struct mailbox_migrate_db *db,
 				line->pop3_uidl, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 11, line->pop3_order);
 	(void)sqlite3_bind_int64(stmt, 12, from_pass);
-	if (until_pass == 0)
-		(void)sqlite3_bind_null(stmt, 13);
-	else
-		(void)sqlite3_bind_int64(stmt, 13, until_pass);
+	bind_until_pass(stmt, 13, until_pass);
 	return exec_done(db, stmt, error_r);
 }
 
