@@ -481,67 +481,31 @@ static void backup_line_subscribed(struct mailbox_migrate_pass *pass,
 }
 
 /* The store holds the source's subscriptions as they are (it is nobody's
-   live mail, so there is nothing of its own to keep): the given names
-   (journal), or (changed_names == NULL) all of them. */
+   live mail, so there is nothing of its own to keep). */
 static void
 backup_pass_subscriptions(struct mailbox_migrate_pass *pass,
 			  const ARRAY_TYPE(const_string) *changed_names,
 			  HASH_TABLE_TYPE(pass_names) src_boxes ATTR_UNUSED)
 {
 	struct mailbox_migrate_backup_store *store = backup_pass_store(pass);
-	HASH_TABLE_TYPE(pass_names) src, have;
+	HASH_TABLE_TYPE(pass_names) have, any;
 	ARRAY_TYPE(const_string) stored;
-	struct hash_iterate_context *iter;
-	const char *const *namep, *name, *error;
-	void *value;
-	bool want;
+	const char *const *namep, *error;
 
 	if (store == NULL)
 		return;
-	hash_table_create(&src, pool_datastack_create(), 0, str_hash, strcmp);
-	hash_table_create(&have, pool_datastack_create(), 0, str_hash, strcmp);
 	t_array_init(&stored, 16);
-	if (pass_subscribed_names(pass, pass->src_user, &src) < 0)
-		goto out;
 	if (mailbox_migrate_backup_index_subscriptions(store->index, 0,
 			pool_datastack_create(), &stored, &error) < 0) {
 		pass_failed(pass, MAIL_ERROR_TEMP, error);
-		goto out;
+		return;
 	}
+	hash_table_create(&have, pool_datastack_create(), 0, str_hash, strcmp);
 	array_foreach(&stored, namep)
 		hash_table_update(have, *namep, POINTER_CAST(1));
-
-	if (changed_names != NULL) {
-		array_foreach(changed_names, namep) {
-			if (!pass_box_selected(pass, *namep))
-				continue;
-			want = hash_table_lookup(src, *namep) != NULL;
-			if (want != (hash_table_lookup(have, *namep) != NULL)) {
-				backup_line_subscribed(pass, *namep, want);
-				/* a name the journal names twice */
-				if (want)
-					hash_table_update(have, *namep,
-							  POINTER_CAST(1));
-				else
-					hash_table_remove(have, *namep);
-			}
-		}
-		goto out;
-	}
-	iter = hash_table_iterate_init(src);
-	while (hash_table_iterate(iter, src, &name, &value)) {
-		if (pass_box_selected(pass, name) &&
-		    hash_table_lookup(have, name) == NULL)
-			backup_line_subscribed(pass, name, TRUE);
-	}
-	hash_table_iterate_deinit(&iter);
-	array_foreach(&stored, namep) {
-		if (pass_box_selected(pass, *namep) &&
-		    hash_table_lookup(src, *namep) == NULL)
-			backup_line_subscribed(pass, *namep, FALSE);
-	}
-out:
-	hash_table_destroy(&src);
+	i_zero(&any);
+	pass_subscriptions_sync(pass, changed_names, have, any,
+				backup_line_subscribed);
 	hash_table_destroy(&have);
 }
 

@@ -145,6 +145,20 @@ bool pass_keywords_equal(const char *const *a, const char *const *b);
 int pass_subscribed_names(struct mailbox_migrate_pass *pass,
 			  struct mail_user *user,
 			  HASH_TABLE_TYPE(pass_names) *names);
+/* Subscribe (TRUE) or unsubscribe the name on the destination. */
+typedef void pass_subscribed_set_t(struct mailbox_migrate_pass *pass,
+				   const char *name, bool subscribed);
+/* Subscriptions are names, not mailboxes (they may name none). Bring the
+   destination's (dst: the names it has subscribed) to the source's state:
+   of the names changed_names lists (journal), or (changed_names == NULL, a
+   full comparison) of all; a full comparison unsubscribes a name only if
+   may_drop has it, or any name when may_drop isn't created. Calls set for
+   each change and keeps dst up to date in a journal pass. */
+void pass_subscriptions_sync(struct mailbox_migrate_pass *pass,
+			     const ARRAY_TYPE(const_string) *changed_names,
+			     HASH_TABLE_TYPE(pass_names) dst,
+			     HASH_TABLE_TYPE(pass_names) may_drop,
+			     pass_subscribed_set_t *set);
 /* After each mailbox and each copied message: the caller's tick, and a
    line of progress on stderr when set->progress_interval_msecs says. */
 void pass_tick(struct mailbox_migrate_pass *pass);

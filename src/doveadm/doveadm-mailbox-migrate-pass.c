@@ -1164,27 +1164,21 @@ static void pass_set_subscribed(struct mailbox_migrate_pass *pass,
 	mailbox_free(&box);
 }
 
-/* Subscriptions are names, not mailboxes (they may name none): bring over
-   the state of the given names (journal), or (changed_names == NULL, a
-   full comparison) every source subscription, and drop destination
-   subscriptions of source mailboxes the source has not subscribed;
-   subscriptions made on the destination to other names are kept. */
-static void pass_subscriptions(struct mailbox_migrate_pass *pass,
-			       const ARRAY_TYPE(const_string) *changed_names,
-			       HASH_TABLE_TYPE(pass_names) src_boxes)
+void pass_subscriptions_sync(struct mailbox_migrate_pass *pass,
+			     const ARRAY_TYPE(const_string) *changed_names,
+			     HASH_TABLE_TYPE(pass_names) dst,
+			     HASH_TABLE_TYPE(pass_names) may_drop,
+			     pass_subscribed_set_t *set)
 {
-	HASH_TABLE_TYPE(pass_names) src, dst;
+	HASH_TABLE_TYPE(pass_names) src;
 	struct hash_iterate_context *iter;
 	const char *const *namep, *name;
 	void *value;
-	bool want, have;
+	bool want;
 
 	hash_table_create(&src, pool_datastack_create(), 0, str_hash, strcmp);
-	hash_table_create(&dst, pool_datastack_create(), 0, str_hash, strcmp);
-	if (pass_subscribed_names(pass, pass->src_user, &src) < 0 ||
-	    pass_subscribed_names(pass, pass->dst_user, &dst) < 0) {
+	if (pass_subscribed_names(pass, pass->src_user, &src) < 0) {
 		hash_table_destroy(&src);
-		hash_table_destroy(&dst);
 		return;
 	}
 	if (changed_names != NULL) {
@@ -1192,29 +1186,52 @@ static void pass_subscriptions(struct mailbox_migrate_pass *pass,
 			if (!pass_box_selected(pass, *namep))
 				continue;
 			want = hash_table_lookup(src, *namep) != NULL;
-			have = hash_table_lookup(dst, *namep) != NULL;
-			if (want != have)
-				pass_set_subscribed(pass, *namep, want);
+			if (want == (hash_table_lookup(dst, *namep) != NULL))
+				continue;
+			set(pass, *namep, want);
+			/* a name the journal names twice */
+			if (want)
+				hash_table_update(dst, *namep, POINTER_CAST(1));
+			else
+				hash_table_remove(dst, *namep);
 		}
 	} else {
 		iter = hash_table_iterate_init(src);
 		while (hash_table_iterate(iter, src, &name, &value)) {
 			if (pass_box_selected(pass, name) &&
 			    hash_table_lookup(dst, name) == NULL)
-				pass_set_subscribed(pass, name, TRUE);
+				set(pass, name, TRUE);
 		}
 		hash_table_iterate_deinit(&iter);
 		iter = hash_table_iterate_init(dst);
 		while (hash_table_iterate(iter, dst, &name, &value)) {
 			if (pass_box_selected(pass, name) &&
 			    hash_table_lookup(src, name) == NULL &&
-			    hash_table_is_created(src_boxes) &&
-			    hash_table_lookup(src_boxes, name) != NULL)
-				pass_set_subscribed(pass, name, FALSE);
+			    (!hash_table_is_created(may_drop) ||
+			     hash_table_lookup(may_drop, name) != NULL))
+				set(pass, name, FALSE);
 		}
 		hash_table_iterate_deinit(&iter);
 	}
 	hash_table_destroy(&src);
+}
+
+/* Subscriptions made on the destination to names that are no source
+   mailbox are kept: a full comparison drops only subscriptions of source
+   mailboxes (src_boxes) that the source has not subscribed. */
+static void pass_subscriptions(struct mailbox_migrate_pass *pass,
+			       const ARRAY_TYPE(const_string) *changed_names,
+			       HASH_TABLE_TYPE(pass_names) src_boxes)
+{
+	HASH_TABLE_TYPE(pass_names) dst;
+
+	i_assert(changed_names != NULL || hash_table_is_created(src_boxes));
+
+	hash_table_create(&dst, pool_datastack_create(), 0, str_hash, strcmp);
+	if (pass_subscribed_names(pass, pass->dst_user, &dst) == 0) {
+		pass_subscriptions_sync(pass, changed_names, dst, src_boxes,
+					pass_set_subscribed);
+	}
 	hash_table_destroy(&dst);
 }
 
