@@ -3,6 +3,8 @@
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
+#include "sleep.h"
+#include "time-util.h"
 #include "mkdir-parents.h"
 #include "guid.h"
 #include "mailbox-migrate-sql.h"
@@ -280,6 +282,38 @@ int mailbox_migrate_db_open(const char *path,
 			lock_timeout_msecs, db_r, error_code_r, error_r);
 }
 
+/* Switch the file to WAL (a no-op once it is). Two processes opening a new
+   file at once (a session and a pass, two workers) both switch it, and
+   each first reads it: SQLite answers one of them "busy" at once rather
+   than wait, as either waiting for the other would never end. The loser
+   tries again, within the lock timeout, and finds the file switched. */
+static int mailbox_migrate_db_set_wal(struct mailbox_migrate_db *db,
+				      const char **error_r)
+{
+	struct timeval start, now;
+	unsigned int sleep_msecs = 1;
+	int rc;
+
+	i_gettimeofday(&start);
+	for (;;) {
+		rc = sqlite3_exec(db->sqlite, "PRAGMA journal_mode = WAL",
+				  NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY)
+			break;
+		i_gettimeofday(&now);
+		if (timeval_diff_msecs(&now, &start) >=
+		    (long long)db->lock_timeout_msecs)
+			break;
+		i_sleep_msecs(sleep_msecs);
+		sleep_msecs = I_MIN(sleep_msecs * 2, 50);
+	}
+	if (rc != SQLITE_OK) {
+		return mailbox_migrate_db_set_error(db, rc, "sqlite3_exec",
+						    error_r);
+	}
+	return 0;
+}
+
 int mailbox_migrate_db_open_schema(const char *path,
 				   const struct mailbox_migrate_db_schema *schema,
 				   enum mailbox_migrate_db_open_flags flags,
@@ -366,12 +400,11 @@ int mailbox_migrate_db_open_schema(const char *path,
 				"PRAGMA page_size = %u", schema->page_size),
 				error_r) < 0)
 			goto failed;
-		if (mailbox_migrate_db_exec(db,
+		if (mailbox_migrate_db_set_wal(db, error_r) < 0 ||
+		    mailbox_migrate_db_exec(db,
 				(flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC) != 0 ?
-				"PRAGMA journal_mode = WAL; "
 				"PRAGMA synchronous = FULL; "
 				"PRAGMA wal_autocheckpoint = 100" :
-				"PRAGMA journal_mode = WAL; "
 				"PRAGMA synchronous = OFF; "
 				"PRAGMA wal_autocheckpoint = 100", error_r) < 0)
 			goto failed;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #define GUID_A "0123456789abcdef0123456789abcdef"
 #define GUID_B "fedcba9876543210fedcba9876543210"
@@ -96,6 +97,70 @@ static void test_journal_open(void)
 			MAILBOX_MIGRATE_DB_OPEN_FLAG_READONLY, 100, 0,
 			&db, &code, &error) == 1);
 	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
+#define TEST_OPEN_RACE_ROUNDS 10
+#define TEST_OPEN_RACE_PROCESSES 4
+
+/* Processes that meet a new state file at once (a session and a pass, the
+   workers of one pass) all open it: none fails, and all share one
+   journal. */
+static void test_journal_open_race(void)
+{
+	unsigned int round, i, failed = 0;
+	int barrier[2], status;
+	pid_t pids[TEST_OPEN_RACE_PROCESSES];
+
+	test_begin("journal open of a new file by several processes at once");
+	for (round = 0; round < TEST_OPEN_RACE_ROUNDS; round++) {
+		const char *path = test_db_path(t_strdup_printf(
+			"open-race-%u.db", round));
+		const char *error, *journal_id = NULL, *value;
+		struct mailbox_migrate_db *db;
+		enum mailbox_migrate_db_error code;
+
+		if (pipe(barrier) < 0)
+			i_fatal("pipe() failed: %m");
+		for (i = 0; i < TEST_OPEN_RACE_PROCESSES; i++) {
+			if ((pids[i] = fork()) < 0)
+				i_fatal("fork() failed: %m");
+			if (pids[i] == 0) {
+				char c;
+				int ret;
+
+				i_close_fd(&barrier[1]);
+				/* returns at EOF: when the parent has
+				   started them all */
+				if (read(barrier[0], &c, 1) < 0)
+					_exit(2);
+				ret = mailbox_migrate_db_open(path, 0, 5000,
+						0, &db, &code, &error);
+				if (ret <= 0)
+					i_error("open(%s): %s", path, error);
+				else if (mailbox_migrate_db_meta_get(db,
+						"journal_id", &value,
+						&error) <= 0)
+					ret = -1;
+				mailbox_migrate_db_close(&db);
+				_exit(ret > 0 ? 0 : 1);
+			}
+		}
+		i_close_fd(&barrier[0]);
+		i_close_fd(&barrier[1]);
+		for (i = 0; i < TEST_OPEN_RACE_PROCESSES; i++) {
+			if (waitpid(pids[i], &status, 0) < 0)
+				i_fatal("waitpid() failed: %m");
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				failed++;
+		}
+		db = test_db_open(path);
+		test_assert_idx(mailbox_migrate_db_meta_get(db, "journal_id",
+					&journal_id, &error) == 1 &&
+				strlen(journal_id) == 32, round);
+		mailbox_migrate_db_close(&db);
+	}
+	test_assert(failed == 0);
 	test_end();
 }
 
@@ -524,6 +589,7 @@ int main(void)
 	static void (*const test_functions[])(void) = {
 		test_journal_type_names,
 		test_journal_open,
+		test_journal_open_race,
 		test_journal_append_iter,
 		test_journal_changed_uids_upto,
 		test_journal_gap_and_prune,
