@@ -1649,8 +1649,7 @@ pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		pass_box_failed(pass, sbox, "Reading source mailbox");
 		pass->result->mailboxes_failed++;
 		return;
-	}
-	if (reason != NULL && ret > 0 && pass_fold_journal_log(pass)) {
+	} else if (ret == 0 && pass_fold_journal_log(pass)) {
 		/* a session may have journaled the change since the pass
 		   began: what it folded has later seqs, taken by the next
 		   pass, but it completes the journal for this check */

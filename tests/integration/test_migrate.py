@@ -1,6 +1,7 @@
 """doveadm mailbox-migrate: passes between mail locations, against a real
 Dovecot on 127.0.0.1 (real LMTP, IMAP, POP3 and doveadm)."""
 
+import fcntl
 import json
 import os
 import re
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from mmtest import imap_utf7, make_message, remount_size, small_disk
+from mmtest import (DOVEADM, clean_env, imap_utf7, make_message, remount_size,
+                    small_disk)
 
 # mailboxes with awkward names: deep hierarchy, spaces, non-ASCII (UTF-7
 # over IMAP), characters IMAP quotes
@@ -640,6 +642,57 @@ def test_workers_with_a_user_listed_twice(make_dovecot, tmp_path):
     assert_same(d, "alice", "maildir:~/Maildir", dst)
     st = d.doveadm_json("mailbox-migrate", "status", "-u", "alice")
     assert st[0]["last_pass"] != "" and int(st[0]["pending"]) == 0, st
+
+
+def test_change_during_a_journal_pass(maildir_dovecot):
+    """A session that changes a mailbox while a journal pass runs (after
+    the pass folded the journal log) leaves its entry in the log: when the
+    pass meets the mailbox, the index is ahead of what it folded, and the
+    pass folds again instead of comparing the mailbox in full; the next
+    pass takes the change. The pass is held at its first mailbox by a lock
+    on that mailbox's destination index while the session appends."""
+    d = maildir_dovecot
+    c = d.imap("alice")
+    for name in ("Alpha", "Zulu"):
+        c.create(name)
+        c.append(name, None, None, make_message(name + " 1"))
+    dst = "sdbox:~/dest"
+    d.doveadm("mailbox-migrate", "-u", "alice", dst)
+    # the pass meets the mailboxes in the order doveadm lists them
+    names = d.doveadm("mailbox", "list", "-u", "alice").stdout.split()
+    held, late = sorted(["Alpha", "Zulu"], key=names.index)
+    c.append(held, None, None, make_message(held + " 2"))
+
+    log = os.path.join(d.home("alice"), "dest", "mailboxes", held,
+                       "dbox-Mails", "dovecot.index.log")
+    fd = os.open(log, os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    proc = subprocess.Popen([DOVEADM, "-c", d.config, "mailbox-migrate",
+                             "-u", "alice", dst], env=clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        waiting = False
+        deadline = time.monotonic() + 30
+        while not waiting and time.monotonic() < deadline and \
+                proc.poll() is None:
+            with open("/proc/locks") as f:
+                waiting = any("->" in line and
+                              " %d " % proc.pid in line for line in f)
+            time.sleep(0.01)
+        assert waiting, "the pass never waited for the index lock"
+        c.append(late, None, None, make_message(late + " 2"))
+    finally:
+        os.close(fd)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "comparing in full" not in err, err
+    # the change was journaled after the pass's checkpoint: the next one
+    p = d.doveadm("mailbox-migrate", "-u", "alice", dst)
+    assert "comparing in full" not in p.stderr, p.stderr
+    assert "1 copied" in p.stderr, p.stderr
+    c.logout()
+    assert_same(d, "alice", "maildir:~/Maildir", dst)
 
 
 def test_progress_of_a_long_pass(maildir_dovecot):
