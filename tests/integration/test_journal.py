@@ -1,9 +1,9 @@
 """The change journal under real IMAP, LMTP and doveadm traffic."""
 
+import os
 import socket
 import subprocess
-
-import os
+import time
 
 from mmtest import HOST, PASSWORD, db_query, imap_utf7, make_message
 
@@ -104,6 +104,69 @@ def test_saved_guids_match_the_index(dovecot):
                if e["type"] == "save"}
     index = {r["uid"]: r["guid"] for r in d.fetch("bob", "INBOX")}
     assert journal == index and len(index) == 6
+
+
+def imap_process_pids(d):
+    """The imap processes of this test's Dovecot (children of its
+    master)."""
+    master = d.master_pid()
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open("/proc/%s/comm" % name) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == master and comm == "imap":
+            pids.append(int(name))
+    return pids
+
+
+def test_sdbox_flag_change_opens_no_mail_file(make_dovecot):
+    """sdbox keeps a mail's GUID in the mail's file only: the plugin caches
+    the GUID it gave a save, so a later flag change's journal entry (which
+    carries the GUID) doesn't open the file for it."""
+    d = make_dovecot(mail_location="sdbox:~/sdbox")
+    assert d.deliver("alice", make_message("delivered")) == 250
+    c = d.imap("alice")
+    c.append("INBOX", None, None, make_message("appended"))
+    c.logout()
+
+    c = d.imap("alice")
+    c.select("INBOX")
+    pids = imap_process_pids(d)
+    assert len(pids) == 1, pids
+    trace = os.path.join(d.root, "store.strace")
+    tracer = subprocess.Popen(["strace", "-qq", "-e", "trace=open,openat",
+                               "-o", trace, "-p", str(pids[0])])
+    try:
+        deadline = time.monotonic() + 10
+        # strace is attached once the process shows a tracer
+        while time.monotonic() < deadline:
+            with open("/proc/%d/status" % pids[0]) as f:
+                if any(line.startswith("TracerPid:") and
+                       line.split()[1] != "0" for line in f):
+                    break
+            time.sleep(0.01)
+        c.store("1:2", "+FLAGS", r"(\Flagged)")
+        c.noop()
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=10)
+    c.logout()
+    with open(trace) as f:
+        opened = f.read()
+    assert "mailbox-migrate.db.log" in opened, opened
+    assert "/u." not in opened, opened
+
+    entries = d.journal_entries("alice", "INBOX")
+    flags = {e["uid"]: e["guid"] for e in by_type(entries, "flags")}
+    assert flags == {1: guid_of(d, "alice", "INBOX", 1),
+                     2: guid_of(d, "alice", "INBOX", 2)}, entries
 
 
 def test_doveadm_changes_are_journaled(dovecot):
