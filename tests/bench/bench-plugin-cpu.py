@@ -14,9 +14,11 @@ after one, divided by N - 1 (a reader that has anything to fold first
 reopens the state file to write it, which costs the same for one entry as
 for many).
 
-Usage (as root, after scripts/build.sh):  tests/bench/bench-plugin-cpu.py [N]
+Usage (as root, after scripts/build.sh):
+  tests/bench/bench-plugin-cpu.py [N] [--location maildir:~/Maildir]
 """
 
+import argparse
 import glob
 import os
 import shutil
@@ -89,7 +91,13 @@ def instructions(d, service, script, args=None):
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n", type=int, nargs="?", default=100,
+                    help="operations per session")
+    ap.add_argument("--location", default="maildir:~/Maildir",
+                    help="mail_location")
+    args = ap.parse_args()
+    n = args.n
     if n < 2:
         sys.exit("N must be at least 2")
     rows = []
@@ -104,7 +112,8 @@ def main():
         for plugin in (False, True):
             # a fresh instance for each workload and side: what one
             # workload leaves behind must not change the next one's count
-            d = Dovecot(plugin=plugin, name="bench-cpu")
+            d = Dovecot(plugin=plugin, name="bench-cpu",
+                        mail_location=args.location)
             try:
                 d.start()
                 c = d.imap("alice")
@@ -132,7 +141,7 @@ def main():
                 d.cleanup()
     print()
     print("Instructions per operation (callgrind), %d operations per session,"
-          " maildir" % n)
+          " %s" % (n, args.location))
     print()
     print("| operation | without plugin | with plugin | overhead | "
           "reader's fold |")
