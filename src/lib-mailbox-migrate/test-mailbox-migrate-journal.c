@@ -104,13 +104,15 @@ static void test_journal_open(void)
 #define TEST_OPEN_RACE_PROCESSES 4
 
 /* Processes that meet a new state file at once (a session and a pass, the
-   workers of one pass) all open it: none fails, and all share one
-   journal. */
+   workers of one pass) all open it: none fails, and all see the one
+   journal (the same journal_id, which each writes to ids[1]). */
 static void test_journal_open_race(void)
 {
-	unsigned int round, i, failed = 0;
-	int barrier[2], status;
+	unsigned int round, i, failed = 0, mismatched = 0;
+	int barrier[2], ids[2], status;
 	pid_t pids[TEST_OPEN_RACE_PROCESSES];
+	char id[32 * TEST_OPEN_RACE_PROCESSES + 1];
+	ssize_t ret;
 
 	test_begin("journal open of a new file by several processes at once");
 	for (round = 0; round < TEST_OPEN_RACE_ROUNDS; round++) {
@@ -120,47 +122,62 @@ static void test_journal_open_race(void)
 		struct mailbox_migrate_db *db;
 		enum mailbox_migrate_db_error code;
 
-		if (pipe(barrier) < 0)
+		if (pipe(barrier) < 0 || pipe(ids) < 0)
 			i_fatal("pipe() failed: %m");
 		for (i = 0; i < TEST_OPEN_RACE_PROCESSES; i++) {
 			if ((pids[i] = fork()) < 0)
 				i_fatal("fork() failed: %m");
 			if (pids[i] == 0) {
 				char c;
-				int ret;
+				int ok;
 
 				i_close_fd(&barrier[1]);
+				i_close_fd(&ids[0]);
 				/* returns at EOF: when the parent has
 				   started them all */
 				if (read(barrier[0], &c, 1) < 0)
 					_exit(2);
-				ret = mailbox_migrate_db_open(path, 0, 5000,
+				ok = mailbox_migrate_db_open(path, 0, 5000,
 						0, &db, &code, &error);
-				if (ret <= 0)
+				if (ok <= 0)
 					i_error("open(%s): %s", path, error);
 				else if (mailbox_migrate_db_meta_get(db,
 						"journal_id", &value,
-						&error) <= 0)
-					ret = -1;
+						&error) <= 0 ||
+					 strlen(value) != 32 ||
+					 write(ids[1], value, 32) != 32)
+					ok = -1;
 				mailbox_migrate_db_close(&db);
-				_exit(ret > 0 ? 0 : 1);
+				_exit(ok > 0 ? 0 : 1);
 			}
 		}
 		i_close_fd(&barrier[0]);
 		i_close_fd(&barrier[1]);
+		i_close_fd(&ids[1]);
 		for (i = 0; i < TEST_OPEN_RACE_PROCESSES; i++) {
 			if (waitpid(pids[i], &status, 0) < 0)
 				i_fatal("waitpid() failed: %m");
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 				failed++;
 		}
+		/* the children have exited: all they wrote is in the pipe */
+		ret = read(ids[0], id, sizeof(id) - 1);
+		i_close_fd(&ids[0]);
 		db = test_db_open(path);
 		test_assert_idx(mailbox_migrate_db_meta_get(db, "journal_id",
 					&journal_id, &error) == 1 &&
 				strlen(journal_id) == 32, round);
 		mailbox_migrate_db_close(&db);
+		if (ret != 32 * TEST_OPEN_RACE_PROCESSES)
+			mismatched++;
+		for (i = 0; ret > 0 && i < (unsigned int)ret / 32; i++) {
+			if (journal_id == NULL ||
+			    memcmp(id + i * 32, journal_id, 32) != 0)
+				mismatched++;
+		}
 	}
 	test_assert(failed == 0);
+	test_assert(mismatched == 0);
 	test_end();
 }
 

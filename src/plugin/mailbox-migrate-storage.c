@@ -36,7 +36,7 @@ struct mailbox_migrate_storage_module mailbox_migrate_storage_module =
 
 /* sdbox keeps a mail's GUID only in the mail's file: caching the one a
    save was given spares the journal entry of each later flag or keyword
-   change an open and read of that file (a third of an IMAP STORE). */
+   change an open, read and close of that file. */
 static void mailbox_migrate_cache_saving_guid(struct mail *mail,
 					      const char *guid)
 {
