@@ -25,6 +25,7 @@
 #include "mailbox-migrate-seen.h"
 #include "mailbox-migrate-destination.h"
 #include "mailbox-migrate-uid-rule.h"
+#include "mailbox-migrate-guid-cache.h"
 #include "doveadm-mailbox-migrate-pass-private.h"
 
 #include <stdio.h>
@@ -562,15 +563,21 @@ static int pass_copy(struct mailbox_transaction_context *dt, struct mail *smail,
 {
 	struct mail_save_context *save_ctx;
 	struct mailbox *dbox = mailbox_transaction_get_mailbox(dt);
+	struct mail *dmail;
 
 	save_ctx = mailbox_save_alloc(dt);
+	dmail = mailbox_save_get_dest_mail(save_ctx);
 	if (pass_save_metadata(save_ctx, smail, dbox, s) < 0) {
 		mailbox_save_cancel(&save_ctx);
 		return -1;
 	}
 	if (uid != 0)
 		mailbox_save_set_uid(save_ctx, uid);
-	return mailbox_copy(&save_ctx, smail);
+	if (mailbox_copy(&save_ctx, smail) < 0)
+		return -1;
+	/* later passes check the destination's UIDs by GUID */
+	mailbox_migrate_guid_cache_saving(dmail, s->guid);
+	return 0;
 }
 
 /* A source read transaction and a destination write transaction, with a

@@ -6,11 +6,10 @@
 #include "seq-range-array.h"
 #include "guid.h"
 #include "mail-storage-private.h"
-#include "index-storage.h"
-#include "index-mail.h"
 #include "notify-plugin.h"
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
+#include "mailbox-migrate-guid-cache.h"
 #include "mailbox-migrate-journal.h"
 #include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-plugin.h"
@@ -33,21 +32,6 @@ struct mailbox_migrate_delete_txn {
 
 struct mailbox_migrate_storage_module mailbox_migrate_storage_module =
 	MODULE_CONTEXT_INIT(&mail_storage_module_register);
-
-/* sdbox keeps a mail's GUID only in the mail's file: caching the one a
-   save was given spares the journal entry of each later flag or keyword
-   change an open, read and close of that file. */
-static void mailbox_migrate_cache_saving_guid(struct mail *mail,
-					      const char *guid)
-{
-	struct index_mailbox_context *ibox = INDEX_STORAGE_CONTEXT(mail->box);
-
-	if (strcmp(mail->box->storage->name, "sdbox") != 0 || ibox == NULL)
-		return;
-	index_mail_cache_add_idx(INDEX_MAIL(mail),
-				 ibox->cache_fields[MAIL_CACHE_GUID].idx,
-				 guid, strlen(guid));
-}
 
 static int
 mailbox_migrate_save_begin(struct mail_save_context *ctx,
@@ -75,9 +59,7 @@ mailbox_migrate_save_begin(struct mail_save_context *ctx,
 		return -1;
 	}
 	mbox->saving_mail = ctx->dest_mail;
-	if (mbox->saving_guid[0] != '\0')
-		mailbox_migrate_cache_saving_guid(ctx->dest_mail,
-						  mbox->saving_guid);
+	mailbox_migrate_guid_cache_saving(ctx->dest_mail, mbox->saving_guid);
 	return 0;
 }
 

@@ -301,6 +301,36 @@ def test_no_change_pass_opens_no_message_file(maildir_dovecot, tmp_path):
     assert "dovecot.list.index" in trace
 
 
+def test_journal_pass_opens_no_sdbox_destination_file(maildir_dovecot,
+                                                      tmp_path):
+    """sdbox keeps a mail's GUID in the mail's file only: a pass caches the
+    GUIDs of the mail it saves, so that a later pass that checks the
+    destination's UIDs by GUID before a flag change or an expunge opens
+    none of the destination's message files."""
+    d = maildir_dovecot
+    dst = "sdbox:~/dest"
+    for i in range(10):
+        d.deliver("alice", make_message("m%d" % i))
+    d.migrate("alice", dst)
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("2,4", "+FLAGS", r"(\Flagged)")
+    c.store("6", "+FLAGS", r"(\Deleted)")
+    c.expunge()
+    c.logout()
+    proc, trace = traced_migrate(d, tmp_path, "%file,%desc", "-u", "alice",
+                                 dst)
+    assert "journal pass" in proc.stderr and \
+        "1 expunged, 2 flag changes" in proc.stderr, proc.stderr
+    mails = os.path.join(d.home("alice"), "dest", "mailboxes", "INBOX",
+                         "dbox-Mails")
+    opened = [line for line in trace.splitlines()
+              if re.search(re.escape(mails) + r"/u\.\d+", line) and
+              "unlink" not in line]
+    assert opened == []
+    assert_same(d, "alice", "maildir:~/Maildir", dst)
+
+
 def test_copy_reads_each_message_file_through_one_open(maildir_dovecot,
                                                       tmp_path):
     """A pass that copies maildir mail opens each message file once and
