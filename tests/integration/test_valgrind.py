@@ -100,6 +100,11 @@ def test_migration_and_cutover_under_valgrind(make_dovecot):
                       d.switch_command(dst), dst])
     assert d.snapshot("alice")["INBOX"][0]["messages"] == \
         d.snapshot("alice", src)["INBOX"][0]["messages"]
+    # the user's sessions now run on sdbox, whose saves the plugin gives
+    # a GUID and caches it
+    out = run([DOVEADM, "-c", d.config, "exec", "imap", "-u", "alice"],
+              IMAP_SESSION)
+    assert "l OK" in out
 
 
 def test_backup_commands_under_valgrind(make_dovecot):
