@@ -135,6 +135,10 @@ def test_sdbox_flag_change_opens_no_mail_file(make_dovecot):
     c = d.imap("alice")
     c.append("INBOX", None, None, make_message("appended"))
     c.logout()
+    # the session's process is gone before the traced one starts
+    deadline = time.monotonic() + 10
+    while imap_process_pids(d) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
     c = d.imap("alice")
     c.select("INBOX")
