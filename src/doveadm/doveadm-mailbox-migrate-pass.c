@@ -1623,6 +1623,29 @@ static bool pass_fold_journal_log(struct mailbox_migrate_pass *pass)
 	return ret > 0;
 }
 
+/* Does the journal hold every change the source mailbox's index shows
+   since the destination's record (rec)? Returns 1 if so, 0 if not
+   (*reason_r says why), -1 if the mailbox couldn't be read (the pass is
+   failed for it). */
+static int
+pass_journal_box_verify(struct mailbox_migrate_pass *pass,
+			struct mailbox *sbox, const char *guid,
+			const struct mailbox_migrate_destination_mailbox *rec,
+			uint64_t checkpoint_seq, const char **reason_r)
+{
+	const char *error;
+
+	*reason_r = NULL;
+	if (mailbox_migrate_journal_verify_since(pass->db, sbox, guid,
+			rec->uidvalidity, rec->src_modseq, checkpoint_seq,
+			rec->lost_count, reason_r, &error) < 0) {
+		pass_box_failed(pass, sbox, "Reading source mailbox");
+		pass->result->mailboxes_failed++;
+		return -1;
+	}
+	return *reason_r == NULL ? 1 : 0;
+}
+
 /* One source mailbox in a journal pass: changes (NULL if the journal has
    none for it) are taken if the index proves the journal complete for it
    since this destination's last pass; otherwise it is compared in full. */
@@ -1648,27 +1671,20 @@ pass_journal_box(struct mailbox_migrate_pass *pass, struct mailbox *sbox,
 		pass->result->mailboxes_unchanged++;
 		return;
 	} else if (mailbox_enable(sbox, MAILBOX_FEATURE_CONDSTORE) < 0 ||
-		 mailbox_sync(sbox, 0) < 0 ||
-		 (ret = mailbox_migrate_journal_verify_since(pass->db, sbox,
-				guid, rec.uidvalidity, rec.src_modseq,
-				checkpoint_seq, rec.lost_count, &reason,
-				&error)) < 0) {
+		   mailbox_sync(sbox, 0) < 0) {
 		pass_box_failed(pass, sbox, "Reading source mailbox");
 		pass->result->mailboxes_failed++;
 		return;
-	} else if (ret == 0 && pass_fold_journal_log(pass)) {
+	} else if ((ret = pass_journal_box_verify(pass, sbox, guid, &rec,
+					checkpoint_seq, &reason)) < 0)
+		return;
+	else if (ret == 0 && pass_fold_journal_log(pass)) {
 		/* a session may have journaled the change since the pass
 		   began: what it folded has later seqs, taken by the next
 		   pass, but it completes the journal for this check */
-		reason = NULL;
-		if (mailbox_migrate_journal_verify_since(pass->db, sbox,
-				guid, rec.uidvalidity, rec.src_modseq,
-				checkpoint_seq, rec.lost_count, &reason,
-				&error) < 0) {
-			pass_box_failed(pass, sbox, "Reading source mailbox");
-			pass->result->mailboxes_failed++;
+		if (pass_journal_box_verify(pass, sbox, guid, &rec,
+					    checkpoint_seq, &reason) < 0)
 			return;
-		}
 	}
 	if (reason != NULL) {
 		i_info("%s: comparing in full: %s", mailbox_get_vname(sbox),

@@ -167,8 +167,8 @@ static const char sql_state_list[] =
 	"SELECT key FROM list_state WHERE kind = ?1 AND " AT_PASS("?2")
 	" ORDER BY key";
 static const char sql_reset[] =
-	"DELETE FROM message; DELETE FROM mailbox; DELETE FROM pass";
-static const char sql_reset_state[] = "DELETE FROM list_state";
+	"DELETE FROM message; DELETE FROM mailbox; DELETE FROM pass; "
+	"DELETE FROM list_state";
 static const char sql_stats_passes[] = "SELECT count(*) FROM pass";
 static const char sql_stats_mailboxes[] =
 	"SELECT count(*) FROM mailbox WHERE until_pass IS NULL";
@@ -356,9 +356,7 @@ static bool backup_index_has_list_state(struct mailbox_migrate_db *db)
 int mailbox_migrate_backup_index_reset(struct mailbox_migrate_db *db,
 				       const char **error_r)
 {
-	if (mailbox_migrate_db_exec(db, sql_reset, error_r) < 0)
-		return -1;
-	return mailbox_migrate_db_exec(db, sql_reset_state, error_r);
+	return mailbox_migrate_db_exec(db, sql_reset, error_r);
 }
 
 static int backup_index_row_end(struct mailbox_migrate_db *db,

@@ -722,6 +722,15 @@ log_fold_mailbox_merge(struct log_fold_context *ctx,
 	}
 }
 
+static int log_fold_mailbox_write(struct log_fold_context *ctx,
+				  const struct log_fold_mailbox *mbox,
+				  const char **error_r)
+{
+	return mailbox_migrate_journal_update_mailbox(ctx->db, mbox->guid,
+		mbox->name, mbox->uidvalidity, mbox->modseq,
+		mbox->witness_seq, error_r);
+}
+
 /* Write the merged record of guid (NULL: of every mailbox). */
 static int log_fold_mailboxes_flush(struct log_fold_context *ctx,
 				    const char *guid, const char **error_r)
@@ -738,17 +747,12 @@ static int log_fold_mailboxes_flush(struct log_fold_context *ctx,
 		if (mbox == NULL)
 			return 0;
 		hash_table_remove(ctx->mailboxes, guid);
-		return mailbox_migrate_journal_update_mailbox(ctx->db,
-			mbox->guid, mbox->name, mbox->uidvalidity,
-			mbox->modseq, mbox->witness_seq, error_r);
+		return log_fold_mailbox_write(ctx, mbox, error_r);
 	}
 	iter = hash_table_iterate_init(ctx->mailboxes);
 	while (ret == 0 && hash_table_iterate(iter, ctx->mailboxes,
-					      &key, &mbox)) {
-		ret = mailbox_migrate_journal_update_mailbox(ctx->db,
-			mbox->guid, mbox->name, mbox->uidvalidity,
-			mbox->modseq, mbox->witness_seq, error_r);
-	}
+					      &key, &mbox))
+		ret = log_fold_mailbox_write(ctx, mbox, error_r);
 	hash_table_iterate_deinit(&iter);
 	hash_table_clear(ctx->mailboxes, TRUE);
 	return ret;
