@@ -35,6 +35,9 @@
 struct mailbox_migrate_journal_log {
 	char *path;
 	int fd;
+	/* the file fd is (the path may be another's after a fold) */
+	dev_t dev;
+	ino_t ino;
 	bool fsync;
 };
 
@@ -472,19 +475,58 @@ void mailbox_migrate_journal_log_deinit(struct mailbox_migrate_journal_log **_lo
 static int log_open(struct mailbox_migrate_journal_log *log,
 		    const char **error_r)
 {
+	struct stat st;
 	unsigned int i;
 
 	for (i = 0; i < 2; i++) {
 		log->fd = open(log->path, O_WRONLY | O_APPEND | O_CLOEXEC);
 		if (log->fd != -1)
-			return 0;
-		if (errno != ENOENT || i > 0)
 			break;
+		if (errno != ENOENT || i > 0) {
+			*error_r = t_strdup_printf("open(%s) failed: %m",
+						   log->path);
+			return -1;
+		}
 		if (log_create(log->path, error_r) < 0)
 			return -1;
 	}
-	*error_r = t_strdup_printf("open(%s) failed: %m", log->path);
-	return -1;
+	if (fstat(log->fd, &st) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", log->path);
+		i_close_fd_path(&log->fd, log->path);
+		return -1;
+	}
+	log->dev = st.st_dev;
+	log->ino = st.st_ino;
+	return 0;
+}
+
+/* A writer's lock: shared, on the file still at the path. Returns 1 if
+   locked (*st_r the stat() of the path, so of the file: its size), 0 if a
+   fold replaced the file (unlocked: the caller reopens), -1 on error
+   (unlocked). One stat() of the path, against the inode the writer opened,
+   tells both; this is on every commit's path. */
+static int log_lock_writer(struct mailbox_migrate_journal_log *log,
+			   unsigned int timeout_msecs, struct stat *st_r,
+			   const char **error_r)
+{
+	int ret = 1;
+
+	if (log_lock(log->fd, log->path, LOCK_SH, timeout_msecs, error_r) < 0)
+		return -1;
+	if (stat(log->path, st_r) < 0) {
+		if (errno == ENOENT) {
+			ret = 0;
+		} else {
+			*error_r = t_strdup_printf("stat(%s) failed: %m",
+						   log->path);
+			ret = -1;
+		}
+	} else if (st_r->st_ino != log->ino || st_r->st_dev != log->dev) {
+		ret = 0;
+	}
+	if (ret <= 0)
+		(void)flock(log->fd, LOCK_UN);
+	return ret;
 }
 
 static int
@@ -525,8 +567,8 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 	for (i = 0; i < LOG_REOPEN_MAX_TRIES; i++) {
 		if (log->fd == -1 && log_open(log, error_r) < 0)
 			break;
-		current = log_lock_current(log->fd, log->path, LOCK_SH,
-					   lock_timeout_msecs, &st, error_r);
+		current = log_lock_writer(log, lock_timeout_msecs, &st,
+					  error_r);
 		if (current < 0)
 			break;
 		if (current == 0) {

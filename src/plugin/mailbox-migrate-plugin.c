@@ -426,6 +426,8 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		hash_table_destroy(&muser->seen_cache);
 	if (hash_table_is_created(muser->mailbox_cache))
 		hash_table_destroy(&muser->mailbox_cache);
+	if (muser->txn_pool != NULL)
+		pool_unref(&muser->txn_pool);
 	event_unref(&muser->event);
 	muser->module_ctx.super.deinit(user);
 }

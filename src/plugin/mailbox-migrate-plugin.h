@@ -48,6 +48,9 @@ struct mailbox_migrate_user {
 	/* Set when a change could not be journaled: written as a gap entry
 	   by the next write that succeeds. */
 	const char *gap_reason;
+	/* A cleared transaction pool, kept for the next transaction (a STORE
+	   or an APPEND is one each): one allocation less per command. */
+	pool_t txn_pool;
 
 	/* IMAP or POP3 session: record what the client is shown. */
 	bool track_seen:1;

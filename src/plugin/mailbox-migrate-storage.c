@@ -98,7 +98,12 @@ mailbox_migrate_mail_transaction_begin(struct mailbox_transaction_context *t)
 	muser = mailbox_migrate_user_get(box->storage->user);
 	if (muser == NULL)
 		return NULL;
-	pool = pool_alloconly_create("mailbox-migrate txn", 1024);
+	if (muser->txn_pool != NULL) {
+		pool = muser->txn_pool;
+		muser->txn_pool = NULL;
+	} else {
+		pool = pool_alloconly_create("mailbox-migrate txn", 1024);
+	}
 	txn = p_new(pool, struct mailbox_migrate_txn, 1);
 	txn->pool = pool;
 	txn->muser = muser;
@@ -231,9 +236,16 @@ mailbox_migrate_mail_update_keywords(void *_txn, struct mail *mail,
 static void mailbox_migrate_txn_free(struct mailbox_migrate_txn **_txn)
 {
 	struct mailbox_migrate_txn *txn = *_txn;
+	struct mailbox_migrate_user *muser = txn->muser;
+	pool_t pool = txn->pool;
 
 	*_txn = NULL;
-	pool_unref(&txn->pool);
+	if (muser->txn_pool == NULL) {
+		p_clear(pool);
+		muser->txn_pool = pool;
+	} else {
+		pool_unref(&pool);
+	}
 }
 
 /* Give saves and copies the UIDs the commit assigned, in save order. Returns

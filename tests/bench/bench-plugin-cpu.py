@@ -16,6 +16,7 @@ for many).
 
 Usage (as root, after scripts/build.sh):
   tests/bench/bench-plugin-cpu.py [N] [--location maildir:~/Maildir]
+                                  [--condstore]
 """
 
 import argparse
@@ -57,6 +58,16 @@ def imap_script(kind, n):
     return b"".join(out) + b"z LOGOUT\r\n"
 
 
+def enable_condstore(conn):
+    """Make Dovecot keep per-message modseqs in INBOX and Bench (it does
+    from then on, for every session), as the plugin does for its user."""
+    typ, _ = conn._simple_command("ENABLE", "CONDSTORE")
+    assert typ == "OK", typ
+    for box in ("INBOX", "Bench"):
+        typ, _ = conn.select(box)
+        assert typ == "OK", (box, typ)
+
+
 def instructions(d, service, script, args=None):
     """Instructions of doveadm exec SERVICE with SCRIPT as its input, or
     (args) of doveadm ARGS."""
@@ -96,6 +107,10 @@ def main():
                     help="operations per session")
     ap.add_argument("--location", default="maildir:~/Maildir",
                     help="mail_location")
+    ap.add_argument("--condstore", action="store_true",
+                    help="per-message modseqs on without the plugin too "
+                    "(as a CONDSTORE client leaves a mailbox, and as "
+                    "every mailbox is after a pass)")
     args = ap.parse_args()
     n = args.n
     if n < 2:
@@ -121,6 +136,8 @@ def main():
                 for i in range(50):
                     c.append("Bench", None, None,
                              make_message("seed %d" % i))
+                if args.condstore:
+                    enable_condstore(c)
                 c.logout()
                 d.deliver("alice", make_message("seed"))
                 fold = ["mailbox-migrate", "seen", "-u", "alice"]
@@ -141,7 +158,9 @@ def main():
                 d.cleanup()
     print()
     print("Instructions per operation (callgrind), %d operations per session,"
-          " %s" % (n, args.location))
+          " %s%s" % (n, args.location,
+                     "; per-message modseqs on for both" if args.condstore
+                     else ""))
     print()
     print("| operation | without plugin | with plugin | overhead | "
           "reader's fold |")
