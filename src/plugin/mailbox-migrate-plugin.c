@@ -359,7 +359,24 @@ const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
 	/* 32 hex digits always fit */
 	(void)i_strocpy(mbox->guid, guid_128_to_string(metadata.guid),
 			sizeof(mbox->guid));
+	guid_128_copy(mbox->guid_128, metadata.guid);
 	return mbox->guid;
+}
+
+bool mailbox_migrate_get_mailbox_guid_128(struct mailbox *box,
+					  guid_128_t guid_r)
+{
+	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
+	const char *guid;
+
+	guid = mailbox_migrate_get_mailbox_guid(box);
+	if (guid == NULL)
+		return FALSE;
+	if (mbox != NULL)
+		guid_128_copy(guid_r, mbox->guid_128);
+	else if (guid_128_from_string(guid, guid_r) < 0)
+		i_unreached();
+	return TRUE;
 }
 
 uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box)

@@ -27,6 +27,13 @@ struct mailbox_migrate_mailbox_record {
 	const char *name;
 };
 
+/* The seen cache's key, binary: every SELECT and every command's sync looks
+   one up. */
+struct mailbox_migrate_seen_key {
+	guid_128_t guid;
+	uint32_t uidvalidity;
+};
+
 struct mailbox_migrate_user {
 	union mail_user_module_context module_ctx;
 	struct mail_user *user;
@@ -39,9 +46,9 @@ struct mailbox_migrate_user {
 	struct mailbox_migrate_db *db;
 	/* The journal log, opened at the first append. */
 	struct mailbox_migrate_journal_log *log;
-	/* "<mailbox guid>/<uidvalidity>" -> highest seen UIDNEXT known to be
+	/* mailbox GUID and UIDVALIDITY -> highest seen UIDNEXT known to be
 	   stored, so that a value is written only when it rises. */
-	HASH_TABLE(char *, void *) seen_cache;
+	HASH_TABLE(struct mailbox_migrate_seen_key *, void *) seen_cache;
 	/* mailbox GUID -> the state file's mailbox record as known to be
 	   stored: commits write it only when it differs */
 	HASH_TABLE(char *, struct mailbox_migrate_mailbox_record *) mailbox_cache;
@@ -67,6 +74,7 @@ struct mailbox_migrate_mailbox {
 	/* The mailbox GUID once looked up ("" before): every commit and
 	   every seen check needs it. */
 	char guid[GUID_128_SIZE * 2 + 1];
+	guid_128_t guid_128;
 	/* what this mailbox last noted as seen: the same again (every
 	   command's sync) needs no further look */
 	uint32_t seen_uidvalidity, seen_uidnext;
@@ -147,6 +155,9 @@ void mailbox_migrate_user_failed(struct mailbox_migrate_user *muser,
 /* Mailbox GUID as 32 hex digits, or NULL if it can't be known. Looked up
    once per mailbox object. */
 const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box);
+/* The same, binary. Returns FALSE if it can't be looked up. */
+bool mailbox_migrate_get_mailbox_guid_128(struct mailbox *box,
+					  guid_128_t guid_r);
 /* Highest modseq of the mailbox's index as this process knows it, right
    after this process committed to it. 0 if unknown. */
 uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box);

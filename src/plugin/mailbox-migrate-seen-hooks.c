@@ -9,46 +9,65 @@
 #include "mailbox-migrate-journal-log.h"
 #include "mailbox-migrate-plugin.h"
 
-#include <string.h>
+static unsigned int
+mailbox_migrate_seen_key_hash(const struct mailbox_migrate_seen_key *key)
+{
+	return guid_128_hash(key->guid) ^ key->uidvalidity;
+}
 
-/* Returns the cache key for box/uidvalidity and whether the stored value
-   may be below uidnext (FALSE: nothing to write); *known_r tells whether
-   the stored value is known (read or written by this session). */
+static int
+mailbox_migrate_seen_key_cmp(const struct mailbox_migrate_seen_key *key1,
+			     const struct mailbox_migrate_seen_key *key2)
+{
+	if (key1->uidvalidity != key2->uidvalidity)
+		return key1->uidvalidity < key2->uidvalidity ? -1 : 1;
+	return guid_128_cmp(key1->guid, key2->guid);
+}
+
+/* Fills the cache key for box/uidvalidity and returns whether the stored
+   value may be below uidnext (FALSE: nothing to write, also when the key
+   can't be made: then *key_made_r is FALSE); *known_r tells whether the
+   stored value is known (read or written by this session). */
 static bool
 mailbox_migrate_seen_need_raise(struct mailbox_migrate_user *muser,
 				struct mailbox *box, uint32_t uidvalidity,
-				uint32_t uidnext, const char **key_r,
-				bool *known_r)
+				uint32_t uidnext,
+				struct mailbox_migrate_seen_key *key_r,
+				bool *key_made_r, bool *known_r)
 {
-	const char *guid;
 	void *value;
 
 	*known_r = FALSE;
-	*key_r = NULL;
-	if (uidvalidity == 0 || uidnext == 0)
+	*key_made_r = FALSE;
+	if (uidvalidity == 0 || uidnext == 0 ||
+	    !mailbox_migrate_get_mailbox_guid_128(box, key_r->guid))
 		return FALSE;
-	guid = mailbox_migrate_get_mailbox_guid(box);
-	if (guid == NULL)
-		return FALSE;
+	key_r->uidvalidity = uidvalidity;
+	*key_made_r = TRUE;
 	if (!hash_table_is_created(muser->seen_cache)) {
 		hash_table_create(&muser->seen_cache, muser->user->pool, 0,
-				  str_hash, strcmp);
+				  mailbox_migrate_seen_key_hash,
+				  mailbox_migrate_seen_key_cmp);
 	}
-	*key_r = t_strdup_printf("%s/%u", guid, uidvalidity);
-	value = hash_table_lookup(muser->seen_cache, *key_r);
+	value = hash_table_lookup(muser->seen_cache, key_r);
 	*known_r = value != NULL;
 	return value == NULL || POINTER_CAST_TO(value, uint32_t) < uidnext;
 }
 
 static void
 mailbox_migrate_seen_cache_set(struct mailbox_migrate_user *muser,
-			       const char *key, uint32_t uidnext)
+			       const struct mailbox_migrate_seen_key *key,
+			       uint32_t uidnext)
 {
-	char *orig_key;
+	struct mailbox_migrate_seen_key *orig_key;
 	void *value;
 
-	if (!hash_table_lookup_full(muser->seen_cache, key, &orig_key, &value))
-		orig_key = p_strdup(muser->user->pool, key);
+	if (!hash_table_lookup_full(muser->seen_cache, key, &orig_key,
+				    &value)) {
+		orig_key = p_new(muser->user->pool,
+				 struct mailbox_migrate_seen_key, 1);
+		*orig_key = *key;
+	}
 	hash_table_update(muser->seen_cache, orig_key, POINTER_CAST(uidnext));
 }
 
@@ -58,28 +77,31 @@ mailbox_migrate_seen_cache_set(struct mailbox_migrate_user *muser,
    lowers). */
 static int
 mailbox_migrate_seen_raise_in(struct mailbox_migrate_user *muser,
-			      struct mailbox_migrate_db *db, const char *key,
-			      bool known, uint32_t uidvalidity,
-			      uint32_t *uidnext, const char **error_r)
+			      struct mailbox_migrate_db *db,
+			      const struct mailbox_migrate_seen_key *key,
+			      bool known, uint32_t *uidnext,
+			      const char **error_r)
 {
 	struct mailbox_migrate_seen_record rec;
-	const char *guid = t_strndup(key, strchr(key, '/') - key);
+	const char *guid = guid_128_to_string(key->guid);
 	int ret;
 
 	if (known) {
-		return mailbox_migrate_seen_raise(db, guid, uidvalidity,
+		return mailbox_migrate_seen_raise(db, guid, key->uidvalidity,
 				*uidnext, ioloop_time, muser->user->service,
 				error_r) < 0 ? -1 : 0;
 	}
-	ret = mailbox_migrate_seen_get(db, guid, uidvalidity, &rec, error_r);
+	ret = mailbox_migrate_seen_get(db, guid, key->uidvalidity, &rec,
+				       error_r);
 	if (ret < 0)
 		return -1;
 	if (ret > 0 && rec.seen_uidnext >= *uidnext) {
 		*uidnext = rec.seen_uidnext;
 		return 0;
 	}
-	return mailbox_migrate_seen_raise(db, guid, uidvalidity, *uidnext,
-					  ioloop_time, muser->user->service,
+	return mailbox_migrate_seen_raise(db, guid, key->uidvalidity,
+					  *uidnext, ioloop_time,
+					  muser->user->service,
 					  error_r) < 0 ? -1 : 0;
 }
 
@@ -88,16 +110,17 @@ void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 			       uint32_t uidnext)
 {
 	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
+	struct mailbox_migrate_seen_key key;
 	struct mailbox_migrate_db *db;
-	const char *key, *error = NULL;
-	bool ok, known;
+	const char *error = NULL;
+	bool ok, key_made, known;
 
 	if (mbox != NULL && mbox->seen_uidvalidity == uidvalidity &&
 	    mbox->seen_uidnext >= uidnext)
 		return;
 	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
-					     &key, &known)) {
-		if (mbox != NULL && key != NULL) {
+					     &key, &key_made, &known)) {
+		if (mbox != NULL && key_made) {
 			mbox->seen_uidvalidity = uidvalidity;
 			mbox->seen_uidnext = uidnext;
 		}
@@ -105,13 +128,12 @@ void mailbox_migrate_seen_note(struct mailbox_migrate_user *muser,
 	}
 	db = mailbox_migrate_user_write_begin(muser);
 	if (db != NULL) {
-		ok = mailbox_migrate_seen_raise_in(muser, db, key, known,
-						   uidvalidity, &uidnext,
-						   &error) == 0;
+		ok = mailbox_migrate_seen_raise_in(muser, db, &key, known,
+						   &uidnext, &error) == 0;
 		(void)mailbox_migrate_user_write_end(muser, ok, error);
 	}
 	/* also after a failure: don't retry on every command */
-	mailbox_migrate_seen_cache_set(muser, key, uidnext);
+	mailbox_migrate_seen_cache_set(muser, &key, uidnext);
 	if (mbox != NULL) {
 		mbox->seen_uidvalidity = uidvalidity;
 		mbox->seen_uidnext = uidnext;
@@ -122,17 +144,16 @@ void mailbox_migrate_seen_note_log(struct mailbox_migrate_user *muser,
 				   buffer_t *buf, struct mailbox *box,
 				   uint32_t uidvalidity, uint32_t uidnext)
 {
-	const char *key;
-	bool known;
+	struct mailbox_migrate_seen_key key;
+	bool key_made, known;
 
 	if (!mailbox_migrate_seen_need_raise(muser, box, uidvalidity, uidnext,
-					     &key, &known))
+					     &key, &key_made, &known))
 		return;
 	/* not read first even when unknown: the fold raises, never lowers */
-	mailbox_migrate_journal_log_add_seen(buf,
-		t_strndup(key, strchr(key, '/') - key), uidvalidity, uidnext,
-		ioloop_time, muser->user->service);
-	mailbox_migrate_seen_cache_set(muser, key, uidnext);
+	mailbox_migrate_journal_log_add_seen(buf, guid_128_to_string(key.guid),
+		uidvalidity, uidnext, ioloop_time, muser->user->service);
+	mailbox_migrate_seen_cache_set(muser, &key, uidnext);
 }
 
 static int
