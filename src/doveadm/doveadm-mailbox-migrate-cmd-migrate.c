@@ -249,6 +249,14 @@ static int migrate_check_backup_path(struct mail_user *user, const char *dir)
 	return 0;
 }
 
+/* Free a second mail user of the account (migrate_user_at()) as dsync frees
+   its second user: without the session-finished event, which would read
+   and report this process's statistics a second time for one session. */
+static void migrate_user_free(struct mail_user **user)
+{
+	mail_user_unref(user);
+}
+
 /* A second mail user of the account being worked on, at location. */
 static int migrate_user_at(struct migrate_cmd_context *ctx,
 			   const char *location, struct mail_user **user_r)
@@ -342,7 +350,7 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 		return -1;
 	ret = migrate_check_paths(user, other);
 	if (ret < 0) {
-		mail_user_deinit(&other);
+		migrate_user_free(&other);
 		return -1;
 	}
 	ctx->user = user;
@@ -350,14 +358,14 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 	if (ret > 0 && ctx->logout) {
 		/* the userdb already points at the destination: nothing to
 		   keep current from here */
-		mail_user_deinit(&ctx->dst_user);
+		migrate_user_free(&ctx->dst_user);
 		i_info("Logout pass to %s skipped: it is the user's own mail "
 		       "location", location);
 		ctx->dest_name = NULL;
 		return 0;
 	}
 	if (ret > 0) {
-		mail_user_deinit(&ctx->dst_user);
+		migrate_user_free(&ctx->dst_user);
 		ret = migrate_find_cutover_source(ctx, user, &from);
 		if (ret <= 0) {
 			if (ret == 0) {
@@ -1301,11 +1309,11 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	mailbox_migrate_db_close(&ctx->dst_db);
 	ctx->dst_db_path = NULL;
 	if (ctx->src_user_owned) {
-		mail_user_deinit(&ctx->user);
+		migrate_user_free(&ctx->user);
 		ctx->dst_user = NULL;
 		ctx->src_user_owned = FALSE;
 	} else if (ctx->dst_user != NULL) {
-		mail_user_deinit(&ctx->dst_user);
+		migrate_user_free(&ctx->dst_user);
 	}
 	ctx->user = NULL;
 	ctx->mctx.set = NULL;
