@@ -103,33 +103,49 @@ static void device_slots_unlock(struct mailbox_migrate_device_slots *slots)
 	__sync_lock_release(&slots->lock);
 }
 
+/* The slots held on dev; with reclaim, those of holders that died are freed
+   first. *free_slot_r is a free slot: one slot per worker, and a worker
+   asking holds none, so there is always one. */
+static unsigned int
+device_slots_count(struct mailbox_migrate_device_slots *slots, dev_t dev,
+		   bool reclaim, struct device_slot **free_slot_r)
+{
+	unsigned int i, used = 0;
+
+	*free_slot_r = NULL;
+	for (i = 0; i < slots->max_slots; i++) {
+		struct device_slot *slot = &slots->slots[i];
+
+		if (reclaim && slot->pid != 0 && slot->dev == dev &&
+		    !pid_is_alive(slot->pid))
+			slot->pid = 0;
+		if (slot->pid == 0) {
+			if (*free_slot_r == NULL)
+				*free_slot_r = slot;
+		} else if (slot->dev == dev) {
+			used++;
+		}
+	}
+	i_assert(*free_slot_r != NULL);
+	return used;
+}
+
 unsigned int mailbox_migrate_device_slot_get(struct mailbox_migrate_device_slots *slots,
 					     dev_t dev,
 					     void (*before_wait)(void *context),
 					     void *context)
 {
 	struct device_slot *free_slot;
-	unsigned int i, used, waited = 0;
+	unsigned int used, waited = 0;
 
 	for (;;) {
 		device_slots_lock(slots);
-		free_slot = NULL;
-		used = 0;
-		for (i = 0; i < slots->max_slots; i++) {
-			struct device_slot *slot = &slots->slots[i];
-
-			if (slot->pid != 0 && !pid_is_alive(slot->pid))
-				slot->pid = 0;
-			if (slot->pid == 0) {
-				if (free_slot == NULL)
-					free_slot = slot;
-			} else if (slot->dev == dev) {
-				used++;
-			}
-		}
-		/* one slot per worker: a worker asking has none, so there
-		   is always a free one */
-		i_assert(free_slot != NULL);
+		used = device_slots_count(slots, dev, FALSE, &free_slot);
+		/* a dead holder's slot is taken back only when it is in the
+		   way: asking /proc is four system calls a holder, under the
+		   lock every worker takes twice a user */
+		if (used >= slots->per_device)
+			used = device_slots_count(slots, dev, TRUE, &free_slot);
 		if (used < slots->per_device) {
 			free_slot->pid = getpid();
 			free_slot->dev = dev;
