@@ -443,10 +443,11 @@ static void mailbox_migrate_user_deinit(struct mail_user *user)
 		hash_table_destroy(&muser->seen_cache);
 	if (hash_table_is_created(muser->mailbox_cache))
 		hash_table_destroy(&muser->mailbox_cache);
-	if (muser->txn_pool != NULL)
-		pool_unref(&muser->txn_pool);
 	event_unref(&muser->event);
 	muser->module_ctx.super.deinit(user);
+	/* after the namespaces' deinit, which rolls back what is still open */
+	if (muser->txn_pool != NULL)
+		pool_unref(&muser->txn_pool);
 }
 
 static void mailbox_migrate_mail_user_created(struct mail_user *user)

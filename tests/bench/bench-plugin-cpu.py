@@ -28,7 +28,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mmtest import DOVEADM, Dovecot, clean_env, make_message  # noqa: E402
+from mmtest import (DOVEADM, Dovecot, clean_env,  # noqa: E402
+                    imap_enable_condstore, make_message)
 
 MAIL_UID = "65534"
 
@@ -56,16 +57,6 @@ def imap_script(kind, n):
             out.append(b"x%d SELECT %s\r\n" % (
                 i, b"INBOX" if i % 2 else b"Bench"))
     return b"".join(out) + b"z LOGOUT\r\n"
-
-
-def enable_condstore(conn):
-    """Make Dovecot keep per-message modseqs in INBOX and Bench (it does
-    from then on, for every session), as the plugin does for its user."""
-    typ, _ = conn._simple_command("ENABLE", "CONDSTORE")
-    assert typ == "OK", typ
-    for box in ("INBOX", "Bench"):
-        typ, _ = conn.select(box)
-        assert typ == "OK", (box, typ)
 
 
 def instructions(d, service, script, args=None):
@@ -137,7 +128,7 @@ def main():
                     c.append("Bench", None, None,
                              make_message("seed %d" % i))
                 if args.condstore:
-                    enable_condstore(c)
+                    imap_enable_condstore(c, ("INBOX", "Bench"))
                 c.logout()
                 d.deliver("alice", make_message("seed"))
                 fold = ["mailbox-migrate", "seen", "-u", "alice"]

@@ -36,7 +36,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mmtest import Dovecot, make_message  # noqa: E402
+from mmtest import (Dovecot, imap_enable_condstore,  # noqa: E402
+                    make_message)
 
 
 class Side:
@@ -53,16 +54,6 @@ class Side:
         fn(*args)
         self.times.setdefault(workload, []).append(time.perf_counter() -
                                                    start)
-
-
-def enable_condstore(conn):
-    """Make Dovecot keep per-message modseqs in INBOX and Bench (it does
-    from then on, for every session), as the plugin does for its user."""
-    typ, _ = conn._simple_command("ENABLE", "CONDSTORE")
-    assert typ == "OK", typ
-    for box in ("INBOX", "Bench"):
-        typ, _ = conn.select(box)
-        assert typ == "OK", (box, typ)
 
 
 def log_size(d, user):
@@ -164,7 +155,7 @@ def main():
                 for user in users:
                     c = d.imap(user)
                     c.create("Bench")
-                    enable_condstore(c)
+                    imap_enable_condstore(c, ("INBOX", "Bench"))
                     c.logout()
             for side in sides:
                 side.d.deliver(side.user, make_message("warm up"))

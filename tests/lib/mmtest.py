@@ -409,6 +409,16 @@ def imap_uidnext_from_select(conn, mailbox):
     return int(data[0])
 
 
+def imap_enable_condstore(conn, mailboxes=("INBOX",)):
+    """Make Dovecot keep per-message modseqs in each mailbox (it does from
+    then on, for every session), as the plugin does for its user's."""
+    typ, _ = conn._simple_command("ENABLE", "CONDSTORE")
+    assert typ == "OK", typ
+    for box in mailboxes:
+        typ, _ = conn.select(box)
+        assert typ == "OK", (box, typ)
+
+
 def imap_utf7(name):
     """Mailbox name in IMAP's modified UTF-7 (RFC 3501 5.1.3), quoted."""
     import base64
