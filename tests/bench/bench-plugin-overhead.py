@@ -19,7 +19,9 @@ per-message modseqs too: the plugin switches them on for its user's
 mailboxes, Dovecot keeps them for any mailbox a CONDSTORE client (most
 current ones) has opened, and every mailbox a pass has read has them; the
 table then shows the plugin's own cost apart from Dovecot's modseq upkeep.
-Prints a table; not a test.
+The last column is the CPU time of the IMAP session's process (its
+schedstat, kernel included), what the server spends apart from the
+client's round trip. Prints a table; not a test.
 
 Usage (as root, after scripts/build.sh):
   tests/bench/bench-plugin-overhead.py [--messages 5000] [--fsync optimized]
@@ -32,12 +34,31 @@ import argparse
 import glob
 import os
 import statistics
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mmtest import (Dovecot, imap_enable_condstore,  # noqa: E402
-                    make_message)
+from mmtest import (DOVEADM, Dovecot, clean_env,  # noqa: E402
+                    imap_enable_condstore, make_message)
+
+
+def cpu_nsecs(pid):
+    """Time the process has spent on a CPU, kernel included (schedstat)."""
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[0])
+
+
+def imap_pid(d, user):
+    """The pid of the user's one IMAP session process."""
+    out = subprocess.run([DOVEADM, "-c", d.config, "who", "-1", user],
+                         capture_output=True, text=True, env=clean_env(),
+                         check=True).stdout
+    pids = [int(f[2]) for f in (line.split() for line in
+                                out.splitlines()[1:])
+            if len(f) > 2 and f[0] == user and f[1] == "imap"]
+    assert len(pids) == 1, out
+    return pids[0]
 
 
 class Side:
@@ -46,14 +67,22 @@ class Side:
         self.d = dovecot
         self.user = user
         self.times = {}
+        # IMAP workload -> CPU nanoseconds of the session's imap process
+        self.cpu = {}
         self.imap = None
+        self.imap_pid = None
         self.lmtp = None
 
     def timed(self, workload, fn, *args):
+        cpu_pid = self.imap_pid if workload.startswith("IMAP") else None
+        cpu = cpu_nsecs(cpu_pid) if cpu_pid is not None else 0
         start = time.perf_counter()
         fn(*args)
         self.times.setdefault(workload, []).append(time.perf_counter() -
                                                    start)
+        if cpu_pid is not None:
+            self.cpu[workload] = self.cpu.get(workload, 0) + \
+                cpu_nsecs(cpu_pid) - cpu
 
 
 def log_size(d, user):
@@ -161,6 +190,7 @@ def main():
                 side.d.deliver(side.user, make_message("warm up"))
                 side.lmtp = side.d.lmtp()
                 side.imap = side.d.imap(side.user)
+                side.imap_pid = imap_pid(d, side.user)
                 if phase == 0:
                     side.imap.create("Bench")
             for name, _, fn, count in workloads:
@@ -207,24 +237,31 @@ def main():
     print()
     print("| workload | count | without plugin (/s) | with plugin (/s) | "
           "overhead (total time) | overhead (median latency) | "
-          "phase 1, phase 2 (total time) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "phase 1, phase 2 (total time) | overhead (imap process CPU; "
+          "phases) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, unit, _, count in workloads:
-        totals, medians, rates_a, rates_b = [], [], [], []
+        totals, medians, rates_a, rates_b, cpus = [], [], [], [], []
         for sides in phases:
             a, b = sides["without"].times[name], sides["with"].times[name]
             totals.append(sum(b) / sum(a))
             medians.append(statistics.median(b) / statistics.median(a))
             rates_a.append(len(a) / sum(a))
             rates_b.append(len(b) / sum(b))
+            if name in sides["with"].cpu:
+                cpus.append(sides["with"].cpu[name] /
+                            sides["without"].cpu[name])
         # the geometric mean of the phases: each user once on each side
         total = (totals[0] * totals[1]) ** 0.5 - 1
         med = (medians[0] * medians[1]) ** 0.5 - 1
+        cpu = "-" if not cpus else "%+.1f%% (%+.1f%%, %+.1f%%)" % (
+            ((cpus[0] * cpus[1]) ** 0.5 - 1) * 100, (cpus[0] - 1) * 100,
+            (cpus[1] - 1) * 100)
         print("| %s | %d %ss x2 | %.0f | %.0f | %+.1f%% | %+.1f%% | "
-              "%+.1f%%, %+.1f%% |" % (
+              "%+.1f%%, %+.1f%% | %s |" % (
                   name, count, unit, statistics.mean(rates_a),
                   statistics.mean(rates_b), total * 100, med * 100,
-                  (totals[0] - 1) * 100, (totals[1] - 1) * 100))
+                  (totals[0] - 1) * 100, (totals[1] - 1) * 100, cpu))
     if journal is not None:
         print()
         print("Journal of the user with the plugin: %s entries, "
