@@ -410,40 +410,40 @@ static int log_create(const char *path, const char **error_r)
 	return ret;
 }
 
-/* Returns 1 if fd (whose fstat() is st) is still the log at path, 0 if a
-   fold replaced it (the path is another file now, or none), -1 on error.
-   The link count alone can't tell: a stray hard link keeps it above 0. */
-static int log_is_current(const char *path, const struct stat *st,
-			  const char **error_r)
+/* Returns 1 if the file at path is the one of dev and ino (*path_st_r its
+   stat()), 0 if a fold replaced it (the path is another file now, or
+   none), -1 on error. The link count alone can't tell: a stray hard link
+   keeps it above 0. */
+static int log_is_current(const char *path, dev_t dev, ino_t ino,
+			  struct stat *path_st_r, const char **error_r)
 {
-	struct stat path_st;
-
-	if (stat(path, &path_st) < 0) {
+	if (stat(path, path_st_r) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		*error_r = t_strdup_printf("stat(%s) failed: %m", path);
 		return -1;
 	}
-	return path_st.st_ino == st->st_ino && path_st.st_dev == st->st_dev ?
-		1 : 0;
+	return path_st_r->st_ino == ino && path_st_r->st_dev == dev ? 1 : 0;
 }
 
-/* Lock fd (operation: LOCK_SH or LOCK_EX) and check it is still the log at
-   path. Returns 1 if so (locked, *st_r its fstat()), 0 if a fold replaced
-   it (unlocked: the caller reopens), -1 on error (unlocked). */
-static int log_lock_current(int fd, const char *path, int operation,
+/* The fold's lock: exclusive, on fd if it is still the log at path.
+   Returns 1 if so (locked, *st_r its fstat()), 0 if a fold replaced it
+   (unlocked: the caller reopens), -1 on error (unlocked). */
+static int log_lock_current(int fd, const char *path,
 			    unsigned int timeout_msecs, struct stat *st_r,
 			    const char **error_r)
 {
+	struct stat path_st;
 	int ret;
 
-	if (log_lock(fd, path, operation, timeout_msecs, error_r) < 0)
+	if (log_lock(fd, path, LOCK_EX, timeout_msecs, error_r) < 0)
 		return -1;
 	if (fstat(fd, st_r) < 0) {
 		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
 		ret = -1;
 	} else {
-		ret = log_is_current(path, st_r, error_r);
+		ret = log_is_current(path, st_r->st_dev, st_r->st_ino,
+				     &path_st, error_r);
 	}
 	if (ret <= 0)
 		(void)flock(fd, LOCK_UN);
@@ -509,21 +509,11 @@ static int log_lock_writer(struct mailbox_migrate_journal_log *log,
 			   unsigned int timeout_msecs, struct stat *st_r,
 			   const char **error_r)
 {
-	int ret = 1;
+	int ret;
 
 	if (log_lock(log->fd, log->path, LOCK_SH, timeout_msecs, error_r) < 0)
 		return -1;
-	if (stat(log->path, st_r) < 0) {
-		if (errno == ENOENT) {
-			ret = 0;
-		} else {
-			*error_r = t_strdup_printf("stat(%s) failed: %m",
-						   log->path);
-			ret = -1;
-		}
-	} else if (st_r->st_ino != log->ino || st_r->st_dev != log->dev) {
-		ret = 0;
-	}
+	ret = log_is_current(log->path, log->dev, log->ino, st_r, error_r);
 	if (ret <= 0)
 		(void)flock(log->fd, LOCK_UN);
 	return ret;
@@ -958,7 +948,7 @@ static int log_fold_open(struct log_fold_context *ctx,
 						   ctx->path);
 			return -1;
 		}
-		current = log_lock_current(ctx->fd, ctx->path, LOCK_EX,
+		current = log_lock_current(ctx->fd, ctx->path,
 					   lock_timeout_msecs, &st, error_r);
 		if (current < 0)
 			return -1;
