@@ -133,6 +133,8 @@ struct migrate_cmd_context {
 	   pass first needs it */
 	const char *backup_dir;
 	bool backup_late_open;
+	/* the user's own index rewrite settings, for the destination */
+	uoff_t index_rewrite_min_log_bytes, index_rewrite_max_log_bytes;
 	/* one pass of a user at a time */
 	int pass_lock_fd;
 	struct file_lock *pass_lock;
@@ -315,12 +317,29 @@ static int migrate_find_cutover_source(struct migrate_cmd_context *ctx,
 	return ret;
 }
 
+static int
+migrate_set_index_rewrite(struct mail_storage_service_user *service_user,
+			  uoff_t min_log_bytes, uoff_t max_log_bytes,
+			  const char **error_r)
+{
+	if (mail_storage_service_user_set_setting(service_user,
+			"mail_index_rewrite_min_log_bytes",
+			t_strdup_printf("%"PRIuUOFF_T, min_log_bytes),
+			error_r) < 0 ||
+	    mail_storage_service_user_set_setting(service_user,
+			"mail_index_rewrite_max_log_bytes",
+			t_strdup_printf("%"PRIuUOFF_T, max_log_bytes),
+			error_r) < 0)
+		return -1;
+	return 0;
+}
+
 static int migrate_init_users(struct migrate_cmd_context *ctx,
 			      struct mail_user *user)
 {
 	struct setting_parser_context *set_parser;
 	struct mail_user *other, *src_user;
-	const char *location, *from, *root;
+	const char *location, *from, *root, *error;
 	int ret;
 
 	ctx->user = user;
@@ -346,6 +365,15 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 				ctx->mctx.ctx.cur_service_user);
 	if (settings_parse_keyvalue(set_parser, "mail_fsync", "never") < 0)
 		i_unreached();
+	/* the destination's index is rewritten as the user's settings say
+	   (see migrate_user_settings()) */
+	if (migrate_set_index_rewrite(ctx->mctx.ctx.cur_service_user,
+				      ctx->index_rewrite_min_log_bytes,
+				      ctx->index_rewrite_max_log_bytes,
+				      &error) < 0) {
+		i_error("%s", error);
+		return -1;
+	}
 	if (migrate_user_at(ctx, location, &other) < 0)
 		return -1;
 	ret = migrate_check_paths(user, other);
@@ -1320,16 +1348,35 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	return ret;
 }
 
-/* Before each user is made: INBOX's STATUS in the mailbox list index too,
-   so that a journal pass finds an unchanged INBOX there (kept current by
-   this process's passes; Dovecot checks the cached values against the
-   mailbox's own index log and maildir directories before it trusts them,
-   so processes without the setting only make the cache miss). */
-static int migrate_user_settings(struct mail_storage_service_user *service_user,
+/* Before each user is made:
+   - INBOX's STATUS in the mailbox list index too, so that a journal pass
+     finds an unchanged INBOX there (kept current by this process's passes;
+     Dovecot checks the cached values against the mailbox's own index log
+     and maildir directories before it trusts them, so processes without
+     the setting only make the cache miss);
+   - the source's dovecot.index is rewritten only once its log has grown
+     past mail_index_rewrite_max_log_bytes (or rotates), not already past
+     the minimum: a pass reads the source, the user's sessions keep its
+     index, and the rewrite would cost the pass an fsync. migrate_init_users() gives the
+     destination the user's own values back. */
+static int migrate_user_settings(struct migrate_cmd_context *ctx,
+				 struct mail_storage_service_user *service_user,
 				 const char **error_r)
 {
-	return mail_storage_service_user_set_setting(service_user,
-			"mailbox_list_index_include_inbox", "yes", error_r);
+	const struct mail_storage_settings *mail_set =
+		mail_storage_service_user_get_mail_set(service_user);
+	uoff_t rewrite_max = mail_set->mail_index_rewrite_max_log_bytes;
+
+	ctx->index_rewrite_min_log_bytes =
+		mail_set->mail_index_rewrite_min_log_bytes;
+	ctx->index_rewrite_max_log_bytes =
+		mail_set->mail_index_rewrite_max_log_bytes;
+	if (mail_storage_service_user_set_setting(service_user,
+			"mailbox_list_index_include_inbox", "yes",
+			error_r) < 0)
+		return -1;
+	return migrate_set_index_rewrite(service_user, rewrite_max,
+					 rewrite_max, error_r);
 }
 
 /* Print a finished worker's rows and take its exit code. */
@@ -1417,7 +1464,7 @@ static void migrate_worker_user(struct migrate_cmd_context *ctx,
 		}
 		return;
 	}
-	if (migrate_user_settings(service_user, &error) < 0 ||
+	if (migrate_user_settings(ctx, service_user, &error) < 0 ||
 	    mail_storage_service_next(_ctx->storage_service, service_user,
 				      &user, &error) < 0) {
 		i_error("%s", error);
@@ -1637,11 +1684,13 @@ static int migrate_logout_user(struct migrate_cmd_context *ctx,
 }
 
 static int
-cmd_mailbox_migrate_prerun(struct doveadm_mail_cmd_context *_ctx ATTR_UNUSED,
+cmd_mailbox_migrate_prerun(struct doveadm_mail_cmd_context *_ctx,
 			   struct mail_storage_service_user *service_user,
 			   const char **error_r)
 {
-	return migrate_user_settings(service_user, error_r);
+	struct migrate_cmd_context *ctx = (struct migrate_cmd_context *)_ctx;
+
+	return migrate_user_settings(ctx, service_user, error_r);
 }
 
 static int

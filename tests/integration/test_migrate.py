@@ -426,6 +426,41 @@ def test_pass_empties_the_state_file_wal(maildir_dovecot):
     assert inbox_flags(d) == inbox_flags(d, dst)
 
 
+def test_pass_leaves_the_source_index_to_its_sessions(maildir_dovecot):
+    """The source's dovecot.index is the users' sessions' to rewrite: a
+    pass that reads more of its log than Dovecot's rewrite minimum leaves
+    it as it is (the rewrite would cost the pass an fsync per mailbox)."""
+    d = maildir_dovecot
+    dst = "sdbox:~/dest"
+    for i in range(60):
+        d.deliver("alice", make_message("m%d" % i))
+    d.migrate("alice", dst)
+    index = os.path.join(d.home("alice"), "Maildir", "dovecot.index")
+    # one session's flag changes: more than 8 KB of log beyond the index
+    # it read at SELECT, which its own commits don't rewrite (a process
+    # rewrites an index it found that far behind when it opened it)
+    c = d.imap("alice")
+    c.select("INBOX")
+    for rnd in range(12):
+        c.store(",".join(str(u) for u in range(1 + rnd % 2, 61, 2)),
+                "+FLAGS" if rnd % 4 < 2 else "-FLAGS", "(\\Flagged)")
+    c.logout()
+    before = os.stat(index).st_ino
+    # a second later a reader rescans cur/ (the session changed it within
+    # the second of its last look) and commits what it found
+    time.sleep(2.1)
+    p = d.migrate("alice", dst)
+    assert summary(p) == "journal"
+    assert os.stat(index).st_ino == before
+    # the renames moved the files' ctimes, from which maildir takes an
+    # uncached save date
+    assert_same(d, "alice", None, dst, save_date=False)
+    # the next reader without the pass's settings does rewrite it
+    d.doveadm("mailbox", "status", "-u", "alice", "messages", "INBOX")
+    d.doveadm("fetch", "-u", "alice", "uid", "mailbox", "INBOX", "1")
+    assert os.stat(index).st_ino != before
+
+
 def test_mail_put_in_by_hand_is_found(maildir_dovecot):
     """A message file put into a maildir behind Dovecot's back: the list
     index no longer vouches for the mailbox, so the journal pass opens and
