@@ -1357,8 +1357,9 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
    - the source's dovecot.index is rewritten only once its log has grown
      past mail_index_rewrite_max_log_bytes (or rotates), not already past
      the minimum: a pass reads the source, the user's sessions keep its
-     index, and the rewrite would cost the pass an fsync. migrate_init_users() gives the
-     destination the user's own values back. */
+     index, and the rewrite would cost the pass an fsync.
+     migrate_init_users() gives the destination the user's own values
+     back. */
 static int migrate_user_settings(struct migrate_cmd_context *ctx,
 				 struct mail_storage_service_user *service_user,
 				 const char **error_r)
