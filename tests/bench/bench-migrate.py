@@ -271,11 +271,13 @@ def main():
                                                args.workers))
             record("rsync", "no-change", rsync(homes, out + "/rsync"))
         # each round changes another 1%; ours and dsync take turns at
-        # going first, rsync goes last: the first process to sync a
+        # going first, rsync goes last: the first process to read a
         # changed maildir folder pays Dovecot's catching up (a rescan of
-        # cur/, which the session that changed it looked at within the
-        # same second), which the ones after it don't, so each of the two
-        # pays it in half the rounds (rsync reads no Dovecot index)
+        # cur/: the folder was changed within the second its session
+        # last looked at it, and a new message moved from new/ to cur/
+        # is still in dovecot-uidlist under its old name), which the ones
+        # after it don't, so each of the two pays it in half the rounds
+        # (rsync reads no Dovecot index)
         one_percent = [
             ("ours", lambda: ours(d, "sdbox:%s/ours/%%u" % out,
                                   args.workers)),
