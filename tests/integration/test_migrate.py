@@ -461,6 +461,37 @@ def test_pass_leaves_the_source_index_to_its_sessions(maildir_dovecot):
     assert os.stat(index).st_ino != before
 
 
+def test_pass_rewrites_the_destination_index_as_configured(maildir_dovecot):
+    """The destination's indexes keep the configured rewrite minimum (here
+    1 KB, given to doveadm): a pass that finds more than that of a
+    destination mailbox's log beyond its dovecot.index, and writes to the
+    mailbox, rewrites it."""
+    d = maildir_dovecot
+    dst = "maildir:~/dest"
+
+    def migrate():
+        p = d.doveadm("-o", "mail_index_rewrite_min_log_bytes=1k",
+                      "mailbox-migrate", "-u", "alice", dst, fmt="json")
+        assert summary(p) in ("full", "journal")
+
+    for i in range(100):
+        d.deliver("alice", make_message("m%d" % i))
+    migrate()
+    index = os.path.join(d.home("alice"), "dest", "dovecot.index")
+    # the first pass's log (its appends take more than 1 KB) is beyond
+    # any index: the next pass that writes there rewrites it
+    assert os.path.getsize(index + ".log") > 1024
+    before = os.stat(index).st_ino if os.path.exists(index) else None
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.store("1:100", "+FLAGS", "(\\Flagged)")
+    c.logout()
+    migrate()
+    assert os.path.exists(index)
+    assert os.stat(index).st_ino != before
+    assert_same(d, "alice", None, dst, save_date=False)
+
+
 def test_mail_put_in_by_hand_is_found(maildir_dovecot):
     """A message file put into a maildir behind Dovecot's back: the list
     index no longer vouches for the mailbox, so the journal pass opens and
