@@ -403,7 +403,9 @@ static int migrate_init_users(struct migrate_cmd_context *ctx,
 			return -1;
 		}
 		/* the cutover switched the userdb, then died: the source
-		   is where it came from */
+		   is where it came from (made with the index rewrite
+		   settings given back above, while the destination, the
+		   user made first, keeps the source's) */
 		i_info("The userdb already points at %s: finishing the "
 		       "cutover from %s", location, from);
 		if (migrate_user_at(ctx, from, &src_user) < 0)
@@ -1366,7 +1368,6 @@ static int migrate_user_settings(struct migrate_cmd_context *ctx,
 {
 	const struct mail_storage_settings *mail_set =
 		mail_storage_service_user_get_mail_set(service_user);
-	uoff_t rewrite_max = mail_set->mail_index_rewrite_max_log_bytes;
 
 	ctx->index_rewrite_min_log_bytes =
 		mail_set->mail_index_rewrite_min_log_bytes;
@@ -1376,8 +1377,10 @@ static int migrate_user_settings(struct migrate_cmd_context *ctx,
 			"mailbox_list_index_include_inbox", "yes",
 			error_r) < 0)
 		return -1;
-	return migrate_set_index_rewrite(service_user, rewrite_max,
-					 rewrite_max, error_r);
+	return migrate_set_index_rewrite(service_user,
+					 ctx->index_rewrite_max_log_bytes,
+					 ctx->index_rewrite_max_log_bytes,
+					 error_r);
 }
 
 /* Print a finished worker's rows and take its exit code. */

@@ -344,39 +344,37 @@ failed:
 	return -1;
 }
 
-const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
-{
-	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
-	struct mailbox_metadata metadata;
-
-	if (mbox != NULL && mbox->guid[0] != '\0')
-		return mbox->guid;
-	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
-	    guid_128_is_empty(metadata.guid))
-		return NULL;
-	if (mbox == NULL)
-		return guid_128_to_string(metadata.guid);
-	/* 32 hex digits always fit */
-	(void)i_strocpy(mbox->guid, guid_128_to_string(metadata.guid),
-			sizeof(mbox->guid));
-	guid_128_copy(mbox->guid_128, metadata.guid);
-	return mbox->guid;
-}
-
 bool mailbox_migrate_get_mailbox_guid_128(struct mailbox *box,
 					  guid_128_t guid_r)
 {
 	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
-	const char *guid;
+	struct mailbox_metadata metadata;
 
-	guid = mailbox_migrate_get_mailbox_guid(box);
-	if (guid == NULL)
-		return FALSE;
-	if (mbox != NULL)
+	if (mbox != NULL && mbox->guid[0] != '\0') {
 		guid_128_copy(guid_r, mbox->guid_128);
-	else if (guid_128_from_string(guid, guid_r) < 0)
-		i_unreached();
+		return TRUE;
+	}
+	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
+	    guid_128_is_empty(metadata.guid))
+		return FALSE;
+	guid_128_copy(guid_r, metadata.guid);
+	if (mbox != NULL) {
+		guid_128_copy(mbox->guid_128, metadata.guid);
+		/* 32 hex digits always fit */
+		(void)i_strocpy(mbox->guid, guid_128_to_string(metadata.guid),
+				sizeof(mbox->guid));
+	}
 	return TRUE;
+}
+
+const char *mailbox_migrate_get_mailbox_guid(struct mailbox *box)
+{
+	struct mailbox_migrate_mailbox *mbox = MAILBOX_MIGRATE_CONTEXT(box);
+	guid_128_t guid;
+
+	if (!mailbox_migrate_get_mailbox_guid_128(box, guid))
+		return NULL;
+	return mbox != NULL ? mbox->guid : guid_128_to_string(guid);
 }
 
 uint64_t mailbox_migrate_get_index_modseq(struct mailbox *box)
