@@ -456,6 +456,7 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 			    struct mail_user *user)
 {
 	const struct mailbox_migrate_settings *set = ctx->mctx.set;
+	enum mailbox_migrate_db_open_flags flags;
 	enum mailbox_migrate_db_error code;
 	const char *path, *dst_path, *error;
 
@@ -464,9 +465,10 @@ static int migrate_open_dbs(struct migrate_cmd_context *ctx,
 		return -1;
 	}
 	ctx->src_db_path = p_strdup(ctx->mctx.ctx.pool, path);
-	if (mailbox_migrate_db_open(path, set->db_fsync ?
-				    MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0,
-				    set->lock_timeout_msecs,
+	flags = set->db_fsync ? MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC : 0;
+	if (!ctx->dry_run)
+		flags |= MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT;
+	if (mailbox_migrate_db_open(path, flags, set->lock_timeout_msecs,
 				    set->journal_max_entries, &ctx->db,
 				    &code, &error) < 0) {
 		i_error("Can't open state file of user %s: %s (%s)%s",
@@ -1311,7 +1313,6 @@ static void migrate_flush_deferred(struct migrate_cmd_context *ctx)
 			doveadm_mail_failed_error(&ctx->mctx.ctx,
 						  MAIL_ERROR_TEMP);
 		}
-		mailbox_migrate_db_empty_wal(deferred->db);
 		mailbox_migrate_db_close(&deferred->db);
 		file_lock_free(&deferred->pass_lock);
 		if (deferred->pass_lock_fd != -1)
@@ -1332,8 +1333,6 @@ static int migrate_run_user(struct migrate_cmd_context *ctx,
 	ret = migrate_user(ctx, user);
 	if (ctx->record != NULL)
 		migrate_defer(ctx);
-	if (ctx->db != NULL && !ctx->dry_run)
-		mailbox_migrate_db_empty_wal(ctx->db);
 	migrate_unlock_user(ctx);
 	mailbox_migrate_db_close(&ctx->db);
 	mailbox_migrate_db_close(&ctx->dst_db);

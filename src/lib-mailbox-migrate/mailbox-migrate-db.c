@@ -412,6 +412,13 @@ int mailbox_migrate_db_open_schema(const char *path,
 		    mailbox_migrate_db_upgrade(db, error_r) < 0)
 			goto failed;
 		version = schema->version;
+		/* Never truncates the WAL: on ext4 that is a journal commit,
+		   and with online discard a synchronous discard too. Once the
+		   WAL is all in the file, the next write starts it over. */
+		if ((flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT) != 0) {
+			(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
+					SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		}
 	}
 	db->version = version;
 	{
@@ -455,25 +462,6 @@ void mailbox_migrate_db_close(struct mailbox_migrate_db **_db)
 		(void)sqlite3_close(db->sqlite);
 	i_free(db->path);
 	i_free(db);
-}
-
-void mailbox_migrate_db_empty_wal(struct mailbox_migrate_db *db)
-{
-	struct stat st;
-
-	i_assert(!db->in_transaction);
-
-	/* a few frames cost a reader less than the truncation (a journal
-	   commit on ext4) costs now */
-	if (stat(t_strconcat(db->path, "-wal", NULL), &st) < 0 ||
-	    st.st_size < MAILBOX_MIGRATE_DB_WAL_EMPTY_MIN_SIZE)
-		return;
-	/* only if nobody is in the file right now: never wait for a
-	   session's commit to finish */
-	(void)sqlite3_busy_timeout(db->sqlite, 0);
-	(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
-					SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-	(void)sqlite3_busy_timeout(db->sqlite, (int)db->lock_timeout_msecs);
 }
 
 int mailbox_migrate_db_get_schema_version(struct mailbox_migrate_db *db)

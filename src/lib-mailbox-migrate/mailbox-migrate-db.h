@@ -18,6 +18,12 @@ enum mailbox_migrate_db_open_flags {
 	/* Don't fold the journal log into the state file at open (the
 	   plugin folds when it chooses). */
 	MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD = 0x04,
+	/* Copy what the WAL holds into the file at open, without waiting for
+	   anybody, so that this process's first write starts the WAL over
+	   and the next process to open the file reads little of it (the
+	   plugin's sessions don't checkpoint when they close). For doveadm,
+	   off the sessions' path. */
+	MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT = 0x08,
 };
 
 enum mailbox_migrate_db_error {
@@ -116,18 +122,6 @@ int mailbox_migrate_db_begin(struct mailbox_migrate_db *db,
 int mailbox_migrate_db_commit(struct mailbox_migrate_db *db,
 			      const char **error_r);
 void mailbox_migrate_db_rollback(struct mailbox_migrate_db *db);
-
-/* A WAL of at least this size is emptied by mailbox_migrate_db_empty_wal() */
-#define MAILBOX_MIGRATE_DB_WAL_EMPTY_MIN_SIZE (32 * 1024)
-
-/* If the WAL has grown to MAILBOX_MIGRATE_DB_WAL_EMPTY_MIN_SIZE, copy what it
-   holds into the file and empty it, provided no other process is reading or
-   writing the file at this moment (never waits; does nothing otherwise).
-   The plugin's sessions don't checkpoint when they close (see
-   mailbox_migrate_db_open()), so the WAL grows up to the autocheckpoint
-   size, and every process that is first to open the file reads all of it.
-   doveadm calls this after a pass, off the sessions' hot path. */
-void mailbox_migrate_db_empty_wal(struct mailbox_migrate_db *db);
 
 /* Meta key/value store. get returns 1 found, 0 not found, -1 error. */
 int mailbox_migrate_db_meta_get(struct mailbox_migrate_db *db, const char *key,
