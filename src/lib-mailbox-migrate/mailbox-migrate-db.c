@@ -414,8 +414,11 @@ int mailbox_migrate_db_open_schema(const char *path,
 		version = schema->version;
 		/* Never truncates the WAL: on ext4 that is a journal commit,
 		   and with online discard a synchronous discard too. Once the
-		   WAL is all in the file, the next write starts it over. */
-		if ((flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT) != 0) {
+		   WAL is all in the file, the next write starts it over. With
+		   fsync a checkpoint costs two fsyncs: the autocheckpoint's
+		   are enough. */
+		if ((flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT) != 0 &&
+		    (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC) == 0) {
 			(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
 					SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		}

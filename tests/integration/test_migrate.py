@@ -448,6 +448,16 @@ def test_pass_starts_the_state_file_wal_over(maildir_dovecot):
     assert int(st[0]["pending"]) == 0
     assert d.mailbox_status("alice", "INBOX")["messages"] == "41"
     assert inbox_flags(d) == inbox_flags(d, dst)
+
+    # with mailbox_migrate_db_fsync the pass leaves the WAL to the
+    # autocheckpoint (a checkpoint there costs two fsyncs)
+    flag_each("+FLAGS")
+    before = wal_frames(wal)
+    assert before >= 20, before
+    d.doveadm("-o", "plugin/mailbox_migrate_db_fsync=yes", "mailbox-migrate",
+              "-u", "alice", dst)
+    assert wal_frames(wal) > before
+    assert inbox_flags(d) == inbox_flags(d, dst)
     assert inbox_flags(d) == inbox_flags(d, dst)
 
 
