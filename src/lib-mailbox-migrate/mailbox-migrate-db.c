@@ -412,11 +412,8 @@ int mailbox_migrate_db_open_schema(const char *path,
 		    mailbox_migrate_db_upgrade(db, error_r) < 0)
 			goto failed;
 		version = schema->version;
-		/* Never truncates the WAL: on ext4 that is a journal commit,
-		   and with online discard a synchronous discard too. Once the
-		   WAL is all in the file, the next write starts it over. With
-		   fsync a checkpoint costs two fsyncs: the autocheckpoint's
-		   are enough. */
+		/* never truncates the WAL: on ext4 that is a journal commit,
+		   and with online discard a synchronous discard too */
 		if ((flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT) != 0 &&
 		    (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC) == 0) {
 			(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
