@@ -412,8 +412,8 @@ int mailbox_migrate_db_open_schema(const char *path,
 		    mailbox_migrate_db_upgrade(db, error_r) < 0)
 			goto failed;
 		version = schema->version;
-		/* never truncates the WAL: on ext4 that is a journal commit,
-		   and with online discard a synchronous discard too */
+		/* never truncates the WAL: freeing its blocks is, with online
+		   discard, a synchronous discard */
 		if ((flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_CHECKPOINT) != 0 &&
 		    (flags & MAILBOX_MIGRATE_DB_OPEN_FLAG_FSYNC) == 0) {
 			(void)sqlite3_wal_checkpoint_v2(db->sqlite, NULL,
