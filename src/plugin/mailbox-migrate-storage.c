@@ -316,8 +316,15 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		return;
 	}
 
-	buf = mailbox_migrate_user_log_begin(muser);
 	modseq = mailbox_migrate_get_index_modseq(txn->box);
+	if (array_count(&txn->entries) == 0 && muser->gap_reason == NULL &&
+	    mailbox_migrate_user_mailbox_covered(muser, mailbox_guid,
+			mailbox_get_vname(txn->box), uidvalidity, modseq)) {
+		/* e.g. a flag store that changed nothing: the index didn't
+		   move past what this session's records reach */
+		return;
+	}
+	buf = mailbox_migrate_user_log_begin(muser);
 	array_foreach_modifiable(&txn->entries, entry) {
 		entry->mailbox_guid = mailbox_guid;
 		entry->uidvalidity = uidvalidity;
@@ -328,8 +335,7 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 	/* with no entries the index still moved (e.g. a store that changed
 	   nothing visible): the mailbox record carries the witness */
 	mailbox_migrate_user_update_mailbox(muser, buf, mailbox_guid,
-		mailbox_get_vname(txn->box), uidvalidity,
-		array_count(&txn->entries) == 0 ? modseq : 0,
+		mailbox_get_vname(txn->box), uidvalidity, modseq,
 		array_count(&txn->entries) == 0);
 	if (muser->track_seen && max_uid > 0) {
 		/* APPENDUID / COPYUID told the client these UIDs */

@@ -490,6 +490,33 @@ def test_witness_recorded_after_a_concurrent_entry(maildir_dovecot):
     assert "UID 2 changed" in rows["INBOX"]["reason"]
 
 
+def test_store_that_changes_nothing_writes_nothing(maildir_dovecot):
+    """A flag store that changes nothing (the flags were set already)
+    leaves the index where the session's journal records reached: the
+    session appends nothing to the journal log for it. One that changes a
+    flag appends its entry, and the journal stays complete."""
+    d = maildir_dovecot
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    log = d.db_path("alice") + ".log"
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS", r"(\Seen)")
+    size = os.path.getsize(log)
+    for _ in range(3):
+        c.uid("STORE", "1", "+FLAGS", r"(\Seen)")
+        c.uid("STORE", "2", "-FLAGS", r"(\Flagged)")
+        c.noop()
+    assert os.path.getsize(log) == size
+    c.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+    assert os.path.getsize(log) > size
+    c.logout()
+    entries = by_type(d.journal_entries("alice", "INBOX"), "flags")
+    assert [e["uid"] for e in entries] == [1, 2], entries
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
+
+
 def test_index_shows_changes_the_journal_missed(maildir_dovecot):
     """Flag changes and expunges made by a process without the plugin move
     the mailbox index but write no entry: the journal says it is
