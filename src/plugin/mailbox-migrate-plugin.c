@@ -247,7 +247,7 @@ bool mailbox_migrate_user_mailbox_covered(struct mailbox_migrate_user *muser,
 	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
 	return known != NULL && known->uidvalidity == uidvalidity &&
 		strcmp(known->name, name == NULL ? "" : name) == 0 &&
-		known->modseq >= modseq;
+		known->modseq == modseq;
 }
 
 buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser)

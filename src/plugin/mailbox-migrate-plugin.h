@@ -142,8 +142,8 @@ void mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 					 const char *mailbox_guid,
 					 const char *name, uint32_t uidvalidity,
 					 uint64_t modseq, bool witness);
-/* Whether this session's records of the mailbox (same name and
-   UIDVALIDITY) already reach modseq (not 0): a commit without entries
+/* Whether this session's last records of the mailbox (same name and
+   UIDVALIDITY) reached just this modseq (not 0): a commit without entries
    that left the index there (a flag store that changed nothing) has
    nothing to witness. */
 bool mailbox_migrate_user_mailbox_covered(struct mailbox_migrate_user *muser,
