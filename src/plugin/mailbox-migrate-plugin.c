@@ -203,7 +203,8 @@ void mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 					 buffer_t *buf,
 					 const char *mailbox_guid,
 					 const char *name, uint32_t uidvalidity,
-					 uint64_t modseq, bool witness)
+					 uint64_t witness_modseq,
+					 bool witness_at_last_seq)
 {
 	struct mailbox_migrate_mailbox_record *known;
 	char *orig_key;
@@ -215,39 +216,23 @@ void mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 				  str_hash, strcmp);
 	}
 	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
-	if (witness || known == NULL || known->uidvalidity != uidvalidity ||
-	    strcmp(known->name, name) != 0) {
-		mailbox_migrate_journal_log_add_mailbox(buf, mailbox_guid, name,
-			uidvalidity, witness ? modseq : 0, witness);
-		if (!hash_table_lookup_full(muser->mailbox_cache, mailbox_guid,
-					    &orig_key, &known)) {
-			orig_key = p_strdup(muser->user->pool, mailbox_guid);
-			known = p_new(muser->user->pool,
-				      struct mailbox_migrate_mailbox_record, 1);
-			hash_table_insert(muser->mailbox_cache, orig_key, known);
-		}
-		known->uidvalidity = uidvalidity;
-		if (known->name == NULL || strcmp(known->name, name) != 0)
-			known->name = p_strdup(muser->user->pool, name);
-	}
+	if (witness_modseq == 0 && !witness_at_last_seq && known != NULL &&
+	    known->uidvalidity == uidvalidity && strcmp(known->name, name) == 0)
+		return;
+	mailbox_migrate_journal_log_add_mailbox(buf, mailbox_guid, name,
+						uidvalidity, witness_modseq,
+						witness_at_last_seq);
 	/* forgotten again if the append fails */
-	known->modseq = modseq;
-}
-
-bool mailbox_migrate_user_mailbox_covered(struct mailbox_migrate_user *muser,
-					  const char *mailbox_guid,
-					  const char *name,
-					  uint32_t uidvalidity,
-					  uint64_t modseq)
-{
-	const struct mailbox_migrate_mailbox_record *known;
-
-	if (modseq == 0 || !hash_table_is_created(muser->mailbox_cache))
-		return FALSE;
-	known = hash_table_lookup(muser->mailbox_cache, mailbox_guid);
-	return known != NULL && known->uidvalidity == uidvalidity &&
-		strcmp(known->name, name == NULL ? "" : name) == 0 &&
-		known->modseq == modseq;
+	if (!hash_table_lookup_full(muser->mailbox_cache, mailbox_guid,
+				    &orig_key, &known)) {
+		orig_key = p_strdup(muser->user->pool, mailbox_guid);
+		known = p_new(muser->user->pool,
+			      struct mailbox_migrate_mailbox_record, 1);
+		hash_table_insert(muser->mailbox_cache, orig_key, known);
+	}
+	known->uidvalidity = uidvalidity;
+	if (known->name == NULL || strcmp(known->name, name) != 0)
+		known->name = p_strdup(muser->user->pool, name);
 }
 
 buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser)

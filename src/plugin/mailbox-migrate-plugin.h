@@ -25,8 +25,6 @@ struct mailbox_migrate_journal_entry;
 struct mailbox_migrate_mailbox_record {
 	uint32_t uidvalidity;
 	const char *name;
-	/* the index modseq this session's records of the mailbox reach */
-	uint64_t modseq;
 };
 
 /* The seen cache's key, binary: every SELECT and every command's sync looks
@@ -135,22 +133,13 @@ void mailbox_migrate_mailbox_lost(struct mailbox_migrate_user *muser,
 /* Add the mailbox record to buf (the caller's journal log append) unless
    this session already did with the same name and UIDVALIDITY. A witness
    (modseq, and the seq of the last entry before the record) always adds
-   it. modseq is the index modseq that buf's records of the mailbox reach
-   (its entries', or the witness). */
+   it. */
 void mailbox_migrate_user_update_mailbox(struct mailbox_migrate_user *muser,
 					 buffer_t *buf,
 					 const char *mailbox_guid,
 					 const char *name, uint32_t uidvalidity,
-					 uint64_t modseq, bool witness);
-/* Whether this session's last records of the mailbox (same name and
-   UIDVALIDITY) reached just this modseq (not 0): a commit without entries
-   that left the index there (a flag store that changed nothing) has
-   nothing to witness. */
-bool mailbox_migrate_user_mailbox_covered(struct mailbox_migrate_user *muser,
-					  const char *mailbox_guid,
-					  const char *name,
-					  uint32_t uidvalidity,
-					  uint64_t modseq);
+					 uint64_t witness_modseq,
+					 bool witness_at_last_seq);
 /* Start a journal log append: returns the buffer to add records to, with
    any pending gap entry already in it. */
 buffer_t *mailbox_migrate_user_log_begin(struct mailbox_migrate_user *muser);

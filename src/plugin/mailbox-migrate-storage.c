@@ -316,15 +316,8 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		return;
 	}
 
-	modseq = mailbox_migrate_get_index_modseq(txn->box);
-	if (array_count(&txn->entries) == 0 && muser->gap_reason == NULL &&
-	    mailbox_migrate_user_mailbox_covered(muser, mailbox_guid,
-			mailbox_get_vname(txn->box), uidvalidity, modseq)) {
-		/* e.g. a flag store that changed nothing: the index didn't
-		   move past what this session's records reach */
-		return;
-	}
 	buf = mailbox_migrate_user_log_begin(muser);
+	modseq = mailbox_migrate_get_index_modseq(txn->box);
 	array_foreach_modifiable(&txn->entries, entry) {
 		entry->mailbox_guid = mailbox_guid;
 		entry->uidvalidity = uidvalidity;
@@ -332,11 +325,8 @@ mailbox_migrate_txn_write(struct mailbox_migrate_txn *txn,
 		entry->modseq = modseq;
 		mailbox_migrate_journal_log_add_entry(buf, entry);
 	}
-	/* with no entries the index still moved (e.g. a store that changed
-	   nothing visible): the mailbox record carries the witness */
 	mailbox_migrate_user_update_mailbox(muser, buf, mailbox_guid,
-		mailbox_get_vname(txn->box), uidvalidity, modseq,
-		array_count(&txn->entries) == 0);
+		mailbox_get_vname(txn->box), uidvalidity, 0, FALSE);
 	if (muser->track_seen && max_uid > 0) {
 		/* APPENDUID / COPYUID told the client these UIDs */
 		mailbox_migrate_seen_note_log(muser, buf, txn->box,
@@ -354,10 +344,12 @@ mailbox_migrate_mail_transaction_commit(void *_txn,
 
 	if (txn == NULL)
 		return;
-	/* A commit with no changes at all needs no write. One with changes
-	   but no entries (e.g. a no-op flag store) still moves the
-	   witness modseq. */
-	if (array_count(&txn->entries) > 0 || changes->changes_mask != 0) {
+	/* A commit without entries (a flag store that changed nothing, a
+	   fetch that filled the cache) writes nothing. A witness of the
+	   modseq it left would also cover what another process changed
+	   meanwhile without the plugin, which the journal's proof must find;
+	   and a mail's modseq moved without an entry is just such a change. */
+	if (array_count(&txn->entries) > 0) {
 		T_BEGIN {
 			mailbox_migrate_txn_write(txn, changes);
 		} T_END;

@@ -554,6 +554,31 @@ def test_mail_put_in_by_hand_is_found(maildir_dovecot):
     assert "put in by hand" in subjects
 
 
+def test_change_without_the_plugin_found_after_a_journaled_one(
+        maildir_dovecot):
+    """A flag change made without the plugin, then a journaled change of
+    another message and a flag store that changes nothing: the pass proves
+    the mailbox against its own checkpoint, not against what the journal
+    holds of later commits, so it still finds the first change and
+    compares in full."""
+    d = maildir_dovecot
+    dst = "sdbox:~/dest"
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    d.migrate("alice", dst)
+    subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=", "flags",
+                    "add", "-u", "alice", r"\Seen", "mailbox", "INBOX",
+                    "uid", "2"], check=True, env=clean_env())
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
+    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    p = d.migrate("alice", dst)
+    assert "comparing in full: UID 2 changed" in p.stderr, p.stderr
+    assert_same(d, "alice", "maildir:~/Maildir", dst)
+
+
 def test_bad_destinations(maildir_dovecot):
     d = maildir_dovecot
     d.deliver("alice", make_message("m"))
