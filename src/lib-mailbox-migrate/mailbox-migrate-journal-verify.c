@@ -51,9 +51,10 @@ mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 
 /* Every mail changed since the witness must have an entry after it, or
    (concurrent_witness) one up to it of a commit the index made after the
-   witness' modseq: a witness that a commit without entries recorded (its
-   modseq, the journal's last seq then) can postdate a concurrent commit's
-   entry of a higher modseq. A pass's own witness (the checkpoint read
+   witness' modseq: a witness that a mailbox record carries (a create,
+   rename or update; before 723e17d also a commit without entries: its
+   modseq, the journal's last seq then) can postdate a concurrent
+   commit's entry of a higher modseq. A pass's own witness (the checkpoint read
    before the mailbox's modseq) can't. */
 static int
 mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,

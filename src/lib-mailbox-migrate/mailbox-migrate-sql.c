@@ -7,7 +7,8 @@
    keyed by mailbox GUID so history follows renames; modseq is the mailbox
    index's highest modseq right after the commit that made the change.
    mailbox: what the journal knows of each mailbox; witness_modseq/
-   witness_seq keep that modseq for commits without entries and for pruned
+   witness_seq keep that modseq for mailbox records (creates, renames,
+   updates; before 723e17d also commits without entries) and for pruned
    entries, so that a reader can tell when the index holds changes the
    journal never saw; lost_acked is how many of the commits the mailbox
    index counts as not journaled a full comparison has made good.

@@ -455,7 +455,8 @@ def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
 
 
 def test_witness_recorded_after_a_concurrent_entry(maildir_dovecot):
-    """A commit without entries records the mailbox's witness as (its own
+    """A mailbox record (a create, rename or update; before 723e17d also a
+    commit without entries) carries the mailbox's witness as (its
     modseq, the journal's last seq). Another process's commit can have
     made a higher modseq and journaled it just before: its entry lies at
     or below the witness' seq. The journal is complete all the same, and
