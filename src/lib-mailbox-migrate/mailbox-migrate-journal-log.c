@@ -31,6 +31,16 @@
 /* the log is replaced under a writer at most this often in a row */
 #define LOG_REOPEN_MAX_TRIES 5
 #define LOG_LOCK_POLL_USECS 1000
+/* What a fold writes over the first byte of a log it has replaced (the
+   magic, which no checksum covers), under the log's exclusive lock: a
+   writer holding the old file then learns with one pread() that it must
+   reopen, and needn't stat() the path on every append (on Linux 6.13 and
+   later a stat() also has the next write() dirty the inode, for a
+   fine-grained ctime). */
+#define LOG_SEALED 'X'
+/* how often (seconds) a writer also checks that its file is the one at the
+   path: a log deleted or replaced by hand is never sealed */
+#define LOG_PATH_CHECK_SECS 1
 
 struct mailbox_migrate_journal_log {
 	char *path;
@@ -38,6 +48,8 @@ struct mailbox_migrate_journal_log {
 	/* the file fd is (the path may be another's after a fold) */
 	dev_t dev;
 	ino_t ino;
+	/* when the path was last found to be fd's file */
+	time_t path_checked;
 	bool fsync;
 };
 
@@ -294,7 +306,10 @@ int mailbox_migrate_journal_log_parse(const unsigned char *data, size_t size,
 		*error_r = "record cut short";
 		return -1;
 	}
-	if (p[0] != LOG_MAGIC0 || p[1] != LOG_MAGIC1) {
+	/* a log whose fold failed between sealing and replacing it (see
+	   log_rotate()) stays in use */
+	if ((p[0] != LOG_MAGIC0 && (p[0] != LOG_SEALED || *pos != 0)) ||
+	    p[1] != LOG_MAGIC1) {
 		*error_r = "no record starts here";
 		return -1;
 	}
@@ -479,7 +494,8 @@ static int log_open(struct mailbox_migrate_journal_log *log,
 	unsigned int i;
 
 	for (i = 0; i < 2; i++) {
-		log->fd = open(log->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		/* read too: the seal */
+		log->fd = open(log->path, O_RDWR | O_APPEND | O_CLOEXEC);
 		if (log->fd != -1)
 			break;
 		if (errno != ENOENT || i > 0) {
@@ -497,23 +513,65 @@ static int log_open(struct mailbox_migrate_journal_log *log,
 	}
 	log->dev = st.st_dev;
 	log->ino = st.st_ino;
+	log->path_checked = time(NULL);
 	return 0;
 }
 
+/* Returns 1 if the open log is still the one at the path, 0 if it was
+   replaced, -1 on error. Called with a lock held, so no fold is between
+   its replacement of the log and the seal. */
+static int log_writer_is_current(struct mailbox_migrate_journal_log *log,
+				 const char **error_r)
+{
+	struct stat st;
+	time_t now;
+	ssize_t ret;
+	char first;
+
+	ret = pread(log->fd, &first, 1, 0);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("pread(%s) failed: %m", log->path);
+		return -1;
+	}
+	now = time(NULL);
+	if (ret == 1 && first == LOG_SEALED) {
+		/* replaced, unless the fold failed before replacing it */
+		return log_is_current(log->path, log->dev, log->ino, &st,
+				      error_r);
+	}
+	if (now - log->path_checked < LOG_PATH_CHECK_SECS &&
+	    now >= log->path_checked)
+		return 1;
+	ret = log_is_current(log->path, log->dev, log->ino, &st, error_r);
+	if (ret > 0)
+		log->path_checked = now;
+	return ret;
+}
+
 /* A writer's lock: shared, on the file still at the path. Returns 1 if
-   locked (*st_r the stat() of the path, so of the file: its size), 0 if a
-   fold replaced the file (unlocked: the caller reopens), -1 on error
-   (unlocked). One stat() of the path, against the inode the writer opened,
-   tells both; this is on every commit's path. */
+   locked (*size_r the file's size), 0 if a fold replaced the file
+   (unlocked: the caller reopens), -1 on error (unlocked). This is on every
+   commit's path: a pread() of the seal and an lseek(), no stat(). */
 static int log_lock_writer(struct mailbox_migrate_journal_log *log,
-			   unsigned int timeout_msecs, struct stat *st_r,
+			   unsigned int timeout_msecs, uoff_t *size_r,
 			   const char **error_r)
 {
+	off_t size;
 	int ret;
 
 	if (log_lock(log->fd, log->path, LOCK_SH, timeout_msecs, error_r) < 0)
 		return -1;
-	ret = log_is_current(log->path, log->dev, log->ino, st_r, error_r);
+	ret = log_writer_is_current(log, error_r);
+	if (ret > 0) {
+		size = lseek(log->fd, 0, SEEK_END);
+		if (size < 0) {
+			*error_r = t_strdup_printf("lseek(%s) failed: %m",
+						   log->path);
+			ret = -1;
+		} else {
+			*size_r = size;
+		}
+	}
 	if (ret <= 0)
 		(void)flock(log->fd, LOCK_UN);
 	return ret;
@@ -521,7 +579,7 @@ static int log_lock_writer(struct mailbox_migrate_journal_log *log,
 
 static int
 log_append_locked(struct mailbox_migrate_journal_log *log, const buffer_t *buf,
-		  const struct stat *st, uoff_t *size_r, const char **error_r)
+		  uoff_t size, uoff_t *size_r, const char **error_r)
 {
 	ssize_t ret;
 
@@ -537,7 +595,7 @@ log_append_locked(struct mailbox_migrate_journal_log *log, const buffer_t *buf,
 					   log->path);
 		return -1;
 	}
-	*size_r = st->st_size + buf->used;
+	*size_r = size + buf->used;
 	return 0;
 }
 
@@ -548,7 +606,7 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 				       enum mailbox_migrate_db_error *error_code_r,
 				       const char **error_r)
 {
-	struct stat st;
+	uoff_t size;
 	unsigned int i;
 	int current, ret = -1;
 
@@ -557,7 +615,7 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 	for (i = 0; i < LOG_REOPEN_MAX_TRIES; i++) {
 		if (log->fd == -1 && log_open(log, error_r) < 0)
 			break;
-		current = log_lock_writer(log, lock_timeout_msecs, &st,
+		current = log_lock_writer(log, lock_timeout_msecs, &size,
 					  error_r);
 		if (current < 0)
 			break;
@@ -567,15 +625,16 @@ int mailbox_migrate_journal_log_append(struct mailbox_migrate_journal_log *log,
 			i_close_fd_path(&log->fd, log->path);
 			continue;
 		}
-		if (st.st_size >= MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE) {
+		if (size >= MAILBOX_MIGRATE_JOURNAL_LOG_MAX_SIZE) {
 			/* nothing folds it (the state file is broken?):
 			   better a gap than a log without bound */
 			errno = ENOSPC;
 			*error_r = t_strdup_printf("%s has grown to %"PRIuUOFF_T
 				" bytes without being folded into the state "
-				"file", log->path, (uoff_t)st.st_size);
+				"file", log->path, size);
 		} else {
-			ret = log_append_locked(log, buf, &st, size_r, error_r);
+			ret = log_append_locked(log, buf, size, size_r,
+						error_r);
 		}
 		(void)flock(log->fd, LOCK_UN);
 		break;
@@ -920,16 +979,28 @@ static int log_fold_locked(struct log_fold_context *ctx,
 	return 0;
 }
 
-/* Replace the log by an empty one (we hold its exclusive lock). Writers
-   waiting for the lock then find another file at the path and reopen. */
+/* Replace the log by an empty one (we hold its exclusive lock), sealing
+   the old one first: writers that have it open find the seal once they
+   get their lock, and reopen. A log that can't be sealed stays. */
 static void log_rotate(struct log_fold_context *ctx)
 {
 	const char *temp_path, *error;
+	const char sealed = LOG_SEALED, unsealed = LOG_MAGIC0;
 
 	if (log_create_temp(ctx->path, &temp_path, &error) < 0)
 		return;
-	if (rename(temp_path, ctx->path) < 0)
+	if (pwrite(ctx->fd, &sealed, 1, 0) != 1) {
+		i_error("pwrite(%s) failed: %m", ctx->path);
 		i_unlink(temp_path);
+		return;
+	}
+	if (rename(temp_path, ctx->path) < 0) {
+		i_unlink(temp_path);
+		/* if this fails too, its writers fail to append (and the
+		   journal gets a gap): nothing is lost unnoticed */
+		if (pwrite(ctx->fd, &unsealed, 1, 0) != 1)
+			i_error("pwrite(%s) failed: %m", ctx->path);
+	}
 }
 
 static int log_fold_open(struct log_fold_context *ctx,

@@ -18,8 +18,11 @@
    A fold runs inside the state file's write transaction under an exclusive
    flock() of the log, and stores how far it got (log id and offset) in that
    same transaction, so that a crash at any point folds nothing twice. A log
-   that has grown is replaced by an empty one afterwards (rename); writers
-   notice a replaced log (another inode is at its path) and reopen it.
+   that has grown is replaced by an empty one afterwards (rename), after
+   the fold has sealed it (overwritten its first byte): a writer, holding
+   its shared lock, reads that byte before each append and reopens the log
+   when it finds the seal. Once a second it also checks that the path is
+   still its file's (a log deleted or replaced by hand).
 
    Records: "MJ" type(1) size(4, LE) crc32(4, LE) payload(size), the payload
    tab-separated escaped fields, the checksum over type, size and payload.

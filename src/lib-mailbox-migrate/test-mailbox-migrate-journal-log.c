@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -196,7 +197,16 @@ static void test_journal_log_records(void)
 	test_assert(pos == 0 && strstr(error, "checksum") != NULL);
 	/* bad magic */
 	data[RECORD_HDR_SIZE + 3] ^= 0x01;
+	data[0] = 'Y';
+	test_assert(mailbox_migrate_journal_log_parse(buf->data, buf->used,
+						      &pos, &rec, &error) < 0);
+	/* a sealed log's first record still parses (a fold that failed
+	   to replace it leaves it in use), no later one does */
 	data[0] = 'X';
+	test_assert(mailbox_migrate_journal_log_parse(buf->data, buf->used,
+						      &pos, &rec, &error) > 0);
+	data[0] = 'M';
+	data[pos] = 'X';
 	test_assert(mailbox_migrate_journal_log_parse(buf->data, buf->used,
 						      &pos, &rec, &error) < 0);
 	test_end();
@@ -421,6 +431,73 @@ static void test_journal_log_rotate(void)
 	test_end();
 }
 
+/* Append a save of uid through log (which stays open) */
+static void test_log_append_save(struct mailbox_migrate_journal_log *log,
+				 uint32_t uid)
+{
+	struct mailbox_migrate_journal_entry entry;
+	enum mailbox_migrate_db_error code;
+	const char *error;
+	buffer_t *buf;
+	uoff_t size;
+
+	T_BEGIN {
+		buf = t_buffer_create(128);
+		test_entry(&entry, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE, GUID_A,
+			   uid);
+		mailbox_migrate_journal_log_add_entry(buf, &entry);
+		test_assert_idx(mailbox_migrate_journal_log_append(log, buf,
+				200, &size, &code, &error) == 0, uid);
+	} T_END;
+}
+
+static void test_journal_log_seal(void)
+{
+	const char *path = test_path("seal/state.db");
+	const char *log_path = mailbox_migrate_journal_log_path(path);
+	struct mailbox_migrate_journal_log *log;
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const char *error, *uids;
+	unsigned int i;
+	time_t start;
+	int fd;
+
+	test_begin("journal log seal");
+	db = test_db_open(path, FALSE);
+	log = mailbox_migrate_journal_log_init(path, FALSE);
+	test_log_append_save(log, 1);
+
+	/* a fold that sealed the log and failed to replace it: the log
+	   stays in use, and folds */
+	fd = open(log_path, O_WRONLY);
+	test_assert(pwrite(fd, "X", 1, 0) == 1);
+	i_close_fd(&fd);
+	test_log_append_save(log, 2);
+	test_assert(mailbox_migrate_journal_log_need_fold(db, &error) == 1);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) == 2);
+	test_assert(strcmp(test_journal_uids(db, 0), "1 2") == 0);
+
+	/* a log moved away by hand is never sealed: the writer notices
+	   within a second (what it appends until then may go to the old
+	   file) and appends to a new log */
+	test_assert(rename(log_path, test_path("seal/aside.log")) == 0);
+	start = time(NULL);
+	test_log_append_save(log, 3);
+	for (i = 0; i < 30 && time(NULL) < start + 2; i++)
+		usleep(100 * 1000);
+	test_log_append_save(log, 4);
+	test_assert(test_file_size(log_path) > LOG_HEADER_SIZE);
+	mailbox_migrate_journal_log_deinit(&log);
+	test_assert(mailbox_migrate_journal_log_fold(db, 0, 200, &code,
+						     &error) >= 1);
+	uids = test_journal_uids(db, 2);
+	test_assert(strcmp(uids, "4") == 0 || strcmp(uids, "3 4") == 0);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
 static void test_journal_log_damage(void)
 {
 	const char *path = test_path("damage/state.db");
@@ -574,6 +651,7 @@ int main(void)
 		test_journal_log_fold,
 		test_journal_log_fold_mailbox_records,
 		test_journal_log_rotate,
+		test_journal_log_seal,
 		test_journal_log_damage,
 		test_journal_log_lost_end,
 		test_journal_log_db_replaced,
