@@ -150,6 +150,12 @@ def main():
     ap.add_argument("--no-reader", action="store_true",
                     help="no reader folds the journal log between "
                     "workloads")
+    ap.add_argument("--notify", action="store_true",
+                    help="give the user without the plugin Dovecot's "
+                    "notify plugin, which the plugin loads, as servers "
+                    "running mail_log or push notifications have it: the "
+                    "table then shows the plugin's own cost apart from "
+                    "notify's")
     args = ap.parse_args()
 
     # no mail plugins but what the userdb gives a user; the two users swap
@@ -181,6 +187,9 @@ def main():
             without_user = users[0] if with_user == users[1] else users[1]
             d.user_fields = {} if args.control else \
                 {with_user: plugin_field}
+            if args.notify:
+                d.user_fields[without_user] = \
+                    "userdb_mail_plugins=notify"
             d.write_passwd()
             if phase > 0:
                 # fresh processes: an LMTP process that delivered for a
@@ -243,6 +252,7 @@ def main():
           (args.location.split(":")[0], args.fsync,
            time.monotonic() - wall,
            ("; per-message modseqs on for both" if args.condstore else "") +
+           ("; notify loaded for both" if args.notify else "") +
            ("; CONTROL RUN: neither user has the plugin"
             if args.control else
             "; no reader: the sessions fold" if args.no_reader else
@@ -251,10 +261,12 @@ def main():
     print("| workload | count | without plugin (/s) | with plugin (/s) | "
           "overhead (total time) | overhead (median latency) | "
           "phase 1, phase 2 (total time) | overhead (imap process CPU; "
-          "phases) |")
+          "phases; per operation with and without) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, unit, _, count in workloads:
         totals, medians, rates_a, rates_b, cpus = [], [], [], [], []
+        # microseconds of imap process CPU per operation, without and with
+        cpu_us = [[], []]
         for sides in phases:
             a, b = sides["without"].times[name], sides["with"].times[name]
             totals.append(sum(b) / sum(a))
@@ -264,12 +276,16 @@ def main():
             if name in sides["with"].cpu:
                 cpus.append(sides["with"].cpu[name] /
                             sides["without"].cpu[name])
+                cpu_us[0].append(sides["without"].cpu[name] / len(a) / 1000)
+                cpu_us[1].append(sides["with"].cpu[name] / len(b) / 1000)
         # the geometric mean of the phases: each user once on each side
         total = (totals[0] * totals[1]) ** 0.5 - 1
         med = (medians[0] * medians[1]) ** 0.5 - 1
-        cpu = "-" if not cpus else "%+.1f%% (%+.1f%%, %+.1f%%)" % (
-            ((cpus[0] * cpus[1]) ** 0.5 - 1) * 100, (cpus[0] - 1) * 100,
-            (cpus[1] - 1) * 100)
+        cpu = "-" if not cpus else \
+            "%+.1f%% (%+.1f%%, %+.1f%%); %.0f against %.0f us" % (
+                ((cpus[0] * cpus[1]) ** 0.5 - 1) * 100, (cpus[0] - 1) * 100,
+                (cpus[1] - 1) * 100, statistics.mean(cpu_us[1]),
+                statistics.mean(cpu_us[0]))
         print("| %s | %d %ss x2 | %.0f | %.0f | %+.1f%% | %+.1f%% | "
               "%+.1f%%, %+.1f%% | %s |" % (
                   name, count, unit, statistics.mean(rates_a),

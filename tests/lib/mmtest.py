@@ -86,7 +86,10 @@ class Dovecot:
                  plugin_settings=None, plugin=True, name="mmtest",
                  mail_fsync="never", user_mail=None, extra_config="",
                  user_uids=None, user_fields=None):
-        self.root = tempfile.mkdtemp(prefix="%s-" % name, dir="/tmp")
+        # MMTEST_DIR: where benchmarks put it (e.g. a tmpfs, to leave the
+        # disk's own costs out)
+        self.root = tempfile.mkdtemp(prefix="%s-" % name,
+                                     dir=os.environ.get("MMTEST_DIR", "/tmp"))
         os.chmod(self.root, 0o755)
         self.users = list(users)
         self.mail_location = mail_location or "maildir:~/Maildir"
