@@ -518,8 +518,8 @@ static int log_open(struct mailbox_migrate_journal_log *log,
 }
 
 /* Returns 1 if the open log is still the one at the path, 0 if it was
-   replaced, -1 on error. Called with a lock held, so no fold is between
-   its replacement of the log and the seal. */
+   replaced, -1 on error. Called with the shared lock held, so no fold is
+   between sealing the log and replacing it. */
 static int log_writer_is_current(struct mailbox_migrate_journal_log *log,
 				 const char **error_r)
 {
@@ -996,8 +996,8 @@ static void log_rotate(struct log_fold_context *ctx)
 	}
 	if (rename(temp_path, ctx->path) < 0) {
 		i_unlink(temp_path);
-		/* if this fails too, its writers fail to append (and the
-		   journal gets a gap): nothing is lost unnoticed */
+		/* if this fails too, the sealed log stays in use all the
+		   same: writers find it still at the path */
 		if (pwrite(ctx->fd, &unsealed, 1, 0) != 1)
 			i_error("pwrite(%s) failed: %m", ctx->path);
 	}
