@@ -548,3 +548,45 @@ def test_index_shows_changes_the_journal_missed(maildir_dovecot):
     assert rows["Other"]["complete"] == "no"
     assert "UID 1 was expunged without a journal entry" in \
         rows["Other"]["reason"]
+
+
+def test_session_keeps_journaling_when_a_fold_replaces_the_log(
+        maildir_dovecot):
+    """A reader's fold replaces a journal log grown past 64 KB by an empty
+    one while an IMAP session has the old one open: the fold seals the old
+    log, and the session's next changes, made at once, land in the new
+    one. None is lost and the journal stays complete."""
+    d = maildir_dovecot
+    for i in range(20):
+        d.deliver("alice", make_message("m%d" % i))
+    log = d.db_path("alice") + ".log"
+    c = d.imap("alice")
+    c.select("INBOX")
+    # flag changes until the log reaches the size a fold replaces
+    stores, deadline = 0, time.monotonic() + 120
+    while os.path.getsize(log) < 64 * 1024 and stores < 3000 and \
+            time.monotonic() < deadline:
+        typ, _ = c.uid("STORE", str(stores % 20 + 1),
+                       "-FLAGS" if (stores // 20) % 2 else "+FLAGS",
+                       r"(\Flagged)")
+        assert typ == "OK"
+        stores += 1
+    assert os.path.getsize(log) >= 64 * 1024, stores
+    old_inode = os.stat(log).st_ino
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
+    assert os.stat(log).st_ino != old_inode
+    empty_size = os.path.getsize(log)
+    assert empty_size < 1024
+    last_seq = int(rows["INBOX"]["last_seq"])
+
+    typ, _ = c.uid("STORE", "1:5", "+FLAGS", r"(\Seen)")
+    assert typ == "OK"
+    # appended to the log now at the path, not to the replaced one
+    assert os.path.getsize(log) > empty_size
+    c.logout()
+    entries = by_type(d.journal_entries("alice", "INBOX", since=last_seq),
+                      "flags")
+    assert sorted(e["uid"] for e in entries) == [1, 2, 3, 4, 5], entries
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
