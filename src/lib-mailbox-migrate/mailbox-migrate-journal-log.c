@@ -31,9 +31,9 @@
 /* the log is replaced under a writer at most this often in a row */
 #define LOG_REOPEN_MAX_TRIES 5
 #define LOG_LOCK_POLL_USECS 1000
-/* What a fold writes over the first byte of a log it has replaced (the
-   magic, which no checksum covers), under the log's exclusive lock: a
-   writer holding the old file then learns with one pread() that it must
+/* What a fold writes over the first byte of a log (the magic, which no
+   checksum covers) before it replaces the log, under its exclusive lock:
+   a writer holding the old file then learns with one pread() that it must
    reopen, and needn't stat() the path on every append (on Linux 6.13 and
    later a stat() also has the next write() dirty the inode, for a
    fine-grained ctime). */
