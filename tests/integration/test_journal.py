@@ -17,6 +17,16 @@ def guid_of(d, user, mailbox, uid):
     return {r["uid"]: r["guid"] for r in rows}[uid]
 
 
+def inbox_session(d, count):
+    """Deliver count messages to alice's INBOX; returns the path of her
+    journal log and an IMAP session with INBOX selected."""
+    for i in range(count):
+        d.deliver("alice", make_message("m%d" % i))
+    c = d.imap("alice")
+    c.select("INBOX")
+    return d.db_path("alice") + ".log", c
+
+
 def test_every_entry_kind_with_uid_and_guid(dovecot):
     d = dovecot
     assert d.deliver("alice", make_message("first")) == 250
@@ -497,11 +507,7 @@ def test_store_that_changes_nothing_writes_nothing(maildir_dovecot):
     session appends nothing to the journal log for it. One that changes a
     flag appends its entry, and the journal stays complete."""
     d = maildir_dovecot
-    for i in range(3):
-        d.deliver("alice", make_message("m%d" % i))
-    log = d.db_path("alice") + ".log"
-    c = d.imap("alice")
-    c.select("INBOX")
+    log, c = inbox_session(d, 3)
     c.uid("STORE", "1", "+FLAGS", r"(\Seen)")
     size = os.path.getsize(log)
     for _ in range(3):
@@ -557,11 +563,7 @@ def test_session_keeps_journaling_when_a_fold_replaces_the_log(
     log, and the session's next changes, made at once, land in the new
     one. None is lost and the journal stays complete."""
     d = maildir_dovecot
-    for i in range(20):
-        d.deliver("alice", make_message("m%d" % i))
-    log = d.db_path("alice") + ".log"
-    c = d.imap("alice")
-    c.select("INBOX")
+    log, c = inbox_session(d, 20)
     # flag changes until the log reaches the size a fold replaces
     stores, deadline = 0, time.monotonic() + 120
     while os.path.getsize(log) < 64 * 1024 and stores < 3000 and \
