@@ -1,6 +1,7 @@
 """Many processes of one user writing at once: the journal stays complete
 and agrees with the mailboxes, and no client sees an error."""
 
+import os
 import random
 import threading
 import time
@@ -8,7 +9,7 @@ import time
 from mmtest import make_message
 
 SESSIONS = 8
-ITERATIONS = 12
+ITERATIONS = 40
 DELIVERIES = 40
 DEADLINE = 120.0
 MAILBOXES = ("INBOX", "Work", "Copies")
@@ -74,6 +75,25 @@ def lmtp_worker(d, errors, deadline):
             errors.append(("LMTP", repr(e)))
 
 
+def fold_worker(d, errors, deadline, done, inodes):
+    """A reader folding the journal log while the sessions write, as a
+    pass or the journal command does: a log past 64 KB is sealed and
+    replaced under the writers. inodes collects the log's inode numbers
+    seen."""
+    log = d.db_path("alice") + ".log"
+    for _ in range(400):
+        if done.is_set() or time.monotonic() > deadline:
+            break
+        try:
+            d.journal("alice")
+            inodes.add(os.stat(log).st_ino)
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # noqa: BLE001
+            errors.append(("fold", repr(e)))
+        time.sleep(0.05)
+
+
 def journal_state(entries, mailbox_guid):
     """UID -> GUID from the saves and copies, less the expunges (a UID is
     never reused, so an expunge is final whatever its position), and the
@@ -106,12 +126,21 @@ def test_parallel_sessions_and_delivery(maildir_dovecot):
                for n in range(SESSIONS)]
     threads.append(threading.Thread(target=lmtp_worker,
                                     args=(d, errors, deadline)))
+    done, inodes = threading.Event(), set()
+    folder = threading.Thread(target=fold_worker,
+                              args=(d, errors, deadline, done, inodes))
+    folder.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join(DEADLINE + 30)
         assert not t.is_alive()
+    done.set()
+    folder.join(60)
+    assert not folder.is_alive()
     assert errors == []
+    # the reader's folds replaced the log under the writers at least once
+    assert len(inodes) >= 2, inodes
 
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     for box in MAILBOXES:
