@@ -7,16 +7,19 @@
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "mailbox-migrate-db.h"
+#include "mailbox-migrate-destination.h"
 #include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-journal-verify.h"
 
-/* Every UID expunged since the witness must have its expunge entry. */
+/* Every UID expunged since the witness must have its expunge entry.
+   *untold_r is set when the index no longer tells which were (*reason_r
+   says so too). */
 static int
 mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 				struct mailbox *box, const char *mailbox_guid,
 				const struct mailbox_migrate_journal_mailbox *known,
 				uint32_t uidvalidity, const char **reason_r,
-				const char **error_r)
+				bool *untold_r, const char **error_r)
 {
 	ARRAY_TYPE(seq_range) uids_filter, expunged;
 	struct seq_range_iter iter;
@@ -24,6 +27,7 @@ mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 	uint32_t uid;
 	int ret;
 
+	*untold_r = FALSE;
 	t_array_init(&uids_filter, 1);
 	seq_range_array_add_range(&uids_filter, 1, (uint32_t)-1);
 	t_array_init(&expunged, 16);
@@ -31,6 +35,7 @@ mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 				       &uids_filter, &expunged)) {
 		*reason_r = "the index no longer tells what was expunged "
 			"since the journal's witness";
+		*untold_r = TRUE;
 		return 0;
 	}
 	seq_range_array_iter_init(&iter, &expunged);
@@ -107,6 +112,70 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 	return ret;
 }
 
+/* The proof of mailbox_migrate_journal_verify_since() against each
+   registered destination's own checkpoint of the mailbox: a witness
+   raised by a journaled commit hides a change made just before it
+   without the plugin, a destination's checkpoint doesn't. Returns 0 with
+   *reason_r set (the destination named) if a destination's proof finds a
+   change without its entry, else with it NULL; -1 on error. A destination
+   that can't prove either way (none of its passes had the mailbox, another
+   UIDVALIDITY, the index forgot the expunges since) is left out, as is one
+   whose migration is done. */
+static int
+mailbox_migrate_verify_destinations(struct mailbox_migrate_db *db,
+				    struct mailbox *box,
+				    const char *mailbox_guid,
+				    const struct mailbox_status *status,
+				    const char **reason_r,
+				    const char **error_r)
+{
+	ARRAY_TYPE(mailbox_migrate_destination) dests;
+	const struct mailbox_migrate_destination *dest;
+	struct mailbox_migrate_destination_mailbox rec;
+	struct mailbox_migrate_journal_mailbox known;
+	const char *reason;
+	bool untold;
+	int ret;
+
+	*reason_r = NULL;
+	t_array_init(&dests, 4);
+	if (mailbox_migrate_destination_list(db, &dests, error_r) < 0)
+		return -1;
+	array_foreach(&dests, dest) {
+		if (dest->checkpoint_seq == 0 ||
+		    strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0)
+			continue;
+		ret = mailbox_migrate_destination_mailbox_get(db, dest->name,
+				mailbox_guid, &rec, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret == 0 || rec.uidvalidity != status->uidvalidity ||
+		    status->highest_modseq <= rec.src_modseq)
+			continue;
+		i_zero(&known);
+		known.witness_modseq = rec.src_modseq;
+		known.witness_seq = dest->checkpoint_seq;
+		reason = NULL;
+		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
+				&known, status->uidvalidity, &reason, &untold,
+				error_r) < 0)
+			return -1;
+		if (untold)
+			continue;
+		if (reason == NULL &&
+		    mailbox_migrate_verify_changed_mails(db, box,
+				mailbox_guid, &known, FALSE,
+				status->uidvalidity, &reason, error_r) < 0)
+			return -1;
+		if (reason != NULL) {
+			*reason_r = t_strdup_printf("%s (since the last pass "
+				"to %s)", reason, dest->name);
+			return 0;
+		}
+	}
+	return 0;
+}
+
 int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		struct mailbox *box, const char *mailbox_guid,
 		uint64_t last_seq,
@@ -117,6 +186,7 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_status status;
 	const char *reason = NULL;
+	bool untold;
 	int ret = 0;
 
 	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
@@ -148,7 +218,7 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 	switch (mailbox_migrate_journal_check_index(ret > 0 ? &known : NULL,
 			status.uidvalidity, status.highest_modseq, &reason)) {
 	case MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE:
-		return 0;
+		break;
 	case MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE:
 		break;
 	case MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES:
@@ -156,7 +226,7 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		   journaled by another process land here. */
 		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
 				&known, status.uidvalidity, &reason,
-				error_r) < 0)
+				&untold, error_r) < 0)
 			return -1;
 		if (reason == NULL &&
 		    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
@@ -165,6 +235,10 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 			return -1;
 		break;
 	}
+	if (reason == NULL &&
+	    mailbox_migrate_verify_destinations(db, box, mailbox_guid,
+						&status, &reason, error_r) < 0)
+		return -1;
 	if (reason != NULL)
 		mailbox_migrate_journal_set_incomplete(result, last_seq, reason);
 	return 0;
@@ -179,6 +253,7 @@ int mailbox_migrate_journal_verify_since(struct mailbox_migrate_db *db,
 	struct mailbox_migrate_journal_mailbox known;
 	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_status status;
+	bool untold;
 
 	*reason_r = NULL;
 	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
@@ -202,7 +277,7 @@ int mailbox_migrate_journal_verify_since(struct mailbox_migrate_db *db,
 	known.witness_modseq = since_modseq;
 	known.witness_seq = since_seq;
 	if (mailbox_migrate_verify_expunges(db, box, mailbox_guid, &known,
-					    uidvalidity, reason_r,
+					    uidvalidity, reason_r, &untold,
 					    error_r) < 0)
 		return -1;
 	if (*reason_r == NULL &&

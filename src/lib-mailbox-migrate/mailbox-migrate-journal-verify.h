@@ -8,7 +8,9 @@ struct mailbox;
 /* Prove, against the mailbox's index, that the journal holds every change
    of the mailbox: every change the index shows above the journal's
    witness modseq (mail with a higher modseq, expunges since then) must
-   have its journal entry. db may be NULL (no state file). The mailbox must
+   have its journal entry, and so must every change since each registered
+   destination's last pass of it (a witness raised by a journaled commit
+   can hide a change made before it without the plugin). db may be NULL (no state file). The mailbox must
    be synced first; only the index is read, no message file. *result starts
    as the journal-wide completeness and is made incomplete since
    last_seq+1 when the proof fails. Returns 0, or -1 on a storage or state

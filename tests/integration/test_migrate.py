@@ -560,7 +560,8 @@ def test_change_without_the_plugin_found_after_a_journaled_one(
     another message and a flag store that changes nothing: the pass proves
     the mailbox against its own checkpoint, not against what the journal
     holds of later commits, so it still finds the first change and
-    compares in full."""
+    compares in full; so does the journal command, against the
+    destination's checkpoint."""
     d = maildir_dovecot
     dst = "sdbox:~/dest"
     for i in range(3):
@@ -574,9 +575,17 @@ def test_change_without_the_plugin_found_after_a_journaled_one(
     c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
     c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
     c.logout()
+    # the journal command proves against the destination's checkpoint too
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
+    assert "UID 2 changed" in rows["INBOX"]["reason"], rows["INBOX"]
+    assert "since the last pass to" in rows["INBOX"]["reason"]
     p = d.migrate("alice", dst)
     assert "comparing in full: UID 2 changed" in p.stderr, p.stderr
     assert_same(d, "alice", "maildir:~/Maildir", dst)
+    # the pass took it all: nothing is missing since its checkpoint
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
 
 
 def test_bad_destinations(maildir_dovecot):
