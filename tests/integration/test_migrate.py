@@ -68,8 +68,9 @@ def traced_migrate(d, tmp_path, syscalls, *args):
 def assert_same(d, user, src, dst, save_date=True):
     """Both locations hold the same mailboxes and messages. Without
     save_date the save dates are not compared: maildir derives them from
-    the file's ctime when uncached, which an unlink of another hard link
-    (an expunge of a copy) moves."""
+    the file's ctime when uncached, which a rename (new/ to cur/, a flag
+    change) or an unlink of another hard link (an expunge of a copy)
+    moves."""
     a, b = d.snapshot(user, src), d.snapshot(user, dst)
     if not save_date:
         for snap in (a, b):
@@ -582,7 +583,10 @@ def test_change_without_the_plugin_found_after_a_journaled_one(
     assert "since the last pass to" in rows["INBOX"]["reason"]
     p = d.migrate("alice", dst)
     assert "comparing in full: UID 2 changed" in p.stderr, p.stderr
-    assert_same(d, "alice", "maildir:~/Maildir", dst)
+    # the session's SELECT moved the mail from new/ to cur/ after the
+    # first pass, which moves an uncached save date along with the ctime
+    # whenever a second has passed in between
+    assert_same(d, "alice", "maildir:~/Maildir", dst, save_date=False)
     # the pass took it all: nothing is missing since its checkpoint
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
