@@ -533,12 +533,12 @@ static int log_writer_is_current(struct mailbox_migrate_journal_log *log,
 		*error_r = t_strdup_printf("pread(%s) failed: %m", log->path);
 		return -1;
 	}
-	now = time(NULL);
 	if (ret == 1 && first == LOG_SEALED) {
 		/* replaced, unless the fold failed before replacing it */
 		return log_is_current(log->path, log->dev, log->ino, &st,
 				      error_r);
 	}
+	now = time(NULL);
 	if (now - log->path_checked < LOG_PATH_CHECK_SECS &&
 	    now >= log->path_checked)
 		return 1;

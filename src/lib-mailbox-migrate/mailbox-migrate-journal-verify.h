@@ -10,10 +10,10 @@ struct mailbox;
    witness modseq (mail with a higher modseq, expunges since then) must
    have its journal entry, and so must every change since each registered
    destination's last pass of it (a witness raised by a journaled commit
-   can hide a change made before it without the plugin). db may be NULL (no state file). The mailbox must
-   be synced first; only the index is read, no message file. *result starts
-   as the journal-wide completeness and is made incomplete since
-   last_seq+1 when the proof fails. Returns 0, or -1 on a storage or state
+   can hide a change made before it without the plugin). db may be NULL
+   (no state file). The mailbox must be synced first; only the index is
+   read, no message file. *result starts as the journal-wide completeness
+   and is made incomplete since last_seq+1 when the proof fails. Returns 0, or -1 on a storage or state
    file error. */
 int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		struct mailbox *box, const char *mailbox_guid,
