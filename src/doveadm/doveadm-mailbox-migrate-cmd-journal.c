@@ -11,7 +11,10 @@
 #include "doveadm-print.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-journal-verify.h"
+#include "mailbox-migrate-settings.h"
 #include "doveadm-mailbox-migrate-cmd.h"
+
+struct journal_proof;
 
 struct journal_cmd_context {
 	struct mailbox_migrate_cmd_context mctx;
@@ -24,6 +27,13 @@ struct journal_cmd_context {
 	struct mailbox_migrate_journal_completeness total;
 	/* mailbox GUIDs to list, NULL-terminated (--list with mailboxes) */
 	ARRAY_TYPE(const_string) list_guids;
+	/* the proofs to record (mailbox GUID and proof) */
+	ARRAY(struct journal_proof) proofs;
+};
+
+struct journal_proof {
+	const char *mailbox_guid;
+	struct mailbox_migrate_journal_proof proof;
 };
 
 static void
@@ -58,6 +68,8 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 	struct journal_cmd_context *ctx = (struct journal_cmd_context *)_ctx;
 	struct mailbox_migrate_journal_range range;
 	struct mailbox_migrate_journal_completeness c;
+	struct mailbox_migrate_journal_proof proof;
+	struct journal_proof *jp;
 	struct mailbox_metadata metadata;
 	const char *guid, *error;
 
@@ -82,12 +94,17 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 	     mailbox_migrate_journal_get_range(_ctx->db, guid, &range,
 					       &error) < 0) ||
 	    mailbox_migrate_journal_verify_mailbox(_ctx->db, box, guid,
-						   ctx->last_seq, &c,
+						   ctx->last_seq, &c, &proof,
 						   &error) < 0) {
 		i_error("Mailbox %s: can't verify the journal: %s",
 			mailbox_get_vname(box), error);
 		doveadm_mail_failed_error(&_ctx->ctx, MAIL_ERROR_TEMP);
 		return -1;
+	}
+	if (proof.modseq != 0) {
+		jp = array_append_space(&ctx->proofs);
+		jp->mailbox_guid = p_strdup(_ctx->ctx.pool, guid);
+		jp->proof = proof;
 	}
 	journal_merge_total(ctx, &c);
 	journal_print_row(mailbox_get_vname(box), guid, &range, &c);
@@ -209,6 +226,47 @@ static int journal_print_total(struct journal_cmd_context *ctx)
 	return 0;
 }
 
+/* Record where this run proved mailboxes complete, for the next run to
+   prove from there. The state file is opened for writing only for that
+   (the command reads it read-only); a failure loses nothing (the next run
+   proves from further back), so it is only logged for debugging. */
+static void journal_record_proofs(struct journal_cmd_context *ctx,
+				  struct mail_user *user)
+{
+	struct mailbox_migrate_db *db;
+	enum mailbox_migrate_db_error code;
+	const struct journal_proof *jp;
+	const char *error;
+	int ret;
+
+	if (array_count(&ctx->proofs) == 0 || ctx->mctx.db == NULL)
+		return;
+	if (mailbox_migrate_db_open(mailbox_migrate_db_get_path(ctx->mctx.db),
+				    MAILBOX_MIGRATE_DB_OPEN_FLAG_NO_FOLD,
+				    ctx->mctx.set->lock_timeout_msecs, 0,
+				    &db, &code, &error) < 0) {
+		e_debug(user->event, "Can't record the journal's proofs: %s",
+			error);
+		return;
+	}
+	ret = mailbox_migrate_db_begin(db, &error);
+	array_foreach(&ctx->proofs, jp) {
+		if (ret < 0)
+			break;
+		ret = mailbox_migrate_journal_set_proof(db, jp->mailbox_guid,
+							&jp->proof, &error);
+	}
+	if (ret == 0)
+		ret = mailbox_migrate_db_commit(db, &error);
+	else
+		mailbox_migrate_db_rollback(db);
+	if (ret < 0) {
+		e_debug(user->event, "Can't record the journal's proofs: %s",
+			error);
+	}
+	mailbox_migrate_db_close(&db);
+}
+
 static int
 cmd_mailbox_migrate_journal_run(struct doveadm_mail_cmd_context *_ctx,
 				struct mail_user *user)
@@ -219,6 +277,7 @@ cmd_mailbox_migrate_journal_run(struct doveadm_mail_cmd_context *_ctx,
 	if (mailbox_migrate_cmd_open_state(&ctx->mctx, user) < 0)
 		return -1;
 	array_clear(&ctx->list_guids);
+	array_clear(&ctx->proofs);
 	ret = journal_read_global(ctx);
 	if (ret == 0 && (!ctx->list || _ctx->args[0] != NULL)) {
 		ret = mailbox_migrate_cmd_mailboxes_foreach(&ctx->mctx, user,
@@ -227,6 +286,8 @@ cmd_mailbox_migrate_journal_run(struct doveadm_mail_cmd_context *_ctx,
 	if (ret == 0)
 		ret = ctx->list ? journal_run_list(ctx) :
 			journal_print_total(ctx);
+	if (ret == 0)
+		journal_record_proofs(ctx, user);
 	mailbox_migrate_cmd_close_state(&ctx->mctx);
 	return ret;
 }
@@ -306,6 +367,7 @@ cmd_mailbox_migrate_journal_alloc(void)
 	ctx->mctx.ctx.v.init = cmd_mailbox_migrate_journal_init;
 	ctx->mctx.ctx.v.run = cmd_mailbox_migrate_journal_run;
 	p_array_init(&ctx->list_guids, ctx->mctx.ctx.pool, 8);
+	p_array_init(&ctx->proofs, ctx->mctx.ctx.pool, 8);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return &ctx->mctx.ctx;
 }

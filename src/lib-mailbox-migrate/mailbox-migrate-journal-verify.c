@@ -112,6 +112,75 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 	return ret;
 }
 
+static int
+uid_modseq_cmp(const uint32_t *uid,
+	       const struct mailbox_migrate_journal_uid_modseq *um)
+{
+	return *uid < um->uid ? -1 : (*uid > um->uid ? 1 : 0);
+}
+
+/* Every mail changed since proof->modseq must have an entry after
+   proof->seq whose commit left the index at or above the mail's modseq:
+   else the mail changed again after its last entry (an entry of unknown
+   modseq counts as it always did). Entries of commits made after
+   proof->modseq all lie after proof->seq, since proof->seq was read
+   first; what lies after it of older commits can't vouch for a change
+   made since. */
+static int
+mailbox_migrate_verify_changed_mails_since_proof(
+	struct mailbox_migrate_db *db, struct mailbox *box,
+	const char *mailbox_guid,
+	const struct mailbox_migrate_journal_proof *proof,
+	const char **reason_r, const char **error_r)
+{
+	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) journaled;
+	const struct mailbox_migrate_journal_uid_modseq *um;
+	struct mail_search_args *search_args;
+	struct mail_search_arg *arg;
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *ctx;
+	struct mail *mail;
+	uint64_t modseq;
+	int ret = 0;
+
+	t_array_init(&journaled, 64);
+	if (mailbox_migrate_journal_get_uid_modseqs(db, mailbox_guid,
+			proof->uidvalidity, proof->seq, &journaled,
+			error_r) < 0)
+		return -1;
+
+	search_args = mail_search_build_init();
+	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
+	arg->value.modseq = p_new(search_args->pool,
+				  struct mail_search_modseq, 1);
+	arg->value.modseq->modseq = proof->modseq + 1;
+	arg->value.modseq->type = MAIL_SEARCH_MODSEQ_TYPE_ANY;
+
+	t = mailbox_transaction_begin(box, 0, __func__);
+	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
+	mail_search_args_unref(&search_args);
+	while (*reason_r == NULL && mailbox_search_next(ctx, &mail)) {
+		um = array_bsearch(&journaled, &mail->uid, uid_modseq_cmp);
+		modseq = mail_get_modseq(mail);
+		if (um == NULL) {
+			*reason_r = t_strdup_printf("UID %u changed (modseq "
+				"%llu) without a journal entry", mail->uid,
+				(unsigned long long)modseq);
+		} else if (um->modseq != 0 && um->modseq < modseq) {
+			*reason_r = t_strdup_printf("UID %u changed (modseq "
+				"%llu) after its last journal entry (modseq "
+				"%llu)", mail->uid, (unsigned long long)modseq,
+				(unsigned long long)um->modseq);
+		}
+	}
+	if (mailbox_search_deinit(&ctx) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	return ret;
+}
+
 /* The proof of mailbox_migrate_journal_verify_since() against each
    registered destination's own checkpoint of the mailbox: a witness
    raised by a journaled commit hides a change made just before it
@@ -176,18 +245,165 @@ mailbox_migrate_verify_destinations(struct mailbox_migrate_db *db,
 	return 0;
 }
 
+/* Where the journal command's proof of the mailbox starts: the newest of
+   its last proof and the registered destinations' last passes of the
+   mailbox (each of them is proven apart too), or the oldest commit the
+   journal holds of the mailbox when there is none: what came before it
+   isn't claimed. *origin_r says which. Returns 1 and the start, 0 if no
+   proof can be made from there (nothing to start from, or entries after
+   the start were pruned), -1 on error. */
+static int
+mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
+			    const char *mailbox_guid,
+			    const struct mailbox_migrate_journal_mailbox *known,
+			    uint32_t uidvalidity,
+			    struct mailbox_migrate_journal_proof *proof_r,
+			    const char **origin_r, const char **error_r)
+{
+	ARRAY_TYPE(mailbox_migrate_destination) dests;
+	const struct mailbox_migrate_destination *dest;
+	struct mailbox_migrate_destination_mailbox rec;
+	struct mailbox_migrate_journal_range range;
+	uint64_t first_modseq;
+	int ret;
+
+	ret = mailbox_migrate_journal_get_proof(db, mailbox_guid, proof_r,
+						error_r);
+	if (ret < 0)
+		return -1;
+	*origin_r = "the journal command's last proof";
+	if (ret == 0 || proof_r->uidvalidity != uidvalidity) {
+		if (mailbox_migrate_journal_get_first_modseq(db, mailbox_guid,
+				uidvalidity, &first_modseq, error_r) < 0)
+			return -1;
+		i_zero(proof_r);
+		proof_r->uidvalidity = uidvalidity;
+		proof_r->modseq = first_modseq;
+		if (known->witness_modseq != 0 &&
+		    (first_modseq == 0 || known->witness_modseq < first_modseq))
+			proof_r->modseq = known->witness_modseq;
+		*origin_r = "the journal's first commit of the mailbox";
+	}
+
+	t_array_init(&dests, 4);
+	if (mailbox_migrate_destination_list(db, &dests, error_r) < 0)
+		return -1;
+	array_foreach(&dests, dest) {
+		if (dest->checkpoint_seq == 0 ||
+		    strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0)
+			continue;
+		ret = mailbox_migrate_destination_mailbox_get(db, dest->name,
+				mailbox_guid, &rec, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret > 0 && rec.uidvalidity == uidvalidity &&
+		    rec.src_modseq > proof_r->modseq) {
+			proof_r->modseq = rec.src_modseq;
+			proof_r->seq = dest->checkpoint_seq;
+			*origin_r = t_strdup_printf("the last pass to %s",
+						    dest->name);
+		}
+	}
+	if (proof_r->modseq == 0)
+		return 0;
+	if (mailbox_migrate_journal_get_range(db, NULL, &range, error_r) < 0)
+		return -1;
+	return range.first_seq > proof_r->seq + 1 ? 0 : 1;
+}
+
+/* Prove the mailbox from where mailbox_migrate_proof_start() says (and
+   give that in *start_r). Returns 1 with
+   *reason_r set or NULL, 0 if it can't be made (no start, or the index no
+   longer tells the expunges since), -1 on error. */
+static int
+mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
+		struct mailbox *box, const char *mailbox_guid,
+		const struct mailbox_migrate_journal_mailbox *known,
+		const struct mailbox_status *status,
+		struct mailbox_migrate_journal_proof *start_r,
+		const char **reason_r, const char **error_r)
+{
+	struct mailbox_migrate_journal_mailbox since;
+	const char *origin;
+	bool untold;
+	int ret;
+
+	ret = mailbox_migrate_proof_start(db, mailbox_guid, known,
+					  status->uidvalidity, start_r,
+					  &origin, error_r);
+	if (ret <= 0)
+		return ret;
+	if (status->highest_modseq <= start_r->modseq)
+		return 1;
+	i_zero(&since);
+	since.witness_modseq = start_r->modseq;
+	since.witness_seq = start_r->seq;
+	if (mailbox_migrate_verify_expunges(db, box, mailbox_guid, &since,
+			status->uidvalidity, reason_r, &untold, error_r) < 0)
+		return -1;
+	if (untold) {
+		*reason_r = NULL;
+		return 0;
+	}
+	if (*reason_r == NULL &&
+	    mailbox_migrate_verify_changed_mails_since_proof(db, box,
+			mailbox_guid, start_r, reason_r, error_r) < 0)
+		return -1;
+	if (*reason_r != NULL)
+		*reason_r = t_strdup_printf("%s (since %s)", *reason_r, origin);
+	return 1;
+}
+
+/* Prove the mailbox from the journal's own witness (known NULL: the
+   journal never saw it), which a journaled commit raises past a change
+   made just before it without the plugin: only where no proof from the
+   command's last one can be made. */
+static int
+mailbox_migrate_verify_from_witness(struct mailbox_migrate_db *db,
+		struct mailbox *box, const char *mailbox_guid,
+		const struct mailbox_migrate_journal_mailbox *known,
+		const struct mailbox_status *status,
+		const char **reason_r, const char **error_r)
+{
+	bool untold;
+
+	switch (mailbox_migrate_journal_check_index(known, status->uidvalidity,
+			status->highest_modseq, reason_r)) {
+	case MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE:
+	case MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE:
+		break;
+	case MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES:
+		/* Expunges done by a later sync and commits still being
+		   journaled by another process land here. */
+		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
+				known, status->uidvalidity, reason_r,
+				&untold, error_r) < 0)
+			return -1;
+		if (*reason_r == NULL &&
+		    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
+				known, TRUE, status->uidvalidity, reason_r,
+				error_r) < 0)
+			return -1;
+		break;
+	}
+	return 0;
+}
+
 int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		struct mailbox *box, const char *mailbox_guid,
 		uint64_t last_seq,
 		struct mailbox_migrate_journal_completeness *result,
+		struct mailbox_migrate_journal_proof *proof_r,
 		const char **error_r)
 {
 	struct mailbox_migrate_journal_mailbox known;
+	struct mailbox_migrate_journal_proof proof;
 	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_status status;
 	const char *reason = NULL;
-	bool untold;
-	int ret = 0;
+	int ret, proved = 0;
+
+	i_zero(proof_r);
 
 	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
 			       &status) < 0) {
@@ -215,32 +431,35 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 						lost.last_lost_time)));
 		return 0;
 	}
-	switch (mailbox_migrate_journal_check_index(ret > 0 ? &known : NULL,
-			status.uidvalidity, status.highest_modseq, &reason)) {
-	case MAILBOX_MIGRATE_JOURNAL_INDEX_COMPLETE:
-		break;
-	case MAILBOX_MIGRATE_JOURNAL_INDEX_INCOMPLETE:
-		break;
-	case MAILBOX_MIGRATE_JOURNAL_INDEX_CHECK_CHANGES:
-		/* Expunges done by a later sync and commits still being
-		   journaled by another process land here. */
-		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
-				&known, status.uidvalidity, &reason,
-				&untold, error_r) < 0)
+	i_zero(&proof);
+	if (ret > 0 && known.uidvalidity == status.uidvalidity) {
+		proved = mailbox_migrate_verify_from_proof(db, box,
+				mailbox_guid, &known, &status, &proof,
+				&reason, error_r);
+		if (proved < 0)
 			return -1;
-		if (reason == NULL &&
-		    mailbox_migrate_verify_changed_mails(db, box, mailbox_guid,
-				&known, TRUE, status.uidvalidity, &reason,
+	}
+	if (proved == 0) {
+		proof.modseq = 0;
+		if (mailbox_migrate_verify_from_witness(db, box, mailbox_guid,
+				ret > 0 ? &known : NULL, &status, &reason,
 				error_r) < 0)
 			return -1;
-		break;
 	}
 	if (reason == NULL &&
 	    mailbox_migrate_verify_destinations(db, box, mailbox_guid,
 						&status, &reason, error_r) < 0)
 		return -1;
-	if (reason != NULL)
+	if (reason != NULL) {
 		mailbox_migrate_journal_set_incomplete(result, last_seq, reason);
+		return 0;
+	}
+	if (ret > 0 && status.highest_modseq > I_MAX(proof.modseq, 1)) {
+		/* last_seq was read before the mailbox was synced */
+		proof_r->uidvalidity = status.uidvalidity;
+		proof_r->modseq = status.highest_modseq;
+		proof_r->seq = last_seq;
+	}
 	return 0;
 }
 

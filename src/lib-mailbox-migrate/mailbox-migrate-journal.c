@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 mailbox-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "array.h"
 #include "str.h"
 #include "strnum.h"
 #include "mailbox-migrate-db.h"
@@ -495,6 +496,101 @@ int mailbox_migrate_journal_get_changed_uids_upto(struct mailbox_migrate_db *db,
 	return journal_get_changed_uids(db,
 		mailbox_migrate_sql_journal_changed_uids_upto, mailbox_guid,
 		uidvalidity, seq, modseq, uids, error_r);
+}
+
+int mailbox_migrate_journal_get_uid_modseqs(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t uidvalidity, uint64_t seq,
+		ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *uids,
+		const char **error_r)
+{
+	struct mailbox_migrate_journal_uid_modseq *um;
+	sqlite3_stmt *stmt;
+	int ret;
+
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_journal_uid_modseqs,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
+	(void)sqlite3_bind_text(stmt, 2, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
+	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) {
+		um = array_append_space(uids);
+		um->uid = (uint32_t)sqlite3_column_int64(stmt, 0);
+		um->modseq = (uint64_t)sqlite3_column_int64(stmt, 1);
+	}
+	if (ret == 0)
+		(void)sqlite3_reset(stmt);
+	return ret;
+}
+
+int mailbox_migrate_journal_get_first_modseq(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t uidvalidity,
+		uint64_t *modseq_r, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	*modseq_r = 0;
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_journal_first_modseq,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 2, uidvalidity);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		*modseq_r = (uint64_t)sqlite3_column_int64(stmt, 0);
+		(void)sqlite3_reset(stmt);
+	}
+	return 0;
+}
+
+int mailbox_migrate_journal_get_proof(struct mailbox_migrate_db *db,
+		const char *mailbox_guid,
+		struct mailbox_migrate_journal_proof *proof_r,
+		const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	i_zero(proof_r);
+	/* a read-only open doesn't upgrade an older file */
+	if (mailbox_migrate_db_get_schema_version(db) < 4)
+		return 0;
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_mailbox_proof_get,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	ret = mailbox_migrate_db_step(db, stmt, error_r);
+	if (ret <= 0)
+		return ret;
+	proof_r->uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 0);
+	proof_r->modseq = (uint64_t)sqlite3_column_int64(stmt, 1);
+	proof_r->seq = (uint64_t)sqlite3_column_int64(stmt, 2);
+	(void)sqlite3_reset(stmt);
+	return 1;
+}
+
+int mailbox_migrate_journal_set_proof(struct mailbox_migrate_db *db,
+		const char *mailbox_guid,
+		const struct mailbox_migrate_journal_proof *proof,
+		const char **error_r)
+{
+	sqlite3_stmt *stmt;
+
+	if (mailbox_migrate_db_prepare(db,
+			mailbox_migrate_sql_mailbox_proof_set,
+			&stmt, error_r) < 0)
+		return -1;
+	(void)sqlite3_bind_text(stmt, 1, mailbox_guid, -1, SQLITE_STATIC);
+	(void)sqlite3_bind_int64(stmt, 2, proof->uidvalidity);
+	(void)sqlite3_bind_int64(stmt, 3, (sqlite3_int64)proof->modseq);
+	(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)proof->seq);
+	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
 }
 
 struct mailbox_migrate_journal_iter *

@@ -209,6 +209,46 @@ int mailbox_migrate_journal_get_changed_uids_upto(struct mailbox_migrate_db *db,
 					ARRAY_TYPE(seq_range) *uids,
 					const char **error_r);
 
+/* A UID and the highest modseq of its save, copy, flag and keyword
+   entries (0: entries of a commit whose modseq wasn't known). */
+struct mailbox_migrate_journal_uid_modseq {
+	uint32_t uid;
+	uint64_t modseq;
+};
+ARRAY_DEFINE_TYPE(mailbox_migrate_journal_uid_modseq,
+		  struct mailbox_migrate_journal_uid_modseq);
+
+/* Fill uids, sorted by UID, with every UID of the mailbox that has a
+   save, copy, flag or keyword entry after seq, and the highest modseq of
+   those entries. Reads the journal after seq. Returns 0, or -1 on error. */
+int mailbox_migrate_journal_get_uid_modseqs(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t uidvalidity, uint64_t seq,
+		ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *uids,
+		const char **error_r);
+/* The modseq of the oldest commit whose entries the journal still holds
+   of the mailbox (0: none). Reads the whole journal. */
+int mailbox_migrate_journal_get_first_modseq(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t uidvalidity,
+		uint64_t *modseq_r, const char **error_r);
+
+/* Where the journal command last proved a mailbox complete: every change
+   the index showed up to modseq had its entry, none of them after seq
+   but of commits made after modseq (seq was read before modseq). */
+struct mailbox_migrate_journal_proof {
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	uint64_t seq;
+};
+/* Returns 1 and the proof, 0 if the mailbox has none, -1 on error. */
+int mailbox_migrate_journal_get_proof(struct mailbox_migrate_db *db,
+		const char *mailbox_guid,
+		struct mailbox_migrate_journal_proof *proof_r,
+		const char **error_r);
+int mailbox_migrate_journal_set_proof(struct mailbox_migrate_db *db,
+		const char *mailbox_guid,
+		const struct mailbox_migrate_journal_proof *proof,
+		const char **error_r);
+
 /* Iterate entries with seq > since_seq, of one mailbox (plus the GAP
    entries, which concern every mailbox) or of all (mailbox_guid NULL).
    Entry strings stay valid until the next call. */

@@ -136,10 +136,24 @@ static const char mailbox_migrate_sql_schema_v3[] =
 "WHEN old.seq = (SELECT MAX(seq) FROM journal) "
 "BEGIN SELECT RAISE(IGNORE); END;\n";
 
+/* mailbox_proof: where `doveadm mailbox-migrate journal` last proved a
+   mailbox's journal complete against its index (its highest modseq then,
+   and the journal's last seq read before that modseq). The next run proves
+   from there, as a pass does from its checkpoint, instead of from the
+   witness of later commits' entries. */
+static const char mailbox_migrate_sql_schema_v4[] =
+"CREATE TABLE mailbox_proof (\n"
+"  mailbox_guid TEXT PRIMARY KEY NOT NULL,\n"
+"  uidvalidity INTEGER NOT NULL,\n"
+"  modseq INTEGER NOT NULL,\n"
+"  seq INTEGER NOT NULL\n"
+");\n";
+
 const char *const mailbox_migrate_sql_upgrades[] = {
 	mailbox_migrate_sql_schema_v1,
 	mailbox_migrate_sql_schema_v2,
 	mailbox_migrate_sql_schema_v3,
+	mailbox_migrate_sql_schema_v4,
 };
 
 const char mailbox_migrate_sql_meta_get[] =
@@ -219,6 +233,25 @@ const char mailbox_migrate_sql_journal_has_expunge[] =
 const char mailbox_migrate_sql_journal_changed_uids[] =
 	"SELECT uid FROM journal WHERE seq > ?1 AND mailbox_guid = ?2 "
 	"AND uidvalidity = ?3 AND type IN ('save', 'copy', 'flags', 'keywords')";
+/* per UID, the highest modseq of its entries after seq: a change the
+   index shows at a higher modseq came after every one of them */
+const char mailbox_migrate_sql_journal_uid_modseqs[] =
+	"SELECT uid, MAX(modseq) FROM journal WHERE seq > ?1 AND "
+	"mailbox_guid = ?2 AND uidvalidity = ?3 AND "
+	"type IN ('save', 'copy', 'flags', 'keywords') GROUP BY uid "
+	"ORDER BY uid";
+/* the modseq of the oldest commit the journal holds of the mailbox */
+const char mailbox_migrate_sql_journal_first_modseq[] =
+	"SELECT MIN(modseq) FROM journal WHERE mailbox_guid = ?1 AND "
+	"uidvalidity = ?2 AND modseq > 0";
+const char mailbox_migrate_sql_mailbox_proof_get[] =
+	"SELECT uidvalidity, modseq, seq FROM mailbox_proof "
+	"WHERE mailbox_guid = ?1";
+const char mailbox_migrate_sql_mailbox_proof_set[] =
+	"INSERT INTO mailbox_proof (mailbox_guid, uidvalidity, modseq, seq) "
+	"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (mailbox_guid) DO UPDATE SET "
+	"uidvalidity = excluded.uidvalidity, modseq = excluded.modseq, "
+	"seq = excluded.seq";
 /* the same up to seq, of commits the index made after modseq ?4 */
 const char mailbox_migrate_sql_journal_changed_uids_upto[] =
 	"SELECT uid FROM journal WHERE seq <= ?1 AND mailbox_guid = ?2 "

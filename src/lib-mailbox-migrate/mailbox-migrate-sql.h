@@ -4,7 +4,7 @@
 /* All SQL of the state file. Nothing outside this file holds SQL text. */
 
 /* Current schema version, stored in PRAGMA user_version. */
-#define MAILBOX_MIGRATE_SQL_SCHEMA_VERSION 3
+#define MAILBOX_MIGRATE_SQL_SCHEMA_VERSION 4
 
 /* upgrades[v-1] brings an empty file (v=1) or version v-1 to version v. */
 extern const char *const mailbox_migrate_sql_upgrades[];
@@ -31,6 +31,10 @@ extern const char mailbox_migrate_sql_mailbox_get[];
 extern const char mailbox_migrate_sql_journal_has_expunge[];
 extern const char mailbox_migrate_sql_journal_changed_uids[];
 extern const char mailbox_migrate_sql_journal_changed_uids_upto[];
+extern const char mailbox_migrate_sql_journal_uid_modseqs[];
+extern const char mailbox_migrate_sql_journal_first_modseq[];
+extern const char mailbox_migrate_sql_mailbox_proof_get[];
+extern const char mailbox_migrate_sql_mailbox_proof_set[];
 
 extern const char mailbox_migrate_sql_seen_get[];
 extern const char mailbox_migrate_sql_seen_raise[];

@@ -228,6 +228,99 @@ static void test_journal_changed_uids_upto(void)
 	test_end();
 }
 
+static void test_journal_uid_modseqs_and_proof(void)
+{
+	static const struct {
+		uint32_t uid;
+		uint64_t modseq;
+		uint32_t uidvalidity;
+		enum mailbox_migrate_journal_type type;
+	} entries[] = {
+		{ 3, 8, 1234, MAILBOX_MIGRATE_JOURNAL_TYPE_SAVE },
+		{ 1, 5, 1234, MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS },
+		/* a delayed entry of an older commit of UID 3 */
+		{ 3, 6, 1234, MAILBOX_MIGRATE_JOURNAL_TYPE_KEYWORDS },
+		{ 1, 9, 1234, MAILBOX_MIGRATE_JOURNAL_TYPE_COPY },
+		/* expunges, other UIDVALIDITYs don't count */
+		{ 2, 10, 1234, MAILBOX_MIGRATE_JOURNAL_TYPE_EXPUNGE },
+		{ 4, 11, 99, MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS },
+		{ 5, 0, 1234, MAILBOX_MIGRATE_JOURNAL_TYPE_FLAGS },
+	};
+	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) uids;
+	const struct mailbox_migrate_journal_uid_modseq *um;
+	struct mailbox_migrate_journal_proof proof, proof2;
+	struct mailbox_migrate_db *db;
+	struct mailbox_migrate_journal_entry entry;
+	const char *error;
+	uint64_t seqs[N_ELEMENTS(entries)], modseq;
+	unsigned int i;
+
+	test_begin("journal highest modseq per UID, first modseq, proofs");
+	db = test_db_open(test_db_path("proof.db"));
+	for (i = 0; i < N_ELEMENTS(entries); i++) {
+		i_zero(&entry);
+		entry.time = 1700000000;
+		entry.type = entries[i].type;
+		entry.mailbox_guid = GUID_A;
+		entry.uidvalidity = entries[i].uidvalidity;
+		entry.uid = entries[i].uid;
+		entry.modseq = entries[i].modseq;
+		entry.service = "imap";
+		test_assert(mailbox_migrate_journal_append(db, &entry,
+							   &error) == 0);
+		seqs[i] = entry.seq;
+	}
+	t_array_init(&uids, 4);
+	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_A, 1234,
+			0, &uids, &error) == 0);
+	test_assert(array_count(&uids) == 3);
+	um = array_idx(&uids, 0);
+	test_assert(um[0].uid == 1 && um[0].modseq == 9);
+	test_assert(um[1].uid == 3 && um[1].modseq == 8);
+	test_assert(um[2].uid == 5 && um[2].modseq == 0);
+	/* only what lies after the seq: UID 3's delayed entry alone */
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_A, 1234,
+			seqs[1], &uids, &error) == 0);
+	test_assert(array_count(&uids) == 3);
+	um = array_idx(&uids, 0);
+	test_assert(um[0].uid == 1 && um[0].modseq == 9);
+	test_assert(um[1].uid == 3 && um[1].modseq == 6);
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_B, 1234,
+			0, &uids, &error) == 0);
+	test_assert(array_count(&uids) == 0);
+
+	test_assert(mailbox_migrate_journal_get_first_modseq(db, GUID_A, 1234,
+			&modseq, &error) == 0 && modseq == 5);
+	test_assert(mailbox_migrate_journal_get_first_modseq(db, GUID_A, 99,
+			&modseq, &error) == 0 && modseq == 11);
+	test_assert(mailbox_migrate_journal_get_first_modseq(db, GUID_B, 1234,
+			&modseq, &error) == 0 && modseq == 0);
+
+	test_assert(mailbox_migrate_journal_get_proof(db, GUID_A, &proof,
+						      &error) == 0);
+	proof.uidvalidity = 1234;
+	proof.modseq = 11;
+	proof.seq = seqs[6];
+	test_assert(mailbox_migrate_journal_set_proof(db, GUID_A, &proof,
+						      &error) == 0);
+	test_assert(mailbox_migrate_journal_get_proof(db, GUID_A, &proof2,
+						      &error) == 1);
+	test_assert(proof2.uidvalidity == 1234 && proof2.modseq == 11 &&
+		    proof2.seq == seqs[6]);
+	proof.modseq = 12;
+	test_assert(mailbox_migrate_journal_set_proof(db, GUID_A, &proof,
+						      &error) == 0);
+	test_assert(mailbox_migrate_journal_get_proof(db, GUID_A, &proof2,
+						      &error) == 1 &&
+		    proof2.modseq == 12);
+	test_assert(mailbox_migrate_journal_get_proof(db, GUID_B, &proof2,
+						      &error) == 0);
+	mailbox_migrate_db_close(&db);
+	test_end();
+}
+
 static void test_journal_append_iter(void)
 {
 	struct mailbox_migrate_db *db;
@@ -609,6 +702,7 @@ int main(void)
 		test_journal_open_race,
 		test_journal_append_iter,
 		test_journal_changed_uids_upto,
+		test_journal_uid_modseqs_and_proof,
 		test_journal_gap_and_prune,
 		test_journal_check_index,
 		test_journal_mailbox,

@@ -5,7 +5,8 @@ import socket
 import subprocess
 import time
 
-from mmtest import HOST, PASSWORD, db_query, imap_utf7, make_message
+from mmtest import (DOVEADM, HOST, PASSWORD, clean_env, db_query, imap_utf7,
+                    make_message)
 
 
 def by_type(entries, type_):
@@ -320,8 +321,9 @@ def test_journal_file_is_private(maildir_dovecot):
     # the WAL is as private as the file
     st = os.stat(d.db_path("alice") + "-wal")
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == d.pw.pw_uid
-    # schema 3: destination_mailbox (2), no AUTOINCREMENT (3)
-    assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 3
+    # schema 4: destination_mailbox (2), no AUTOINCREMENT (3),
+    # mailbox_proof (4)
+    assert db_query(d.db_path("alice"), "PRAGMA user_version")[0][0] == 4
 
 
 def test_modseqs_stay_internal(maildir_dovecot):
@@ -384,6 +386,7 @@ def make_old_schema(path, version, sequence=None):
     if sequence is not None:
         conn.execute("UPDATE sqlite_sequence SET seq = ? "
                      "WHERE name = 'journal'", (sequence,))
+    conn.execute("DROP TABLE mailbox_proof")
     if version < 2:
         conn.execute("DROP TABLE destination_mailbox")
     conn.execute("PRAGMA user_version = %d" % version)
@@ -412,7 +415,7 @@ def test_schema_upgrade_keeps_the_journal(maildir_dovecot):
     d.start()
     d.deliver("alice", make_message("three"))
     d.journal("alice")
-    assert db_query(path, "PRAGMA user_version")[0][0] == 3
+    assert db_query(path, "PRAGMA user_version")[0][0] == 4
     assert db_query(path, "SELECT value FROM meta WHERE key = "
                     "'journal_id'")[0][0] == journal_id
     assert db_query(path, "SELECT COUNT(*) FROM destination_mailbox")[0][0] \
@@ -455,7 +458,7 @@ def test_schema_upgrade_of_a_pruned_journal(maildir_dovecot):
     d.start()
     d.deliver("alice", make_message("two"))
     d.journal("alice")
-    assert db_query(path, "PRAGMA user_version")[0][0] == 3
+    assert db_query(path, "PRAGMA user_version")[0][0] == 4
     entries = d.journal_entries("alice")
     assert [(e["seq"], e["type"]) for e in entries] == \
         [(last + 40, "gap"), (last + 41, "save")]
@@ -592,3 +595,87 @@ def test_session_keeps_journaling_when_a_fold_replaces_the_log(
     assert sorted(e["uid"] for e in entries) == [1, 2, 3, 4, 5], entries
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
+
+
+def flag_without_the_plugin(d, user, uid, flag=r"\Seen"):
+    subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=", "flags",
+                    "add", "-u", user, flag, "mailbox", "INBOX", "uid",
+                    str(uid)], check=True, env=clean_env())
+
+
+def test_change_without_the_plugin_found_with_no_destination(maildir_dovecot):
+    """With no destination registered, the journal command proves a
+    mailbox from its own last proof of it, not from the witness that the
+    next journaled commit raises: a flag change made without the plugin
+    and followed by a journaled change of another message is found."""
+    d = maildir_dovecot
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
+    proof = db_query(d.db_path("alice"), "SELECT modseq, seq FROM "
+                     "mailbox_proof")
+    assert len(proof) == 1 and proof[0][1] == int(rows["INBOX"]["last_seq"])
+    flag_without_the_plugin(d, "alice", 2)
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
+    assert "UID 2 changed" in rows["INBOX"]["reason"], rows["INBOX"]
+    assert "since the journal command's last proof" in \
+        rows["INBOX"]["reason"]
+    # it stays found: a failed proof isn't recorded
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
+    assert db_query(d.db_path("alice"), "SELECT modseq, seq FROM "
+                    "mailbox_proof") == proof
+
+
+def test_change_after_a_journaled_one_of_the_same_mail(maildir_dovecot):
+    """A journaled change of a message, then one made without the plugin
+    to the same message: the entry is there, but from before the mail's
+    modseq, so the journal command finds the second change."""
+    d = maildir_dovecot
+    for i in range(2):
+        d.deliver("alice", make_message("m%d" % i))
+    assert {r["mailbox"]: r for r in d.journal("alice")}["INBOX"][
+        "complete"] == "yes"
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "2", "+FLAGS", r"(\Answered)")
+    c.logout()
+    flag_without_the_plugin(d, "alice", 2)
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
+    assert "UID 2 changed" in rows["INBOX"]["reason"] and \
+        "after its last journal entry" in rows["INBOX"]["reason"], \
+        rows["INBOX"]
+
+
+def test_journal_command_on_a_schema_3_file(maildir_dovecot):
+    """A state file of schema 3 (no proofs yet) that no writer has upgraded
+    yet: the command reads it read-only as before, then upgrades it to
+    record its proof."""
+    import sqlite3
+    d = maildir_dovecot
+    d.deliver("alice", make_message("one"))
+    d.deliver("alice", make_message("two"))
+    path = d.db_path("alice")
+    d.journal("alice")
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE mailbox_proof")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
+    assert db_query(path, "PRAGMA user_version")[0][0] == 4
+    assert len(db_query(path, "SELECT * FROM mailbox_proof")) == 1
