@@ -105,6 +105,7 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 		jp = array_append_space(&ctx->proofs);
 		jp->mailbox_guid = p_strdup(_ctx->ctx.pool, guid);
 		jp->proof = proof;
+		jp->proof.uids = p_strdup(_ctx->ctx.pool, proof.uids);
 	}
 	journal_merge_total(ctx, &c);
 	journal_print_row(mailbox_get_vname(box), guid, &range, &c);

@@ -3,7 +3,10 @@
 #include "lib.h"
 #include "array.h"
 #include "seq-range-array.h"
+#include "str.h"
 #include "time-util.h"
+#include "imap-seqset.h"
+#include "imap-util.h"
 #include "mail-storage.h"
 #include "mail-search-build.h"
 #include "mailbox-migrate-db.h"
@@ -120,20 +123,18 @@ uid_modseq_cmp(const uint32_t *uid,
 }
 
 /* Every mail changed since proof->modseq must have an entry after
-   proof->seq whose commit left the index at or above the mail's modseq:
+   proof->seq (journaled: their UIDs and highest modseqs) whose commit left the index at or above the mail's modseq:
    else the mail changed again after its last entry (an entry of unknown
    modseq counts as it always did). Entries of commits made after
    proof->modseq all lie after proof->seq, since proof->seq was read
    first; what lies after it of older commits can't vouch for a change
    made since. */
 static int
-mailbox_migrate_verify_changed_mails_since_proof(
-	struct mailbox_migrate_db *db, struct mailbox *box,
-	const char *mailbox_guid,
+mailbox_migrate_verify_changed_mails_since_proof(struct mailbox *box,
 	const struct mailbox_migrate_journal_proof *proof,
+	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *journaled,
 	const char **reason_r, const char **error_r)
 {
-	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) journaled;
 	const struct mailbox_migrate_journal_uid_modseq *um;
 	struct mail_search_args *search_args;
 	struct mail_search_arg *arg;
@@ -142,12 +143,6 @@ mailbox_migrate_verify_changed_mails_since_proof(
 	struct mail *mail;
 	uint64_t modseq;
 	int ret = 0;
-
-	t_array_init(&journaled, 64);
-	if (mailbox_migrate_journal_get_uid_modseqs(db, mailbox_guid,
-			proof->uidvalidity, proof->seq, &journaled,
-			error_r) < 0)
-		return -1;
 
 	search_args = mail_search_build_init();
 	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
@@ -160,7 +155,7 @@ mailbox_migrate_verify_changed_mails_since_proof(
 	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
 	mail_search_args_unref(&search_args);
 	while (*reason_r == NULL && mailbox_search_next(ctx, &mail)) {
-		um = array_bsearch(&journaled, &mail->uid, uid_modseq_cmp);
+		um = array_bsearch(journaled, &mail->uid, uid_modseq_cmp);
 		modseq = mail_get_modseq(mail);
 		if (um == NULL) {
 			*reason_r = t_strdup_printf("UID %u changed (modseq "
@@ -179,6 +174,65 @@ mailbox_migrate_verify_changed_mails_since_proof(
 	}
 	(void)mailbox_transaction_commit(&t);
 	return ret;
+}
+
+/* The UIDs of the mailbox's view (as synced; what its status tells). */
+static void
+mailbox_migrate_get_view_uids(struct mailbox *box, uint32_t messages,
+			      ARRAY_TYPE(seq_range) *uids)
+{
+	ARRAY_TYPE(seq_range) seqs;
+
+	if (messages == 0)
+		return;
+	t_array_init(&seqs, 1);
+	seq_range_array_add_range(&seqs, 1, messages);
+	mailbox_get_uid_range(box, &seqs, uids);
+}
+
+/* Every UID the mailbox had at the proof (proof->uids) or got a journal
+   entry for since, and no longer has, must have its expunge entry: what
+   the index's log no longer tells once it has rotated. */
+static int
+mailbox_migrate_verify_expunges_since_proof(struct mailbox_migrate_db *db,
+	struct mailbox *box, const char *mailbox_guid,
+	const struct mailbox_migrate_journal_proof *proof,
+	const ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *journaled,
+	uint32_t messages, const char **reason_r, const char **error_r)
+{
+	ARRAY_TYPE(seq_range) had, has;
+	const struct mailbox_migrate_journal_uid_modseq *um;
+	struct seq_range_iter iter;
+	unsigned int n = 0;
+	uint32_t uid;
+	int ret;
+
+	t_array_init(&had, 16);
+	if (proof->uids[0] != '\0' &&
+	    imap_seq_set_nostar_parse(proof->uids, &had) < 0) {
+		*error_r = t_strdup_printf("Invalid UIDs in the journal's "
+					   "proof: %s", proof->uids);
+		return -1;
+	}
+	array_foreach(journaled, um)
+		seq_range_array_add(&had, um->uid);
+	t_array_init(&has, 16);
+	mailbox_migrate_get_view_uids(box, messages, &has);
+	seq_range_array_remove_seq_range(&had, &has);
+
+	seq_range_array_iter_init(&iter, &had);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		ret = mailbox_migrate_journal_has_expunge(db, mailbox_guid,
+				proof->uidvalidity, uid, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret == 0) {
+			*reason_r = t_strdup_printf("UID %u was expunged "
+				"without a journal entry", uid);
+			return 0;
+		}
+	}
+	return 0;
 }
 
 /* The proof of mailbox_migrate_journal_verify_since() against each
@@ -246,19 +300,21 @@ mailbox_migrate_verify_destinations(struct mailbox_migrate_db *db,
 }
 
 /* Where the journal command's proof of the mailbox starts: the newest of
-   its last proof and the registered destinations' last passes of the
-   mailbox (each of them is proven apart too), or the oldest commit the
-   journal holds of the mailbox when there is none: what came before it
-   isn't claimed. *origin_r says which. Returns 1 and the start, 0 if no
+   its last proof and (with_destinations) the registered destinations'
+   last passes of the mailbox (each of them is proven apart too), or the
+   oldest commit the journal holds of the mailbox when there is none: what
+   came before it isn't claimed. *origin_r says which, *destination_r
+   whether it is a destination's pass. Returns 1 and the start, 0 if no
    proof can be made from there (nothing to start from, or entries after
    the start were pruned), -1 on error. */
 static int
 mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 			    const char *mailbox_guid,
 			    const struct mailbox_migrate_journal_mailbox *known,
-			    uint32_t uidvalidity,
+			    uint32_t uidvalidity, bool with_destinations,
 			    struct mailbox_migrate_journal_proof *proof_r,
-			    const char **origin_r, const char **error_r)
+			    const char **origin_r, bool *destination_r,
+			    const char **error_r)
 {
 	ARRAY_TYPE(mailbox_migrate_destination) dests;
 	const struct mailbox_migrate_destination *dest;
@@ -285,8 +341,10 @@ mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 		*origin_r = "the journal's first commit of the mailbox";
 	}
 
+	*destination_r = FALSE;
 	t_array_init(&dests, 4);
-	if (mailbox_migrate_destination_list(db, &dests, error_r) < 0)
+	if (with_destinations &&
+	    mailbox_migrate_destination_list(db, &dests, error_r) < 0)
 		return -1;
 	array_foreach(&dests, dest) {
 		if (dest->checkpoint_seq == 0 ||
@@ -300,8 +358,10 @@ mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 		    rec.src_modseq > proof_r->modseq) {
 			proof_r->modseq = rec.src_modseq;
 			proof_r->seq = dest->checkpoint_seq;
+			proof_r->uids = NULL;
 			*origin_r = t_strdup_printf("the last pass to %s",
 						    dest->name);
+			*destination_r = TRUE;
 		}
 	}
 	if (proof_r->modseq == 0)
@@ -312,42 +372,58 @@ mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 }
 
 /* Prove the mailbox from where mailbox_migrate_proof_start() says (and
-   give that in *start_r). Returns 1 with
-   *reason_r set or NULL, 0 if it can't be made (no start, or the index no
-   longer tells the expunges since), -1 on error. */
+   give that in *start_r). Returns 1 with *reason_r set or NULL, 0 if it
+   can't be made (no start, or the index no longer tells the expunges
+   since; *destination_r: from a destination's pass), -1 on error. */
 static int
 mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
 		struct mailbox *box, const char *mailbox_guid,
 		const struct mailbox_migrate_journal_mailbox *known,
-		const struct mailbox_status *status,
+		const struct mailbox_status *status, bool with_destinations,
 		struct mailbox_migrate_journal_proof *start_r,
-		const char **reason_r, const char **error_r)
+		bool *destination_r, const char **reason_r,
+		const char **error_r)
 {
+	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) journaled;
 	struct mailbox_migrate_journal_mailbox since;
 	const char *origin;
 	bool untold;
 	int ret;
 
 	ret = mailbox_migrate_proof_start(db, mailbox_guid, known,
-					  status->uidvalidity, start_r,
-					  &origin, error_r);
+					  status->uidvalidity,
+					  with_destinations, start_r,
+					  &origin, destination_r, error_r);
 	if (ret <= 0)
 		return ret;
 	if (status->highest_modseq <= start_r->modseq)
 		return 1;
-	i_zero(&since);
-	since.witness_modseq = start_r->modseq;
-	since.witness_seq = start_r->seq;
-	if (mailbox_migrate_verify_expunges(db, box, mailbox_guid, &since,
-			status->uidvalidity, reason_r, &untold, error_r) < 0)
+	t_array_init(&journaled, 64);
+	if (mailbox_migrate_journal_get_uid_modseqs(db, mailbox_guid,
+			start_r->uidvalidity, start_r->seq, &journaled,
+			error_r) < 0)
 		return -1;
-	if (untold) {
-		*reason_r = NULL;
-		return 0;
+	if (start_r->uids != NULL) {
+		if (mailbox_migrate_verify_expunges_since_proof(db, box,
+				mailbox_guid, start_r, &journaled,
+				status->messages, reason_r, error_r) < 0)
+			return -1;
+	} else {
+		i_zero(&since);
+		since.witness_modseq = start_r->modseq;
+		since.witness_seq = start_r->seq;
+		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
+				&since, status->uidvalidity, reason_r,
+				&untold, error_r) < 0)
+			return -1;
+		if (untold) {
+			*reason_r = NULL;
+			return 0;
+		}
 	}
 	if (*reason_r == NULL &&
-	    mailbox_migrate_verify_changed_mails_since_proof(db, box,
-			mailbox_guid, start_r, reason_r, error_r) < 0)
+	    mailbox_migrate_verify_changed_mails_since_proof(box, start_r,
+			&journaled, reason_r, error_r) < 0)
 		return -1;
 	if (*reason_r != NULL)
 		*reason_r = t_strdup_printf("%s (since %s)", *reason_r, origin);
@@ -400,13 +476,16 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 	struct mailbox_migrate_journal_proof proof;
 	struct mailbox_migrate_index_ext_header lost;
 	struct mailbox_status status;
+	ARRAY_TYPE(seq_range) uids;
+	string_t *uids_str;
 	const char *reason = NULL;
+	bool destination;
 	int ret, proved = 0;
 
 	i_zero(proof_r);
 
-	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ,
-			       &status) < 0) {
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY | STATUS_HIGHESTMODSEQ |
+			       STATUS_MESSAGES, &status) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		return -1;
 	}
@@ -434,8 +513,16 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 	i_zero(&proof);
 	if (ret > 0 && known.uidvalidity == status.uidvalidity) {
 		proved = mailbox_migrate_verify_from_proof(db, box,
-				mailbox_guid, &known, &status, &proof,
-				&reason, error_r);
+				mailbox_guid, &known, &status, TRUE, &proof,
+				&destination, &reason, error_r);
+		if (proved == 0 && destination) {
+			/* the command's own last proof keeps the UIDs the
+			   mailbox had: from there the expunges are told */
+			proved = mailbox_migrate_verify_from_proof(db, box,
+					mailbox_guid, &known, &status, FALSE,
+					&proof, &destination, &reason,
+					error_r);
+		}
 		if (proved < 0)
 			return -1;
 	}
@@ -455,10 +542,16 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 		return 0;
 	}
 	if (ret > 0 && status.highest_modseq > I_MAX(proof.modseq, 1)) {
-		/* last_seq was read before the mailbox was synced */
+		/* last_seq was read before the mailbox was synced; the UIDs
+		   are of the same view as the status */
 		proof_r->uidvalidity = status.uidvalidity;
 		proof_r->modseq = status.highest_modseq;
 		proof_r->seq = last_seq;
+		t_array_init(&uids, 16);
+		mailbox_migrate_get_view_uids(box, status.messages, &uids);
+		uids_str = t_str_new(128);
+		imap_write_seq_range(uids_str, &uids);
+		proof_r->uids = str_c(uids_str);
 	}
 	return 0;
 }

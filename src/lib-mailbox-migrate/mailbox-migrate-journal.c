@@ -571,6 +571,10 @@ int mailbox_migrate_journal_get_proof(struct mailbox_migrate_db *db,
 	proof_r->uidvalidity = (uint32_t)sqlite3_column_int64(stmt, 0);
 	proof_r->modseq = (uint64_t)sqlite3_column_int64(stmt, 1);
 	proof_r->seq = (uint64_t)sqlite3_column_int64(stmt, 2);
+	if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) {
+		proof_r->uids = t_strdup(
+			(const char *)sqlite3_column_text(stmt, 3));
+	}
 	(void)sqlite3_reset(stmt);
 	return 1;
 }
@@ -590,6 +594,12 @@ int mailbox_migrate_journal_set_proof(struct mailbox_migrate_db *db,
 	(void)sqlite3_bind_int64(stmt, 2, proof->uidvalidity);
 	(void)sqlite3_bind_int64(stmt, 3, (sqlite3_int64)proof->modseq);
 	(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)proof->seq);
+	if (proof->uids == NULL)
+		(void)sqlite3_bind_null(stmt, 5);
+	else {
+		(void)sqlite3_bind_text(stmt, 5, proof->uids, -1,
+					SQLITE_STATIC);
+	}
 	return mailbox_migrate_db_exec_stmt(db, stmt, error_r);
 }
 

@@ -238,6 +238,9 @@ struct mailbox_migrate_journal_proof {
 	uint32_t uidvalidity;
 	uint64_t modseq;
 	uint64_t seq;
+	/* The mailbox's UIDs at modseq as an IMAP sequence set ("" for
+	   none), or NULL if not known. */
+	const char *uids;
 };
 /* Returns 1 and the proof, 0 if the mailbox has none, -1 on error. */
 int mailbox_migrate_journal_get_proof(struct mailbox_migrate_db *db,

@@ -138,15 +138,18 @@ static const char mailbox_migrate_sql_schema_v3[] =
 
 /* mailbox_proof: where `doveadm mailbox-migrate journal` last proved a
    mailbox's journal complete against its index (its highest modseq then,
-   and the journal's last seq read before that modseq). The next run proves
-   from there, as a pass does from its checkpoint, instead of from the
-   witness of later commits' entries. */
+   the journal's last seq read before that modseq, and the UIDs the
+   mailbox had, as an IMAP sequence set). The next run proves from there,
+   as a pass does from its checkpoint, instead of from the witness of
+   later commits' entries; with the UIDs it tells what was expunged since
+   even after the index has forgotten. */
 static const char mailbox_migrate_sql_schema_v4[] =
 "CREATE TABLE mailbox_proof (\n"
 "  mailbox_guid TEXT PRIMARY KEY NOT NULL,\n"
 "  uidvalidity INTEGER NOT NULL,\n"
 "  modseq INTEGER NOT NULL,\n"
-"  seq INTEGER NOT NULL\n"
+"  seq INTEGER NOT NULL,\n"
+"  uids TEXT\n"
 ");\n";
 
 const char *const mailbox_migrate_sql_upgrades[] = {
@@ -245,13 +248,13 @@ const char mailbox_migrate_sql_journal_first_modseq[] =
 	"SELECT MIN(modseq) FROM journal WHERE mailbox_guid = ?1 AND "
 	"uidvalidity = ?2 AND modseq > 0";
 const char mailbox_migrate_sql_mailbox_proof_get[] =
-	"SELECT uidvalidity, modseq, seq FROM mailbox_proof "
+	"SELECT uidvalidity, modseq, seq, uids FROM mailbox_proof "
 	"WHERE mailbox_guid = ?1";
 const char mailbox_migrate_sql_mailbox_proof_set[] =
-	"INSERT INTO mailbox_proof (mailbox_guid, uidvalidity, modseq, seq) "
-	"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (mailbox_guid) DO UPDATE SET "
-	"uidvalidity = excluded.uidvalidity, modseq = excluded.modseq, "
-	"seq = excluded.seq";
+	"INSERT INTO mailbox_proof (mailbox_guid, uidvalidity, modseq, seq, "
+	"uids) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (mailbox_guid) DO "
+	"UPDATE SET uidvalidity = excluded.uidvalidity, "
+	"modseq = excluded.modseq, seq = excluded.seq, uids = excluded.uids";
 /* the same up to seq, of commits the index made after modseq ?4 */
 const char mailbox_migrate_sql_journal_changed_uids_upto[] =
 	"SELECT uid FROM journal WHERE seq <= ?1 AND mailbox_guid = ?2 "

@@ -308,13 +308,20 @@ static void test_journal_uid_modseqs_and_proof(void)
 	test_assert(mailbox_migrate_journal_get_proof(db, GUID_A, &proof2,
 						      &error) == 1);
 	test_assert(proof2.uidvalidity == 1234 && proof2.modseq == 11 &&
-		    proof2.seq == seqs[6]);
-	proof.modseq = 12;
+		    proof2.seq == seqs[6] && proof2.uids == NULL);
+	proof.uids = "";
 	test_assert(mailbox_migrate_journal_set_proof(db, GUID_A, &proof,
 						      &error) == 0);
 	test_assert(mailbox_migrate_journal_get_proof(db, GUID_A, &proof2,
 						      &error) == 1 &&
-		    proof2.modseq == 12);
+		    proof2.uids != NULL && proof2.uids[0] == '\0');
+	proof.modseq = 12;
+	proof.uids = "1,3:5";
+	test_assert(mailbox_migrate_journal_set_proof(db, GUID_A, &proof,
+						      &error) == 0);
+	test_assert(mailbox_migrate_journal_get_proof(db, GUID_A, &proof2,
+						      &error) == 1 &&
+		    proof2.modseq == 12 && strcmp(proof2.uids, "1,3:5") == 0);
 	test_assert(mailbox_migrate_journal_get_proof(db, GUID_B, &proof2,
 						      &error) == 0);
 	mailbox_migrate_db_close(&db);

@@ -679,3 +679,40 @@ def test_journal_command_on_a_schema_3_file(maildir_dovecot):
     assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
     assert db_query(path, "PRAGMA user_version")[0][0] == 4
     assert len(db_query(path, "SELECT * FROM mailbox_proof")) == 1
+
+
+def test_expunge_without_the_plugin_found_after_the_index_log_rotated(
+        maildir_dovecot):
+    """The journal command keeps the UIDs a mailbox had at its last proof:
+    an expunge made without the plugin after the index's log has rotated
+    past the proof (the index no longer tells what was expunged since),
+    followed by a journaled change, is still found."""
+    d = maildir_dovecot
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    assert {r["mailbox"]: r for r in d.journal("alice")}["INBOX"][
+        "complete"] == "yes"
+    # (0 would keep Dovecot's default of 5 minutes)
+    rotate = ["-o", "mail_index_log_rotate_min_size=1",
+              "-o", "mail_index_log_rotate_min_age=1s"]
+    log = os.path.join(d.home("alice"), "Maildir", "dovecot.index.log")
+    inodes = {os.stat(log).st_ino}
+    for flag in (r"\Flagged", r"\Answered", r"\Draft"):
+        # older than 1 s in whole seconds of its create stamp
+        time.sleep(2.1)
+        # journaled (doveadm with the plugin); its sync rotates the log
+        d.doveadm(*rotate, "flags", "add", "-u", "alice", flag,
+                  "mailbox", "INBOX", "uid", "1")
+        inodes.add(os.stat(log).st_ino)
+    assert len(inodes) >= 3, inodes
+    subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=",
+                    "expunge", "-u", "alice", "mailbox", "INBOX", "uid",
+                    "2"], check=True, env=clean_env())
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
+    assert "UID 2 was expunged without a journal entry" in \
+        rows["INBOX"]["reason"], rows["INBOX"]
