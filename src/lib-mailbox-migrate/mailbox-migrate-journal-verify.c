@@ -57,6 +57,55 @@ mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 	return 0;
 }
 
+typedef const char *
+verify_changed_mail_t(struct mail *mail, void *context);
+
+/* Call check for every mail whose modseq is above modseq (index only)
+   until it returns a reason, which goes to *reason_r. */
+static int
+mailbox_migrate_verify_mails_changed_since(struct mailbox *box,
+		uint64_t modseq, verify_changed_mail_t *check, void *context,
+		const char **reason_r, const char **error_r)
+{
+	struct mail_search_args *search_args;
+	struct mail_search_arg *arg;
+	struct mailbox_transaction_context *t;
+	struct mail_search_context *ctx;
+	struct mail *mail;
+	int ret = 0;
+
+	search_args = mail_search_build_init();
+	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
+	arg->value.modseq = p_new(search_args->pool,
+				  struct mail_search_modseq, 1);
+	arg->value.modseq->modseq = modseq + 1;
+	arg->value.modseq->type = MAIL_SEARCH_MODSEQ_TYPE_ANY;
+
+	t = mailbox_transaction_begin(box, 0, __func__);
+	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
+	mail_search_args_unref(&search_args);
+	while (*reason_r == NULL && mailbox_search_next(ctx, &mail))
+		*reason_r = check(mail, context);
+	if (mailbox_search_deinit(&ctx) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&t);
+	return ret;
+}
+
+static const char *
+verify_mail_has_entry(struct mail *mail, void *context)
+{
+	const ARRAY_TYPE(seq_range) *journaled = context;
+
+	if (seq_range_exists(journaled, mail->uid))
+		return NULL;
+	return t_strdup_printf("UID %u changed (modseq %llu) without a "
+			       "journal entry", mail->uid,
+			       (unsigned long long)mail_get_modseq(mail));
+}
+
 /* Every mail changed since the witness must have an entry after it, or
    (concurrent_witness) one up to it of a commit the index made after the
    witness' modseq: a witness that a mailbox record carries (a create,
@@ -72,12 +121,6 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 				const char **reason_r, const char **error_r)
 {
 	ARRAY_TYPE(seq_range) journaled;
-	struct mail_search_args *search_args;
-	struct mail_search_arg *arg;
-	struct mailbox_transaction_context *t;
-	struct mail_search_context *ctx;
-	struct mail *mail;
-	int ret = 0;
 
 	t_array_init(&journaled, 16);
 	if (mailbox_migrate_journal_get_changed_uids(db, mailbox_guid,
@@ -89,30 +132,9 @@ mailbox_migrate_verify_changed_mails(struct mailbox_migrate_db *db,
 			uidvalidity, known->witness_seq, known->witness_modseq,
 			&journaled, error_r) < 0)
 		return -1;
-
-	search_args = mail_search_build_init();
-	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
-	arg->value.modseq = p_new(search_args->pool,
-				  struct mail_search_modseq, 1);
-	arg->value.modseq->modseq = known->witness_modseq + 1;
-	arg->value.modseq->type = MAIL_SEARCH_MODSEQ_TYPE_ANY;
-
-	t = mailbox_transaction_begin(box, 0, __func__);
-	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
-	mail_search_args_unref(&search_args);
-	while (*reason_r == NULL && mailbox_search_next(ctx, &mail)) {
-		if (!seq_range_exists(&journaled, mail->uid)) {
-			*reason_r = t_strdup_printf("UID %u changed (modseq "
-				"%llu) without a journal entry", mail->uid,
-				(unsigned long long)mail_get_modseq(mail));
-		}
-	}
-	if (mailbox_search_deinit(&ctx) < 0) {
-		*error_r = mailbox_get_last_internal_error(box, NULL);
-		ret = -1;
-	}
-	(void)mailbox_transaction_commit(&t);
-	return ret;
+	return mailbox_migrate_verify_mails_changed_since(box,
+			known->witness_modseq, verify_mail_has_entry,
+			&journaled, reason_r, error_r);
 }
 
 static int
@@ -122,59 +144,35 @@ uid_modseq_cmp(const uint32_t *uid,
 	return *uid < um->uid ? -1 : (*uid > um->uid ? 1 : 0);
 }
 
-/* Every mail changed since proof->modseq must have an entry after
-   proof->seq (journaled: their UIDs and highest modseqs) whose commit left the index at or above the mail's modseq:
-   else the mail changed again after its last entry (an entry of unknown
-   modseq counts as it always did). Entries of commits made after
-   proof->modseq all lie after proof->seq, since proof->seq was read
-   first; what lies after it of older commits can't vouch for a change
-   made since. */
-static int
-mailbox_migrate_verify_changed_mails_since_proof(struct mailbox *box,
-	const struct mailbox_migrate_journal_proof *proof,
-	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *journaled,
-	const char **reason_r, const char **error_r)
+/* Every mail changed since the proof's modseq must have an entry after
+   its seq (context: their UIDs and highest modseqs) whose commit
+   left the index at or above the mail's modseq: else the mail changed
+   again after its last entry (an entry of unknown modseq counts as it
+   always did). Entries of commits made after the proof's modseq all lie
+   after its seq, which was read first; what lies after it of older
+   commits can't vouch for a change made since. */
+static const char *
+verify_mail_has_later_entry(struct mail *mail, void *context)
 {
+	ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *journaled = context;
 	const struct mailbox_migrate_journal_uid_modseq *um;
-	struct mail_search_args *search_args;
-	struct mail_search_arg *arg;
-	struct mailbox_transaction_context *t;
-	struct mail_search_context *ctx;
-	struct mail *mail;
-	uint64_t modseq;
-	int ret = 0;
+	uint64_t modseq = mail_get_modseq(mail);
 
-	search_args = mail_search_build_init();
-	arg = mail_search_build_add(search_args, SEARCH_MODSEQ);
-	arg->value.modseq = p_new(search_args->pool,
-				  struct mail_search_modseq, 1);
-	arg->value.modseq->modseq = proof->modseq + 1;
-	arg->value.modseq->type = MAIL_SEARCH_MODSEQ_TYPE_ANY;
-
-	t = mailbox_transaction_begin(box, 0, __func__);
-	ctx = mailbox_search_init(t, search_args, NULL, 0, NULL);
-	mail_search_args_unref(&search_args);
-	while (*reason_r == NULL && mailbox_search_next(ctx, &mail)) {
-		um = array_bsearch(journaled, &mail->uid, uid_modseq_cmp);
-		modseq = mail_get_modseq(mail);
-		if (um == NULL) {
-			*reason_r = t_strdup_printf("UID %u changed (modseq "
-				"%llu) without a journal entry", mail->uid,
-				(unsigned long long)modseq);
-		} else if (um->modseq != 0 && um->modseq < modseq) {
-			*reason_r = t_strdup_printf("UID %u changed (modseq "
-				"%llu) after its last journal entry (modseq "
-				"%llu)", mail->uid, (unsigned long long)modseq,
-				(unsigned long long)um->modseq);
-		}
+	um = array_bsearch(journaled, &mail->uid, uid_modseq_cmp);
+	if (um == NULL) {
+		return t_strdup_printf("UID %u changed (modseq %llu) "
+				       "without a journal entry", mail->uid,
+				       (unsigned long long)modseq);
 	}
-	if (mailbox_search_deinit(&ctx) < 0) {
-		*error_r = mailbox_get_last_internal_error(box, NULL);
-		ret = -1;
+	if (um->modseq != 0 && um->modseq < modseq) {
+		return t_strdup_printf("UID %u changed (modseq %llu) after "
+				       "its last journal entry (modseq %llu)",
+				       mail->uid, (unsigned long long)modseq,
+				       (unsigned long long)um->modseq);
 	}
-	(void)mailbox_transaction_commit(&t);
-	return ret;
+	return NULL;
 }
+
 
 /* The UIDs of the mailbox's view (as synced; what its status tells). */
 static void
@@ -422,8 +420,9 @@ mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
 		}
 	}
 	if (*reason_r == NULL &&
-	    mailbox_migrate_verify_changed_mails_since_proof(box, start_r,
-			&journaled, reason_r, error_r) < 0)
+	    mailbox_migrate_verify_mails_changed_since(box, start_r->modseq,
+			verify_mail_has_later_entry, &journaled, reason_r,
+			error_r) < 0)
 		return -1;
 	if (*reason_r != NULL)
 		*reason_r = t_strdup_printf("%s (since %s)", *reason_r, origin);
