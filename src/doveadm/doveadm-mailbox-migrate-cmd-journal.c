@@ -14,7 +14,11 @@
 #include "mailbox-migrate-settings.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
-struct journal_proof;
+/* A proof to record: see journal_record_proofs(). */
+struct journal_proof {
+	const char *mailbox_guid;
+	struct mailbox_migrate_journal_proof proof;
+};
 
 struct journal_cmd_context {
 	struct mailbox_migrate_cmd_context mctx;
@@ -27,13 +31,7 @@ struct journal_cmd_context {
 	struct mailbox_migrate_journal_completeness total;
 	/* mailbox GUIDs to list, NULL-terminated (--list with mailboxes) */
 	ARRAY_TYPE(const_string) list_guids;
-	/* the proofs to record (mailbox GUID and proof) */
 	ARRAY(struct journal_proof) proofs;
-};
-
-struct journal_proof {
-	const char *mailbox_guid;
-	struct mailbox_migrate_journal_proof proof;
 };
 
 static void

@@ -232,8 +232,8 @@ int mailbox_migrate_journal_get_first_modseq(struct mailbox_migrate_db *db,
 		uint64_t *modseq_r, const char **error_r);
 
 /* Where the journal command last proved a mailbox complete: every change
-   the index showed up to modseq had its entry, none of them after seq
-   but of commits made after modseq (seq was read before modseq). */
+   the index showed up to modseq had its entry, and an entry of a commit
+   made after modseq lies after seq (seq was read before modseq). */
 struct mailbox_migrate_journal_proof {
 	uint32_t uidvalidity;
 	uint64_t modseq;
