@@ -7,7 +7,9 @@
 #include "time-util.h"
 #include "imap-seqset.h"
 #include "imap-util.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
+#include "mail-index-private.h"
+#include "mail-transaction-log-private.h"
 #include "mail-search-build.h"
 #include "mailbox-migrate-db.h"
 #include "mailbox-migrate-destination.h"
@@ -173,6 +175,26 @@ verify_mail_has_later_entry(struct mail *mail, void *context)
 	return NULL;
 }
 
+
+/* The modseq from which the mailbox index's log still tells the
+   expunges: the initial modseq of its oldest file that this process has
+   opened (after mailbox_get_expunged_uids() found the log too short, the
+   oldest there is). 0 if not known. */
+static uint64_t mailbox_migrate_get_log_floor_modseq(struct mailbox *box)
+{
+	struct mail_transaction_log_file *file;
+	uint32_t tail_seq;
+
+	if (box->index == NULL || box->index->log == NULL ||
+	    box->index->log->files == NULL)
+		return 0;
+	mail_transaction_log_get_tail(box->index->log, &tail_seq);
+	for (file = box->index->log->files; file != NULL; file = file->next) {
+		if (file->hdr.file_seq == tail_seq)
+			return file->hdr.initial_modseq;
+	}
+	return 0;
+}
 
 /* The UIDs of the mailbox's view (as synced; what its status tells). */
 static void
@@ -415,8 +437,23 @@ mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
 				&untold, error_r) < 0)
 			return -1;
 		if (untold) {
+			/* The mails' modseqs still tell every change since
+			   the start but the expunges; those only as far back
+			   as the index's log goes. */
+			since.witness_modseq =
+				mailbox_migrate_get_log_floor_modseq(box);
 			*reason_r = NULL;
-			return 0;
+			if (since.witness_modseq <= start_r->modseq)
+				return 0;
+			if (mailbox_migrate_verify_expunges(db, box,
+					mailbox_guid, &since,
+					status->uidvalidity, reason_r,
+					&untold, error_r) < 0)
+				return -1;
+			if (untold) {
+				*reason_r = NULL;
+				return 0;
+			}
 		}
 	}
 	if (*reason_r == NULL &&

@@ -681,6 +681,24 @@ def test_journal_command_on_a_schema_3_file(maildir_dovecot):
     assert len(db_query(path, "SELECT * FROM mailbox_proof")) == 1
 
 
+def rotate_index_log(d, user):
+    """Three journaled flag changes of INBOX's UID 1 (doveadm with the
+    plugin), each rotating its dovecot.index.log: what the log told
+    before them is gone."""
+    # (0 would keep Dovecot's default of 5 minutes)
+    rotate = ["-o", "mail_index_log_rotate_min_size=1",
+              "-o", "mail_index_log_rotate_min_age=1s"]
+    log = os.path.join(d.home(user), "Maildir", "dovecot.index.log")
+    inodes = {os.stat(log).st_ino}
+    for flag in (r"\Flagged", r"\Answered", r"\Draft"):
+        # older than 1 s in whole seconds of its create stamp
+        time.sleep(2.1)
+        d.doveadm(*rotate, "flags", "add", "-u", user, flag,
+                  "mailbox", "INBOX", "uid", "1")
+        inodes.add(os.stat(log).st_ino)
+    assert len(inodes) >= 3, inodes
+
+
 def test_expunge_without_the_plugin_found_after_the_index_log_rotated(
         maildir_dovecot):
     """The journal command keeps the UIDs a mailbox had at its last proof:
@@ -692,19 +710,7 @@ def test_expunge_without_the_plugin_found_after_the_index_log_rotated(
         d.deliver("alice", make_message("m%d" % i))
     assert {r["mailbox"]: r for r in d.journal("alice")}["INBOX"][
         "complete"] == "yes"
-    # (0 would keep Dovecot's default of 5 minutes)
-    rotate = ["-o", "mail_index_log_rotate_min_size=1",
-              "-o", "mail_index_log_rotate_min_age=1s"]
-    log = os.path.join(d.home("alice"), "Maildir", "dovecot.index.log")
-    inodes = {os.stat(log).st_ino}
-    for flag in (r"\Flagged", r"\Answered", r"\Draft"):
-        # older than 1 s in whole seconds of its create stamp
-        time.sleep(2.1)
-        # journaled (doveadm with the plugin); its sync rotates the log
-        d.doveadm(*rotate, "flags", "add", "-u", "alice", flag,
-                  "mailbox", "INBOX", "uid", "1")
-        inodes.add(os.stat(log).st_ino)
-    assert len(inodes) >= 3, inodes
+    rotate_index_log(d, "alice")
     subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=",
                     "expunge", "-u", "alice", "mailbox", "INBOX", "uid",
                     "2"], check=True, env=clean_env())
@@ -716,3 +722,27 @@ def test_expunge_without_the_plugin_found_after_the_index_log_rotated(
     assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
     assert "UID 2 was expunged without a journal entry" in \
         rows["INBOX"]["reason"], rows["INBOX"]
+
+
+def test_first_proof_after_the_index_log_rotated(maildir_dovecot):
+    """The journal command's first proof of a mailbox whose index log has
+    rotated past the journal's first commit of it: the mails' modseqs
+    still tell every change, the log the expunges it still holds. An
+    expunge made without the plugin within the log's reach, followed by a
+    journaled change, is found."""
+    d = maildir_dovecot
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    rotate_index_log(d, "alice")
+    subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=",
+                    "expunge", "-u", "alice", "mailbox", "INBOX", "uid",
+                    "2"], check=True, env=clean_env())
+    c = d.imap("alice")
+    c.select("INBOX")
+    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
+    c.logout()
+    rows = {r["mailbox"]: r for r in d.journal("alice")}
+    assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
+    assert "UID 2 was expunged without a journal entry" in \
+        rows["INBOX"]["reason"], rows["INBOX"]
+    assert "since the journal's first commit" in rows["INBOX"]["reason"]
