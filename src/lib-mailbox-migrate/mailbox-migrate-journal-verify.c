@@ -16,34 +16,21 @@
 #include "mailbox-migrate-index-ext.h"
 #include "mailbox-migrate-journal-verify.h"
 
-/* Every UID expunged since the witness must have its expunge entry.
-   *untold_r is set when the index no longer tells which were (*reason_r
-   says so too). */
+/* Every UID of expunged must have its expunge entry. */
 static int
-mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
-				struct mailbox *box, const char *mailbox_guid,
-				const struct mailbox_migrate_journal_mailbox *known,
-				uint32_t uidvalidity, const char **reason_r,
-				bool *untold_r, const char **error_r)
+mailbox_migrate_verify_expunge_entries(struct mailbox_migrate_db *db,
+				       const char *mailbox_guid,
+				       uint32_t uidvalidity,
+				       const ARRAY_TYPE(seq_range) *expunged,
+				       const char **reason_r,
+				       const char **error_r)
 {
-	ARRAY_TYPE(seq_range) uids_filter, expunged;
 	struct seq_range_iter iter;
 	unsigned int n = 0;
 	uint32_t uid;
 	int ret;
 
-	*untold_r = FALSE;
-	t_array_init(&uids_filter, 1);
-	seq_range_array_add_range(&uids_filter, 1, (uint32_t)-1);
-	t_array_init(&expunged, 16);
-	if (!mailbox_get_expunged_uids(box, known->witness_modseq,
-				       &uids_filter, &expunged)) {
-		*reason_r = "the index no longer tells what was expunged "
-			"since the journal's witness";
-		*untold_r = TRUE;
-		return 0;
-	}
-	seq_range_array_iter_init(&iter, &expunged);
+	seq_range_array_iter_init(&iter, expunged);
 	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
 		ret = mailbox_migrate_journal_has_expunge(db, mailbox_guid,
 							  uidvalidity, uid,
@@ -57,6 +44,33 @@ mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
 		}
 	}
 	return 0;
+}
+
+/* Every UID expunged since the witness must have its expunge entry.
+   *untold_r is set when the index no longer tells which were (*reason_r
+   says so too). */
+static int
+mailbox_migrate_verify_expunges(struct mailbox_migrate_db *db,
+				struct mailbox *box, const char *mailbox_guid,
+				const struct mailbox_migrate_journal_mailbox *known,
+				uint32_t uidvalidity, const char **reason_r,
+				bool *untold_r, const char **error_r)
+{
+	ARRAY_TYPE(seq_range) uids_filter, expunged;
+
+	*untold_r = FALSE;
+	t_array_init(&uids_filter, 1);
+	seq_range_array_add_range(&uids_filter, 1, (uint32_t)-1);
+	t_array_init(&expunged, 16);
+	if (!mailbox_get_expunged_uids(box, known->witness_modseq,
+				       &uids_filter, &expunged)) {
+		*reason_r = "the index no longer tells what was expunged "
+			"since the journal's witness";
+		*untold_r = TRUE;
+		return 0;
+	}
+	return mailbox_migrate_verify_expunge_entries(db, mailbox_guid,
+			uidvalidity, &expunged, reason_r, error_r);
 }
 
 typedef const char *
@@ -222,10 +236,6 @@ mailbox_migrate_verify_expunges_since_proof(struct mailbox_migrate_db *db,
 {
 	ARRAY_TYPE(seq_range) had, has;
 	const struct mailbox_migrate_journal_uid_modseq *um;
-	struct seq_range_iter iter;
-	unsigned int n = 0;
-	uint32_t uid;
-	int ret;
 
 	t_array_init(&had, 16);
 	if (proof->uids[0] != '\0' &&
@@ -240,19 +250,8 @@ mailbox_migrate_verify_expunges_since_proof(struct mailbox_migrate_db *db,
 	mailbox_migrate_get_view_uids(box, messages, &has);
 	seq_range_array_remove_seq_range(&had, &has);
 
-	seq_range_array_iter_init(&iter, &had);
-	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
-		ret = mailbox_migrate_journal_has_expunge(db, mailbox_guid,
-				proof->uidvalidity, uid, error_r);
-		if (ret < 0)
-			return -1;
-		if (ret == 0) {
-			*reason_r = t_strdup_printf("UID %u was expunged "
-				"without a journal entry", uid);
-			return 0;
-		}
-	}
-	return 0;
+	return mailbox_migrate_verify_expunge_entries(db, mailbox_guid,
+			proof->uidvalidity, &had, reason_r, error_r);
 }
 
 /* The proof of mailbox_migrate_journal_verify_since() against each
