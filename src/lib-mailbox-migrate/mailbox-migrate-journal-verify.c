@@ -254,6 +254,49 @@ mailbox_migrate_verify_expunges_since_proof(struct mailbox_migrate_db *db,
 			proof->uidvalidity, &had, reason_r, error_r);
 }
 
+/* A registered destination's record of the mailbox. */
+struct verify_destination {
+	struct mailbox_migrate_destination dest;
+	struct mailbox_migrate_destination_mailbox rec;
+};
+ARRAY_DEFINE_TYPE(verify_destination, struct verify_destination);
+
+/* The registered destinations whose migration isn't done that have a
+   checkpoint and a record of the mailbox (of this uidvalidity), with
+   that record. Returns 0, or -1 on error. */
+static int
+mailbox_migrate_verify_get_destinations(struct mailbox_migrate_db *db,
+		const char *mailbox_guid, uint32_t uidvalidity,
+		ARRAY_TYPE(verify_destination) *dests_r,
+		const char **error_r)
+{
+	ARRAY_TYPE(mailbox_migrate_destination) dests;
+	const struct mailbox_migrate_destination *dest;
+	struct verify_destination *vd;
+	struct mailbox_migrate_destination_mailbox rec;
+	int ret;
+
+	t_array_init(dests_r, 4);
+	t_array_init(&dests, 4);
+	if (mailbox_migrate_destination_list(db, &dests, error_r) < 0)
+		return -1;
+	array_foreach(&dests, dest) {
+		if (dest->checkpoint_seq == 0 ||
+		    strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0)
+			continue;
+		ret = mailbox_migrate_destination_mailbox_get(db, dest->name,
+				mailbox_guid, &rec, error_r);
+		if (ret < 0)
+			return -1;
+		if (ret > 0 && rec.uidvalidity == uidvalidity) {
+			vd = array_append_space(dests_r);
+			vd->dest = *dest;
+			vd->rec = rec;
+		}
+	}
+	return 0;
+}
+
 /* The proof of mailbox_migrate_journal_verify_since() against each
    registered destination's own checkpoint of the mailbox: a witness
    raised by a journaled commit hides a change made just before it
@@ -271,32 +314,22 @@ mailbox_migrate_verify_destinations(struct mailbox_migrate_db *db,
 				    const char **reason_r,
 				    const char **error_r)
 {
-	ARRAY_TYPE(mailbox_migrate_destination) dests;
-	const struct mailbox_migrate_destination *dest;
-	struct mailbox_migrate_destination_mailbox rec;
+	ARRAY_TYPE(verify_destination) dests;
+	const struct verify_destination *vd;
 	struct mailbox_migrate_journal_mailbox known;
 	const char *reason;
 	bool untold;
-	int ret;
 
 	*reason_r = NULL;
-	t_array_init(&dests, 4);
-	if (mailbox_migrate_destination_list(db, &dests, error_r) < 0)
+	if (mailbox_migrate_verify_get_destinations(db, mailbox_guid,
+			status->uidvalidity, &dests, error_r) < 0)
 		return -1;
-	array_foreach(&dests, dest) {
-		if (dest->checkpoint_seq == 0 ||
-		    strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0)
-			continue;
-		ret = mailbox_migrate_destination_mailbox_get(db, dest->name,
-				mailbox_guid, &rec, error_r);
-		if (ret < 0)
-			return -1;
-		if (ret == 0 || rec.uidvalidity != status->uidvalidity ||
-		    status->highest_modseq <= rec.src_modseq)
+	array_foreach(&dests, vd) {
+		if (status->highest_modseq <= vd->rec.src_modseq)
 			continue;
 		i_zero(&known);
-		known.witness_modseq = rec.src_modseq;
-		known.witness_seq = dest->checkpoint_seq;
+		known.witness_modseq = vd->rec.src_modseq;
+		known.witness_seq = vd->dest.checkpoint_seq;
 		reason = NULL;
 		if (mailbox_migrate_verify_expunges(db, box, mailbox_guid,
 				&known, status->uidvalidity, &reason, &untold,
@@ -311,7 +344,7 @@ mailbox_migrate_verify_destinations(struct mailbox_migrate_db *db,
 			return -1;
 		if (reason != NULL) {
 			*reason_r = t_strdup_printf("%s (since the last pass "
-				"to %s)", reason, dest->name);
+				"to %s)", reason, vd->dest.name);
 			return 0;
 		}
 	}
@@ -335,9 +368,8 @@ mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 			    const char **origin_r, bool *destination_r,
 			    const char **error_r)
 {
-	ARRAY_TYPE(mailbox_migrate_destination) dests;
-	const struct mailbox_migrate_destination *dest;
-	struct mailbox_migrate_destination_mailbox rec;
+	ARRAY_TYPE(verify_destination) dests;
+	const struct verify_destination *vd;
 	struct mailbox_migrate_journal_range range;
 	uint64_t first_modseq;
 	int ret;
@@ -361,25 +393,18 @@ mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 	}
 
 	*destination_r = FALSE;
-	t_array_init(&dests, 4);
-	if (with_destinations &&
-	    mailbox_migrate_destination_list(db, &dests, error_r) < 0)
+	if (!with_destinations)
+		t_array_init(&dests, 1);
+	else if (mailbox_migrate_verify_get_destinations(db, mailbox_guid,
+			uidvalidity, &dests, error_r) < 0)
 		return -1;
-	array_foreach(&dests, dest) {
-		if (dest->checkpoint_seq == 0 ||
-		    strcmp(dest->phase, MAILBOX_MIGRATE_PHASE_DONE) == 0)
-			continue;
-		ret = mailbox_migrate_destination_mailbox_get(db, dest->name,
-				mailbox_guid, &rec, error_r);
-		if (ret < 0)
-			return -1;
-		if (ret > 0 && rec.uidvalidity == uidvalidity &&
-		    rec.src_modseq > proof_r->modseq) {
-			proof_r->modseq = rec.src_modseq;
-			proof_r->seq = dest->checkpoint_seq;
+	array_foreach(&dests, vd) {
+		if (vd->rec.src_modseq > proof_r->modseq) {
+			proof_r->modseq = vd->rec.src_modseq;
+			proof_r->seq = vd->dest.checkpoint_seq;
 			proof_r->uids = NULL;
 			*origin_r = t_strdup_printf("the last pass to %s",
-						    dest->name);
+						    vd->dest.name);
 			*destination_r = TRUE;
 		}
 	}
