@@ -34,10 +34,19 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def free_ports(count):
+    """count distinct free ports on HOST: all bound at once, since the
+    kernel may hand the same ephemeral port to one bind after another
+    (once two of an instance's listeners got the same port and Dovecot
+    refused the configuration: "duplicate listener")."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((HOST, 0))
+            ports.append(s.getsockname()[1])
+        return ports
 
 
 def clean_env():
@@ -104,9 +113,7 @@ class Dovecot:
         self.user_fields = dict(user_fields or {})
         # more configuration; {root}, {config} and {mail_user} are filled in
         self.extra_config = extra_config
-        self.imap_port = free_port()
-        self.pop3_port = free_port()
-        self.lmtp_port = free_port()
+        self.imap_port, self.pop3_port, self.lmtp_port = free_ports(3)
         self.config = os.path.join(self.root, "dovecot.conf")
         self.log_path = os.path.join(self.root, "dovecot.log")
         self.passwd = os.path.join(self.root, "passwd")
