@@ -597,6 +597,19 @@ def test_session_keeps_journaling_when_a_fold_replaces_the_log(
     assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]["reason"]
 
 
+def store_flag(d, user, uid, flag):
+    """Add flag to INBOX's uid in an IMAP session (journaled)."""
+    c = d.imap(user)
+    c.select("INBOX")
+    c.uid("STORE", str(uid), "+FLAGS", "(%s)" % flag)
+    c.logout()
+
+
+def inbox_row(d, user):
+    """The journal command's row of INBOX."""
+    return {r["mailbox"]: r for r in d.journal(user)}["INBOX"]
+
+
 def flag_without_the_plugin(d, user, uid, flag=r"\Seen"):
     subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=", "flags",
                     "add", "-u", user, flag, "mailbox", "INBOX", "uid",
@@ -617,10 +630,7 @@ def test_change_without_the_plugin_found_with_no_destination(maildir_dovecot):
                      "mailbox_proof")
     assert len(proof) == 1 and proof[0][1] == int(rows["INBOX"]["last_seq"])
     flag_without_the_plugin(d, "alice", 2)
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
-    c.logout()
+    store_flag(d, "alice", 3, r"\Flagged")
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
     assert "UID 2 changed" in rows["INBOX"]["reason"], rows["INBOX"]
@@ -640,18 +650,11 @@ def test_change_after_a_journaled_one_of_the_same_mail(maildir_dovecot):
     d = maildir_dovecot
     for i in range(2):
         d.deliver("alice", make_message("m%d" % i))
-    assert {r["mailbox"]: r for r in d.journal("alice")}["INBOX"][
-        "complete"] == "yes"
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
-    c.logout()
+    assert inbox_row(d, "alice")["complete"] == "yes"
+    store_flag(d, "alice", 2, r"\Flagged")
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "yes", rows["INBOX"]
-    c = d.imap("alice")
-    c.select("INBOX")
-    c.uid("STORE", "2", "+FLAGS", r"(\Answered)")
-    c.logout()
+    store_flag(d, "alice", 2, r"\Answered")
     flag_without_the_plugin(d, "alice", 2)
     rows = {r["mailbox"]: r for r in d.journal("alice")}
     assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
@@ -706,10 +709,7 @@ def expunge_without_the_plugin_then_store(d, user):
     subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=",
                     "expunge", "-u", user, "mailbox", "INBOX", "uid",
                     "2"], check=True, env=clean_env())
-    c = d.imap(user)
-    c.select("INBOX")
-    c.uid("STORE", "3", "+FLAGS", r"(\Flagged)")
-    c.logout()
+    store_flag(d, user, 3, r"\Flagged")
     rows = {r["mailbox"]: r for r in d.journal(user)}
     assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
     assert "UID 2 was expunged without a journal entry" in \
@@ -726,8 +726,7 @@ def test_expunge_without_the_plugin_found_after_the_index_log_rotated(
     d = maildir_dovecot
     for i in range(3):
         d.deliver("alice", make_message("m%d" % i))
-    assert {r["mailbox"]: r for r in d.journal("alice")}["INBOX"][
-        "complete"] == "yes"
+    assert inbox_row(d, "alice")["complete"] == "yes"
     rotate_index_log(d, "alice")
     reason = expunge_without_the_plugin_then_store(d, "alice")
     assert "since the journal command's last proof" in reason
