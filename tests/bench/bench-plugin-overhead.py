@@ -27,7 +27,14 @@ Usage (as root, after scripts/build.sh):
   tests/bench/bench-plugin-overhead.py [--messages 5000] [--fsync optimized]
                                        [--location maildir:~/Maildir]
                                        [--control] [--no-reader]
-                                       [--condstore]
+                                       [--condstore] [--rounds 1]
+
+--rounds R runs the two phases R times (the users swapping roles each
+time, Dovecot restarted): the overhead is then the geometric mean of all
+2R phases, and the table also gives each round's, whose spread says how
+far one round can be trusted on this machine. The row "IMAP load" is the
+issue's IMAP load as a whole: the APPEND, STORE and SELECT operations of
+each side, their times added up.
 """
 
 import argparse
@@ -129,6 +136,50 @@ def imap_select(side, i):
     assert typ == "OK"
 
 
+def geomean(ratios):
+    """The overhead a list of with/without ratios gives: their geometric
+    mean, less one."""
+    return statistics.geometric_mean(ratios) - 1
+
+
+def report_row(name, unit, count, parts, phases, rounds):
+    """One table row: the workloads in parts, their times added up per
+    side and phase."""
+    totals, medians, rates_a, rates_b, cpus = [], [], [], [], []
+    # microseconds of imap process CPU per operation, without and with
+    cpu_us = [[], []]
+    for sides in phases:
+        a = [t for part in parts for t in sides["without"].times[part]]
+        b = [t for part in parts for t in sides["with"].times[part]]
+        totals.append(sum(b) / sum(a))
+        medians.append(statistics.median(b) / statistics.median(a))
+        rates_a.append(len(a) / sum(a))
+        rates_b.append(len(b) / sum(b))
+        if all(part in sides["with"].cpu for part in parts):
+            cpu_a = sum(sides["without"].cpu[part] for part in parts)
+            cpu_b = sum(sides["with"].cpu[part] for part in parts)
+            cpus.append(cpu_b / cpu_a)
+            cpu_us[0].append(cpu_a / len(a) / 1000)
+            cpu_us[1].append(cpu_b / len(b) / 1000)
+    # each round has each user once on each side
+    per_round = ", ".join("%+.1f%%" % (geomean(totals[2 * r:2 * r + 2]) *
+                                       100) for r in range(rounds))
+    cpu = "-" if not cpus else "%+.1f%% (%s); %.0f against %.0f us" % (
+        geomean(cpus) * 100,
+        ", ".join("%+.1f%%" % ((c - 1) * 100) for c in cpus),
+        statistics.mean(cpu_us[1]), statistics.mean(cpu_us[0]))
+    return "| %s | %d %ss x%d | %.0f | %.0f | %+.1f%% | %s%s | %s | " \
+        "%s |" % (name, count, unit, len(phases),
+                  statistics.mean(rates_a), statistics.mean(rates_b),
+                  geomean(totals) * 100,
+                  per_round + " | " if rounds > 1 else "",
+                  # a median of mixed operations says nothing
+                  "%+.1f%%" % (geomean(medians) * 100)
+                  if len(parts) == 1 else "-",
+                  ", ".join("%+.1f%%" % ((t - 1) * 100) for t in totals),
+                  cpu)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=5000,
@@ -156,7 +207,11 @@ def main():
                     "running mail_log or push notifications have it: the "
                     "table then shows the plugin's own cost apart from "
                     "notify's")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run both phases this many times")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
 
     # no mail plugins but what the userdb gives a user; the two users swap
     # roles halfway (the userdb is re-read), so that what differs between
@@ -183,8 +238,9 @@ def main():
     journal = None
     try:
         d.start()
-        for phase, with_user in enumerate(users[::-1]):
-            without_user = users[0] if with_user == users[1] else users[1]
+        for phase in range(2 * args.rounds):
+            with_user = users[(phase + 1) % 2]
+            without_user = users[phase % 2]
             d.user_fields = {} if args.control else \
                 {with_user: plugin_field}
             if args.notify:
@@ -258,44 +314,28 @@ def main():
             "; no reader: the sessions fold" if args.no_reader else
             "; a reader folds between workloads")))
     print()
+    rows = [(name, unit, count, [name]) for name, unit, _, count
+            in workloads]
+    load = ["IMAP APPEND", "IMAP STORE", "IMAP SELECT"]
+    rows.append(("IMAP load (APPEND, STORE, SELECT)", "op",
+                 args.imap_ops * len(load), load))
     print("| workload | count | without plugin (/s) | with plugin (/s) | "
-          "overhead (total time) | overhead (median latency) | "
-          "phase 1, phase 2 (total time) | overhead (imap process CPU; "
-          "phases; per operation with and without) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, unit, _, count in workloads:
-        totals, medians, rates_a, rates_b, cpus = [], [], [], [], []
-        # microseconds of imap process CPU per operation, without and with
-        cpu_us = [[], []]
-        for sides in phases:
-            a, b = sides["without"].times[name], sides["with"].times[name]
-            totals.append(sum(b) / sum(a))
-            medians.append(statistics.median(b) / statistics.median(a))
-            rates_a.append(len(a) / sum(a))
-            rates_b.append(len(b) / sum(b))
-            if name in sides["with"].cpu:
-                cpus.append(sides["with"].cpu[name] /
-                            sides["without"].cpu[name])
-                cpu_us[0].append(sides["without"].cpu[name] / len(a) / 1000)
-                cpu_us[1].append(sides["with"].cpu[name] / len(b) / 1000)
-        # the geometric mean of the phases: each user once on each side
-        total = (totals[0] * totals[1]) ** 0.5 - 1
-        med = (medians[0] * medians[1]) ** 0.5 - 1
-        cpu = "-" if not cpus else \
-            "%+.1f%% (%+.1f%%, %+.1f%%); %.0f against %.0f us" % (
-                ((cpus[0] * cpus[1]) ** 0.5 - 1) * 100, (cpus[0] - 1) * 100,
-                (cpus[1] - 1) * 100, statistics.mean(cpu_us[1]),
-                statistics.mean(cpu_us[0]))
-        print("| %s | %d %ss x2 | %.0f | %.0f | %+.1f%% | %+.1f%% | "
-              "%+.1f%%, %+.1f%% | %s |" % (
-                  name, count, unit, statistics.mean(rates_a),
-                  statistics.mean(rates_b), total * 100, med * 100,
-                  (totals[0] - 1) * 100, (totals[1] - 1) * 100, cpu))
+          "overhead (total time) | %soverhead (median latency) | "
+          "phases (total time) | overhead (imap process CPU; "
+          "per operation with and without) |" %
+          ("rounds (total time) | " if args.rounds > 1 else ""))
+    print("|---|---:|---:|---:|---:|%s---:|---|---:|" %
+          ("---|" if args.rounds > 1 else ""))
+    for name, unit, count, parts in rows:
+        print(report_row(name, unit, count, parts, phases, args.rounds))
     if journal is not None:
         print()
-        print("Journal of the user with the plugin: %s entries, "
-              "complete=%s" % (journal[-1]["entries"],
-                               journal[-1]["complete"]))
+        print("Journal of the user with the plugin in the last phase: %s "
+              "entries, complete=%s%s" % (
+                  journal[-1]["entries"], journal[-1]["complete"],
+                  " (as it should be: that user's mail changed without "
+                  "the plugin in an earlier phase)"
+                  if args.rounds > 1 else ""))
     return 0
 
 
