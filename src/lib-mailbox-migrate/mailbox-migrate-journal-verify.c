@@ -224,11 +224,12 @@ mailbox_migrate_get_view_uids(struct mailbox *box, uint32_t messages,
 	mailbox_get_uid_range(box, &seqs, uids);
 }
 
-/* Every UID the mailbox had at the proof (proof->uids) or got a journal
-   entry for since, and no longer has, must have its expunge entry: what
-   the index's log no longer tells once it has rotated. */
+/* Every UID the mailbox had at the proof (proof->uids, NULL if unknown)
+   or got a journal entry for since, and no longer has, must have its
+   expunge entry: what the index's log no longer tells once it has
+   rotated. */
 static int
-mailbox_migrate_verify_expunges_since_proof(struct mailbox_migrate_db *db,
+mailbox_migrate_verify_expunges_since_start(struct mailbox_migrate_db *db,
 	struct mailbox *box, const char *mailbox_guid,
 	const struct mailbox_migrate_journal_proof *proof,
 	const ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *journaled,
@@ -238,7 +239,7 @@ mailbox_migrate_verify_expunges_since_proof(struct mailbox_migrate_db *db,
 	const struct mailbox_migrate_journal_uid_modseq *um;
 
 	t_array_init(&had, 16);
-	if (proof->uids[0] != '\0' &&
+	if (proof->uids != NULL && proof->uids[0] != '\0' &&
 	    imap_seq_set_nostar_parse(proof->uids, &had) < 0) {
 		*error_r = t_strdup_printf("Invalid UIDs in the journal's "
 					   "proof: %s", proof->uids);
@@ -416,14 +417,17 @@ mailbox_migrate_proof_start(struct mailbox_migrate_db *db,
 }
 
 /* Prove the mailbox from where mailbox_migrate_proof_start() says (and
-   give that in *start_r). Returns 1 with *reason_r set or NULL, 0 if it
-   can't be made (no start, or the index no longer tells the expunges
-   since; *destination_r: from a destination's pass), -1 on error. */
+   give that in *start_r), with the journal up to last_seq (read before the
+   mailbox was synced: a later entry may be of a commit the synced view
+   doesn't have). Returns 1 with *reason_r set or NULL, 0 if it can't be
+   made (no start, or the index no longer tells the expunges since;
+   *destination_r: from a destination's pass), -1 on error. */
 static int
 mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
 		struct mailbox *box, const char *mailbox_guid,
 		const struct mailbox_migrate_journal_mailbox *known,
-		const struct mailbox_status *status, bool with_destinations,
+		const struct mailbox_status *status, uint64_t last_seq,
+		bool with_destinations,
 		struct mailbox_migrate_journal_proof *start_r,
 		bool *destination_r, const char **reason_r,
 		const char **error_r)
@@ -444,15 +448,18 @@ mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
 		return 1;
 	t_array_init(&journaled, 64);
 	if (mailbox_migrate_journal_get_uid_modseqs(db, mailbox_guid,
-			start_r->uidvalidity, start_r->seq, &journaled,
+			start_r->uidvalidity, start_r->seq, last_seq,
+			&journaled, error_r) < 0)
+		return -1;
+	/* From a destination's pass or the first commit, the UIDs the
+	   mailbox had aren't known, but those the journal saw since are: an
+	   expunge of one of them is found even where the index's log no
+	   longer reaches back to it. */
+	if (mailbox_migrate_verify_expunges_since_start(db, box, mailbox_guid,
+			start_r, &journaled, status->messages, reason_r,
 			error_r) < 0)
 		return -1;
-	if (start_r->uids != NULL) {
-		if (mailbox_migrate_verify_expunges_since_proof(db, box,
-				mailbox_guid, start_r, &journaled,
-				status->messages, reason_r, error_r) < 0)
-			return -1;
-	} else {
+	if (*reason_r == NULL && start_r->uids == NULL) {
 		i_zero(&since);
 		since.witness_modseq = start_r->modseq;
 		since.witness_seq = start_r->seq;
@@ -573,15 +580,15 @@ int mailbox_migrate_journal_verify_mailbox(struct mailbox_migrate_db *db,
 	i_zero(&proof);
 	if (ret > 0 && known.uidvalidity == status.uidvalidity) {
 		proved = mailbox_migrate_verify_from_proof(db, box,
-				mailbox_guid, &known, &status, TRUE, &proof,
-				&destination, &reason, error_r);
+				mailbox_guid, &known, &status, last_seq, TRUE,
+				&proof, &destination, &reason, error_r);
 		if (proved == 0 && destination) {
 			/* the command's own last proof keeps the UIDs the
 			   mailbox had: from there the expunges are told */
 			proved = mailbox_migrate_verify_from_proof(db, box,
-					mailbox_guid, &known, &status, FALSE,
-					&proof, &destination, &reason,
-					error_r);
+					mailbox_guid, &known, &status,
+					last_seq, FALSE, &proof, &destination,
+					&reason, error_r);
 		}
 		if (proved < 0)
 			return -1;

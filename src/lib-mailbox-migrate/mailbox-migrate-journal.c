@@ -500,6 +500,7 @@ int mailbox_migrate_journal_get_changed_uids_upto(struct mailbox_migrate_db *db,
 
 int mailbox_migrate_journal_get_uid_modseqs(struct mailbox_migrate_db *db,
 		const char *mailbox_guid, uint32_t uidvalidity, uint64_t seq,
+		uint64_t last_seq,
 		ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *uids,
 		const char **error_r)
 {
@@ -514,6 +515,8 @@ int mailbox_migrate_journal_get_uid_modseqs(struct mailbox_migrate_db *db,
 	(void)sqlite3_bind_int64(stmt, 1, (sqlite3_int64)seq);
 	(void)sqlite3_bind_text(stmt, 2, mailbox_guid, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int64(stmt, 3, uidvalidity);
+	(void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)I_MIN(last_seq,
+							(uint64_t)INT64_MAX));
 	while ((ret = mailbox_migrate_db_step(db, stmt, error_r)) > 0) {
 		um = array_append_space(uids);
 		um->uid = (uint32_t)sqlite3_column_int64(stmt, 0);

@@ -219,10 +219,12 @@ ARRAY_DEFINE_TYPE(mailbox_migrate_journal_uid_modseq,
 		  struct mailbox_migrate_journal_uid_modseq);
 
 /* Fill uids, sorted by UID, with every UID of the mailbox that has a
-   save, copy, flag or keyword entry after seq, and the highest modseq of
-   those entries. Reads the journal after seq. Returns 0, or -1 on error. */
+   save, copy, flag or keyword entry after seq and up to last_seq, and the
+   highest modseq of those entries. Reads the journal after seq. Returns
+   0, or -1 on error. */
 int mailbox_migrate_journal_get_uid_modseqs(struct mailbox_migrate_db *db,
 		const char *mailbox_guid, uint32_t uidvalidity, uint64_t seq,
+		uint64_t last_seq,
 		ARRAY_TYPE(mailbox_migrate_journal_uid_modseq) *uids,
 		const char **error_r);
 /* The modseq of the oldest commit whose entries the journal still holds

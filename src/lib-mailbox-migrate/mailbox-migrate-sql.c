@@ -239,8 +239,8 @@ const char mailbox_migrate_sql_journal_changed_uids[] =
 /* per UID, the highest modseq of its entries after seq: a change the
    index shows at a higher modseq came after every one of them */
 const char mailbox_migrate_sql_journal_uid_modseqs[] =
-	"SELECT uid, MAX(modseq) FROM journal WHERE seq > ?1 AND "
-	"mailbox_guid = ?2 AND uidvalidity = ?3 AND "
+	"SELECT uid, MAX(modseq) FROM journal WHERE seq > ?1 AND seq <= ?4 "
+	"AND mailbox_guid = ?2 AND uidvalidity = ?3 AND "
 	"type IN ('save', 'copy', 'flags', 'keywords') GROUP BY uid "
 	"ORDER BY uid";
 /* the modseq of the oldest commit the journal holds of the mailbox */

@@ -272,7 +272,7 @@ static void test_journal_uid_modseqs_and_proof(void)
 	}
 	t_array_init(&uids, 4);
 	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_A, 1234,
-			0, &uids, &error) == 0);
+			0, (uint64_t)-1, &uids, &error) == 0);
 	test_assert(array_count(&uids) == 3);
 	um = array_idx(&uids, 0);
 	test_assert(um[0].uid == 1 && um[0].modseq == 9);
@@ -281,14 +281,22 @@ static void test_journal_uid_modseqs_and_proof(void)
 	/* only what lies after the seq: UID 3's delayed entry alone */
 	array_clear(&uids);
 	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_A, 1234,
-			seqs[1], &uids, &error) == 0);
+			seqs[1], (uint64_t)-1, &uids, &error) == 0);
 	test_assert(array_count(&uids) == 3);
 	um = array_idx(&uids, 0);
 	test_assert(um[0].uid == 1 && um[0].modseq == 9);
 	test_assert(um[1].uid == 3 && um[1].modseq == 6);
+	/* and up to a seq: not UID 1's copy, nor what follows */
+	array_clear(&uids);
+	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_A, 1234,
+			0, seqs[2], &uids, &error) == 0);
+	test_assert(array_count(&uids) == 2);
+	um = array_idx(&uids, 0);
+	test_assert(um[0].uid == 1 && um[0].modseq == 5);
+	test_assert(um[1].uid == 3 && um[1].modseq == 8);
 	array_clear(&uids);
 	test_assert(mailbox_migrate_journal_get_uid_modseqs(db, GUID_B, 1234,
-			0, &uids, &error) == 0);
+			0, (uint64_t)-1, &uids, &error) == 0);
 	test_assert(array_count(&uids) == 0);
 
 	test_assert(mailbox_migrate_journal_get_first_modseq(db, GUID_A, 1234,

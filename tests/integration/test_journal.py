@@ -702,13 +702,16 @@ def rotate_index_log(d, user):
     assert len(inodes) >= 3, inodes
 
 
-def expunge_without_the_plugin_then_store(d, user):
-    """Expunge INBOX's UID 2 without the plugin, store a flag of UID 3
-    through it; the journal command must find the expunge. Returns its
-    reason."""
+def expunge_without_the_plugin(d, user, uid):
     subprocess.run([DOVEADM, "-c", d.config, "-o", "mail_plugins=",
                     "expunge", "-u", user, "mailbox", "INBOX", "uid",
-                    "2"], check=True, env=clean_env())
+                    str(uid)], check=True, env=clean_env())
+
+
+def store_then_find_the_expunge(d, user):
+    """Store a flag of INBOX's UID 3 through the plugin; the journal
+    command must find that UID 2 was expunged without it. Returns its
+    reason."""
     store_flag(d, user, 3, r"\Flagged")
     rows = {r["mailbox"]: r for r in d.journal(user)}
     assert rows["INBOX"]["complete"] == "no", rows["INBOX"]
@@ -728,7 +731,8 @@ def test_expunge_without_the_plugin_found_after_the_index_log_rotated(
         d.deliver("alice", make_message("m%d" % i))
     assert inbox_row(d, "alice")["complete"] == "yes"
     rotate_index_log(d, "alice")
-    reason = expunge_without_the_plugin_then_store(d, "alice")
+    expunge_without_the_plugin(d, "alice", 2)
+    reason = store_then_find_the_expunge(d, "alice")
     assert "since the journal command's last proof" in reason
 
 
@@ -742,5 +746,20 @@ def test_first_proof_after_the_index_log_rotated(maildir_dovecot):
     for i in range(3):
         d.deliver("alice", make_message("m%d" % i))
     rotate_index_log(d, "alice")
-    reason = expunge_without_the_plugin_then_store(d, "alice")
+    expunge_without_the_plugin(d, "alice", 2)
+    reason = store_then_find_the_expunge(d, "alice")
+    assert "since the journal's first commit" in reason
+
+
+def test_first_proof_finds_an_expunge_the_index_log_forgot(maildir_dovecot):
+    """The journal command's first proof of a mailbox, where the index's
+    log has rotated past an expunge made without the plugin: the log no
+    longer tells it, but the journal saw the mail saved, so the UID it no
+    longer has must have its expunge entry."""
+    d = maildir_dovecot
+    for i in range(3):
+        d.deliver("alice", make_message("m%d" % i))
+    expunge_without_the_plugin(d, "alice", 2)
+    rotate_index_log(d, "alice")
+    reason = store_then_find_the_expunge(d, "alice")
     assert "since the journal's first commit" in reason
