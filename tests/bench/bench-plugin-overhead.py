@@ -269,7 +269,6 @@ def main():
                 # stores
                 side.store_base = phase * args.imap_ops
                 side.d.deliver(side.user, make_message("warm up"))
-                side.lmtp = side.d.lmtp()
                 side.imap = side.d.imap(side.user)
                 side.imap_pid = imap_pid(d, side.user)
                 if phase == 0:
@@ -280,13 +279,19 @@ def main():
                 if fn in (imap_store, imap_store_unchanged, imap_select):
                     for side in sides:
                         side.imap.select("Bench")
+                if fn is deliver_shared_connection:
+                    # not earlier: the workload before may outlast LMTP's
+                    # idle timeout
+                    for side in sides:
+                        side.lmtp = side.d.lmtp()
                 for i in range(count):
                     order = sides if i % 2 == 0 else sides[::-1]
                     for side in order:
                         side.timed(name, fn, side, i)
             for side in sides:
                 side.imap.logout()
-                side.lmtp.quit()
+                if side.lmtp is not None:
+                    side.lmtp.quit()
             # the userdb field really gave (and took) the plugin: only the
             # user with it journaled anything in this phase
             if not args.control:
