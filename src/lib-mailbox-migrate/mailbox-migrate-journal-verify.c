@@ -451,10 +451,10 @@ mailbox_migrate_verify_from_proof(struct mailbox_migrate_db *db,
 			start_r->uidvalidity, start_r->seq, last_seq,
 			&journaled, error_r) < 0)
 		return -1;
-	/* From a destination's pass or the first commit, the UIDs the
-	   mailbox had aren't known, but those the journal saw since are: an
-	   expunge of one of them is found even where the index's log no
-	   longer reaches back to it. */
+	/* Only the command's own proof keeps the UIDs the mailbox had; from
+	   a destination's pass or the first commit, those the journal saw
+	   since still tell an expunge of one of them where the index's log
+	   no longer reaches back to it. */
 	if (mailbox_migrate_verify_expunges_since_start(db, box, mailbox_guid,
 			start_r, &journaled, status->messages, reason_r,
 			error_r) < 0)
