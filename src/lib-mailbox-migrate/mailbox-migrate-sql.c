@@ -236,8 +236,9 @@ const char mailbox_migrate_sql_journal_has_expunge[] =
 const char mailbox_migrate_sql_journal_changed_uids[] =
 	"SELECT uid FROM journal WHERE seq > ?1 AND mailbox_guid = ?2 "
 	"AND uidvalidity = ?3 AND type IN ('save', 'copy', 'flags', 'keywords')";
-/* per UID, the highest modseq of its entries after seq: a change the
-   index shows at a higher modseq came after every one of them */
+/* per UID, the highest modseq of its entries after seq ?1 and up to seq
+   ?4: a change the index shows at a higher modseq came after every one
+   of them */
 const char mailbox_migrate_sql_journal_uid_modseqs[] =
 	"SELECT uid, MAX(modseq) FROM journal WHERE seq > ?1 AND seq <= ?4 "
 	"AND mailbox_guid = ?2 AND uidvalidity = ?3 AND "
