@@ -354,14 +354,18 @@ bool mailbox_migrate_get_mailbox_guid_128(struct mailbox *box,
 		guid_128_copy(guid_r, mbox->guid_128);
 		return TRUE;
 	}
-	if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0 ||
-	    guid_128_is_empty(metadata.guid))
-		return FALSE;
-	guid_128_copy(guid_r, metadata.guid);
+	if (!mailbox_migrate_is_maildir(box) ||
+	    !mailbox_migrate_maildir_read_mailbox_guid(box, guid_r)) {
+		if (mailbox_get_metadata(box, MAILBOX_METADATA_GUID,
+					 &metadata) < 0 ||
+		    guid_128_is_empty(metadata.guid))
+			return FALSE;
+		guid_128_copy(guid_r, metadata.guid);
+	}
 	if (mbox != NULL) {
-		guid_128_copy(mbox->guid_128, metadata.guid);
+		guid_128_copy(mbox->guid_128, guid_r);
 		/* 32 hex digits always fit */
-		(void)i_strocpy(mbox->guid, guid_128_to_string(metadata.guid),
+		(void)i_strocpy(mbox->guid, guid_128_to_string(guid_r),
 				sizeof(mbox->guid));
 	}
 	return TRUE;

@@ -186,6 +186,14 @@ bool mailbox_migrate_is_maildir(struct mailbox *box);
    the file is final only then). NULL if unknown. */
 const char *mailbox_migrate_maildir_get_guid(struct mailbox *box,
 					     uint32_t uid);
+/* The GUID of an opened maildir mailbox from the header line of its
+   dovecot-uidlist, if that gives one for the UIDVALIDITY of the mailbox's
+   view. Asked for it, Dovecot reads the whole uidlist, a line per mail,
+   once per opened mailbox: on a big maildir that made every SELECT cost
+   milliseconds more. FALSE if the header gives none or can't be read, and
+   if Dovecot has the uidlist in memory already: then ask Dovecot. */
+bool mailbox_migrate_maildir_read_mailbox_guid(struct mailbox *box,
+					       guid_128_t guid_r);
 
 /* Notify callbacks turning changes into journal entries. */
 extern const struct notify_vfuncs mailbox_migrate_notify_vfuncs;

@@ -41,31 +41,18 @@ import argparse
 import glob
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from mmtest import (DOVEADM, Dovecot, clean_env,  # noqa: E402
-                    imap_enable_condstore, make_message)
+from mmtest import (Dovecot, imap_enable_condstore,  # noqa: E402
+                    make_message)
 
 
 def cpu_nsecs(pid):
     """Time the process has spent on a CPU, kernel included (schedstat)."""
     with open("/proc/%d/schedstat" % pid) as f:
         return int(f.read().split()[0])
-
-
-def imap_pid(d, user):
-    """The pid of the user's one IMAP session process."""
-    out = subprocess.run([DOVEADM, "-c", d.config, "who", "-1", user],
-                         capture_output=True, text=True, env=clean_env(),
-                         check=True).stdout
-    pids = [int(f[2]) for f in (line.split() for line in
-                                out.splitlines()[1:])
-            if len(f) > 2 and f[0] == user and f[1] == "imap"]
-    assert len(pids) == 1, out
-    return pids[0]
 
 
 class Side:
@@ -270,7 +257,7 @@ def main():
                 side.store_base = phase * args.imap_ops
                 side.d.deliver(side.user, make_message("warm up"))
                 side.imap = side.d.imap(side.user)
-                side.imap_pid = imap_pid(d, side.user)
+                side.imap_pid = d.imap_pid(side.user)
                 if phase == 0:
                     side.imap.create("Bench")
             for name, _, fn, count in workloads:

@@ -1,6 +1,7 @@
 """The seen UIDNEXT: raised by what IMAP and POP3 clients are shown, and by
 nothing else."""
 
+import os
 import socket
 import time
 
@@ -168,3 +169,67 @@ def test_new_uidvalidity_starts_over(maildir_dovecot):
     rows = db_query(d.db_path("alice"),
                     "SELECT uidvalidity, seen_uidnext FROM seen")
     assert (int(old["uidvalidity"]), 3) in rows
+
+
+def read_bytes(pid):
+    """Bytes the process has read with read() and its kind (its rchar)."""
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(line for line in f
+                        if line.startswith("rchar:")).split()[1])
+
+
+def test_select_of_a_big_maildir_reads_no_more_with_the_plugin(make_dovecot):
+    """The seen UIDNEXT is keyed by the mailbox GUID. Asked for it, Dovecot
+    reads a maildir's whole dovecot-uidlist, a line per mail, once per
+    opened mailbox: for every SELECT. The plugin reads the GUID from the
+    uidlist's header line: alice (with the plugin) reads what bob (without
+    it) reads, less than one uidlist more in ten SELECTs (the state file's
+    pages it reads once a session)."""
+    d = make_dovecot(plugin=False, mail_location="maildir:~/Maildir",
+                     user_fields={"alice": "userdb_mail_plugins="
+                                  "notify,mailbox_migrate"})
+    msg = make_message("many", size=500)
+    for user in ("alice", "bob"):
+        c = d.imap(user)
+        c.create("Other")
+        c.logout()
+        # written as a delivery would, without 5000 deliveries' time
+        cur = os.path.join(d.home(user), "Maildir", "cur")
+        for i in range(5000):
+            path = os.path.join(cur, "1700000000.M%dP1.mmtest,S=%d:2," %
+                                (i, len(msg)))
+            with open(path, "wb") as f:
+                f.write(msg)
+            d.chown_to_mail_user(path)
+        c = d.imap(user)
+        assert c.select("INBOX") == ("OK", [b"5000"])
+        c.logout()
+    uidlist = os.path.join(d.home("alice"), "Maildir", "dovecot-uidlist")
+    assert os.path.getsize(uidlist) > 150000
+    # Dovecot rescans a maildir (and reads its uidlist) while the mtimes of
+    # its directories are too recent to be trusted; then one session of its
+    # own syncs each. (Without it, the measured session's SELECTs read the
+    # whole uidlist for both users alike.)
+    time.sleep(4)
+    for user in ("alice", "bob"):
+        c = d.imap(user)
+        c.select("INBOX")
+        c.select("Other")
+        c.logout()
+    read = {}
+    for user in ("alice", "bob"):
+        c = d.imap(user)
+        pid = d.imap_pid(user)
+        before = read_bytes(pid)
+        for i in range(10):
+            typ, _ = c.select("INBOX" if i % 2 == 0 else "Other")
+            assert typ == "OK"
+        read[user] = read_bytes(pid) - before
+        c.logout()
+    assert read["alice"] < read["bob"] + os.path.getsize(uidlist), read
+    # and the GUID the header gave is the mailbox's
+    row = seen_row(d, "alice", "INBOX")
+    assert int(row["seen_uidnext"]) == 5001
+    assert row["mailbox_guid"] == d.mailbox_status("alice", "INBOX")["guid"]
+    # bob's SELECTs were not recorded: he has no plugin
+    assert d.seen("bob")["INBOX"]["seen_at"] == ""

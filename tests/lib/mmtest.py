@@ -278,6 +278,17 @@ plugin {{
         conn.login(user, PASSWORD)
         return conn
 
+    def imap_pid(self, user):
+        """The pid of the user's one IMAP session process."""
+        out = subprocess.run([DOVEADM, "-c", self.config, "who", "-1",
+                              user], capture_output=True, text=True,
+                             env=clean_env(), check=True).stdout
+        pids = [int(f[2]) for f in (line.split() for line in
+                                    out.splitlines()[1:])
+                if len(f) > 2 and f[0] == user and f[1] == "imap"]
+        assert len(pids) == 1, out
+        return pids[0]
+
     def pop3(self, user):
         conn = poplib.POP3(HOST, self.pop3_port, timeout=30)
         conn.user(user)
