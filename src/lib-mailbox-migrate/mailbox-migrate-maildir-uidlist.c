@@ -19,14 +19,12 @@ bool mailbox_migrate_maildir_uidlist_header_parse(const char *line,
 	     fields++) {
 		const char *value = *fields + 1;
 
-		/* as maildir_uidlist_read_v3_header(): V, N, G and others
-		   Dovecot keeps without knowing them */
+		/* as maildir_uidlist_read_v3_header(); N (the next UID) and
+		   the fields Dovecot keeps without knowing them are skipped */
 		switch (**fields) {
 		case 'V':
 			if (str_to_uint32(value, uidvalidity_r) < 0)
 				return FALSE;
-			break;
-		case 'N':
 			break;
 		case 'G':
 			if (guid_128_from_string(value, guid_r) < 0)
