@@ -19,9 +19,12 @@ per-message modseqs too: the plugin switches them on for its user's
 mailboxes, Dovecot keeps them for any mailbox a CONDSTORE client (most
 current ones) has opened, and every mailbox a pass has read has them; the
 table then shows the plugin's own cost apart from Dovecot's modseq upkeep.
-The last column is the CPU time of the IMAP session's process (its
+The CPU column is the CPU time of the IMAP session's process (its
 schedstat, kernel included), what the server spends apart from the
-client's round trip. Prints a table; not a test.
+client's round trip; the last column what that process read (its rchar)
+per operation in each phase: a SELECT of a maildir that Dovecot rescans
+reads the maildir's whole dovecot-uidlist, on either side. Prints a
+table; not a test.
 
 Usage (as root, after scripts/build.sh):
   tests/bench/bench-plugin-overhead.py [--messages 5000] [--fsync optimized]
@@ -55,6 +58,15 @@ def cpu_nsecs(pid):
         return int(f.read().split()[0])
 
 
+def read_bytes(pid):
+    """Bytes the process has read with read() and its kind (rchar): a
+    maildir's whole dovecot-uidlist, which Dovecot reads at a SELECT while
+    it rescans a maildir that changed, shows here."""
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(line for line in f
+                        if line.startswith("rchar:")).split()[1])
+
+
 class Side:
     def __init__(self, label, dovecot, user):
         self.label = label
@@ -63,6 +75,8 @@ class Side:
         self.times = {}
         # IMAP workload -> CPU nanoseconds of the session's imap process
         self.cpu = {}
+        # IMAP workload -> bytes the session's imap process read
+        self.read = {}
         self.imap = None
         self.imap_pid = None
         self.lmtp = None
@@ -71,6 +85,7 @@ class Side:
     def timed(self, workload, fn, *args):
         cpu_pid = self.imap_pid if workload.startswith("IMAP") else None
         cpu = cpu_nsecs(cpu_pid) if cpu_pid is not None else 0
+        read = read_bytes(cpu_pid) if cpu_pid is not None else 0
         start = time.perf_counter()
         fn(*args)
         self.times.setdefault(workload, []).append(time.perf_counter() -
@@ -78,6 +93,8 @@ class Side:
         if cpu_pid is not None:
             self.cpu[workload] = self.cpu.get(workload, 0) + \
                 cpu_nsecs(cpu_pid) - cpu
+            self.read[workload] = self.read.get(workload, 0) + \
+                read_bytes(cpu_pid) - read
 
 
 def log_size(d, user):
@@ -135,6 +152,8 @@ def report_row(name, unit, count, parts, phases, rounds):
     totals, medians, rates_a, rates_b, cpus = [], [], [], [], []
     # microseconds of imap process CPU per operation, without and with
     cpu_us = [[], []]
+    # per phase: kilobytes the imap processes read per operation
+    reads = []
     for sides in phases:
         a = [t for part in parts for t in sides["without"].times[part]]
         b = [t for part in parts for t in sides["with"].times[part]]
@@ -148,6 +167,9 @@ def report_row(name, unit, count, parts, phases, rounds):
             cpus.append(cpu_b / cpu_a)
             cpu_us[0].append(cpu_a / len(a) / 1000)
             cpu_us[1].append(cpu_b / len(b) / 1000)
+            reads.append("%.1f/%.1f" % tuple(
+                sum(sides[side].read[part] for part in parts) / n / 1000
+                for side, n in (("without", len(a)), ("with", len(b)))))
     # each round has each user once on each side
     per_round = ", ".join("%+.1f%%" % (geomean(totals[2 * r:2 * r + 2]) *
                                        100) for r in range(rounds))
@@ -156,7 +178,7 @@ def report_row(name, unit, count, parts, phases, rounds):
         ", ".join("%+.1f%%" % ((c - 1) * 100) for c in cpus),
         statistics.mean(cpu_us[1]), statistics.mean(cpu_us[0]))
     return "| %s | %d %ss x%d | %.0f | %.0f | %+.1f%% | %s%s | %s | " \
-        "%s |" % (name, count, unit, len(phases),
+        "%s | %s |" % (name, count, unit, len(phases),
                   statistics.mean(rates_a), statistics.mean(rates_b),
                   geomean(totals) * 100,
                   per_round + " | " if rounds > 1 else "",
@@ -164,7 +186,7 @@ def report_row(name, unit, count, parts, phases, rounds):
                   "%+.1f%%" % (geomean(medians) * 100)
                   if len(parts) == 1 else "-",
                   ", ".join("%+.1f%%" % ((t - 1) * 100) for t in totals),
-                  cpu)
+                  cpu, ", ".join(reads) or "-")
 
 
 def main():
@@ -320,9 +342,10 @@ def main():
     print("| workload | count | without plugin (/s) | with plugin (/s) | "
           "overhead (total time) | %soverhead (median latency) | "
           "phases (total time) | overhead (imap process CPU; "
-          "per operation with and without) |" %
+          "per operation with and without) | imap process reads per "
+          "operation, KB without/with (phases) |" %
           ("rounds (total time) | " if args.rounds > 1 else ""))
-    print("|---|---:|---:|---:|---:|%s---:|---|---:|" %
+    print("|---|---:|---:|---:|---:|%s---:|---|---:|---|" %
           ("---|" if args.rounds > 1 else ""))
     for name, unit, count, parts in rows:
         print(report_row(name, unit, count, parts, phases, args.rounds))
