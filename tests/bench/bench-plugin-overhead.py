@@ -49,7 +49,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from mmtest import (Dovecot, imap_enable_condstore,  # noqa: E402
-                    make_message)
+                    make_message, read_bytes)
 
 
 def cpu_nsecs(pid):
@@ -57,14 +57,6 @@ def cpu_nsecs(pid):
     with open("/proc/%d/schedstat" % pid) as f:
         return int(f.read().split()[0])
 
-
-def read_bytes(pid):
-    """Bytes the process has read with read() and its kind (rchar): a
-    maildir's whole dovecot-uidlist, which Dovecot reads at a SELECT while
-    it rescans a maildir that changed, shows here."""
-    with open("/proc/%d/io" % pid) as f:
-        return int(next(line for line in f
-                        if line.startswith("rchar:")).split()[1])
 
 
 class Side:

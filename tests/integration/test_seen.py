@@ -6,7 +6,7 @@ import socket
 import time
 
 from mmtest import HOST, PASSWORD, db_query, imap_uidnext_from_select, \
-    make_message
+    make_message, read_bytes
 
 
 def seen_uidnext(d, user, mailbox):
@@ -169,13 +169,6 @@ def test_new_uidvalidity_starts_over(maildir_dovecot):
     rows = db_query(d.db_path("alice"),
                     "SELECT uidvalidity, seen_uidnext FROM seen")
     assert (int(old["uidvalidity"]), 3) in rows
-
-
-def read_bytes(pid):
-    """Bytes the process has read with read() and its kind (its rchar)."""
-    with open("/proc/%d/io" % pid) as f:
-        return int(next(line for line in f
-                        if line.startswith("rchar:")).split()[1])
 
 
 def test_select_of_a_big_maildir_reads_no_more_with_the_plugin(make_dovecot):

@@ -430,6 +430,15 @@ def imap_uidnext_from_select(conn, mailbox):
     return int(data[0])
 
 
+def read_bytes(pid):
+    """Bytes the process has read with read() and its kind (its rchar): a
+    maildir's whole dovecot-uidlist, which Dovecot reads at a SELECT while
+    it rescans a maildir that changed, shows here."""
+    with open("/proc/%d/io" % pid) as f:
+        return int(next(line for line in f
+                        if line.startswith("rchar:")).split()[1])
+
+
 def imap_enable_condstore(conn, mailboxes=("INBOX",)):
     """Make Dovecot keep per-message modseqs in each mailbox (it does from
     then on, for every session), as the plugin does for its user's."""
