@@ -8,8 +8,27 @@
 
 static void test_maildir_uidlist_header(void)
 {
+	static const char *const bad_lines[] = {
+		/* no or a zero UIDVALIDITY, a zero GUID */
+		"3 N42 G"GUID_A,
+		"3 V0 N42 G"GUID_A,
+		"3 V5 G00000000000000000000000000000000",
+		/* fields not well formed */
+		"3 V17x N42 G"GUID_A,
+		"3 V-1 N42 G"GUID_A,
+		"3 V17 N42 G0123",
+		"3 V17 N42 G"GUID_A"00",
+		/* other versions (1 and 2 have no GUID), garbage, nothing */
+		"1 1700000000 42",
+		"4 V1700000000 N42 G"GUID_A,
+		"3V1700000000 G"GUID_A,
+		"1 :1700000000.M1P1.host",
+		"",
+		"3",
+	};
 	guid_128_t guid, expected;
 	uint32_t uidvalidity;
+	unsigned int i;
 
 	test_begin("maildir uidlist header: UIDVALIDITY and mailbox GUID");
 	test_assert(guid_128_from_string(GUID_A, expected) == 0);
@@ -29,35 +48,10 @@ static void test_maildir_uidlist_header(void)
 	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
 		"3 V1700000000 N42", &uidvalidity, guid));
 	test_assert(guid_128_is_empty(guid));
-	/* no or a zero UIDVALIDITY, a zero GUID */
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 N42 G"GUID_A, &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 V0 N42 G"GUID_A, &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 V5 G00000000000000000000000000000000", &uidvalidity, guid));
-	/* fields not well formed */
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 V17x N42 G"GUID_A, &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 V-1 N42 G"GUID_A, &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 V17 N42 G0123", &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3 V17 N42 G"GUID_A"00", &uidvalidity, guid));
-	/* other versions (1 and 2 have no GUID), garbage, nothing */
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"1 1700000000 42", &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"4 V1700000000 N42 G"GUID_A, &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3V1700000000 G"GUID_A, &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"1 :1700000000.M1P1.host", &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"", &uidvalidity, guid));
-	test_assert(!mailbox_migrate_maildir_uidlist_header_parse(
-		"3", &uidvalidity, guid));
+	for (i = 0; i < N_ELEMENTS(bad_lines); i++) {
+		test_assert_idx(!mailbox_migrate_maildir_uidlist_header_parse(
+			bad_lines[i], &uidvalidity, guid), i);
+	}
 	test_end();
 }
 
