@@ -14,6 +14,10 @@
 #include "mailbox-migrate-settings.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
+/* How often a mailbox is proven, the journal log folded again before each
+   new try (see journal_mailbox_status()). */
+#define JOURNAL_PROOF_MAX_TRIES 3
+
 /* A proof to record: see journal_record_proofs(). */
 struct journal_proof {
 	const char *mailbox_guid;
@@ -59,6 +63,39 @@ journal_merge_total(struct journal_cmd_context *ctx,
 	}
 }
 
+/* Read the journal-wide completeness and the last seq (before the
+   mailboxes are synced, see mailbox_migrate_journal_verify_mailbox()). */
+static int journal_read_state(struct journal_cmd_context *ctx)
+{
+	struct mailbox_migrate_db *db = ctx->mctx.db;
+	const char *error;
+
+	i_zero(&ctx->global);
+	ctx->last_seq = 0;
+	if (db == NULL)
+		return 0;
+	if (mailbox_migrate_journal_check(db, &ctx->global, &error) < 0 ||
+	    mailbox_migrate_journal_get_last_seq(db, &ctx->last_seq,
+						 &error) < 0) {
+		i_error("Can't read state file %s: %s",
+			mailbox_migrate_db_get_path(db), error);
+		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	if (ctx->global.reason != NULL) {
+		ctx->global.reason = p_strdup(ctx->mctx.ctx.pool,
+					      ctx->global.reason);
+	}
+	journal_merge_total(ctx, &ctx->global);
+	return 0;
+}
+
+static int journal_read_global(struct journal_cmd_context *ctx)
+{
+	i_zero(&ctx->total);
+	return journal_read_state(ctx);
+}
+
 static int
 journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 		       struct mailbox *box)
@@ -69,7 +106,10 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 	struct mailbox_migrate_journal_proof proof;
 	struct journal_proof *jp;
 	struct mailbox_metadata metadata;
+	struct mail_user *user = mail_storage_get_user(mailbox_get_storage(box));
 	const char *guid, *error;
+	unsigned int tries;
+	int ret;
 
 	/* a sync makes the index show changes made behind Dovecot's back */
 	if (mailbox_sync(box, 0) < 0 ||
@@ -86,18 +126,39 @@ journal_mailbox_status(struct mailbox_migrate_cmd_context *_ctx,
 		return 0;
 	}
 
-	i_zero(&range);
-	c = ctx->global;
-	if ((_ctx->db != NULL &&
-	     mailbox_migrate_journal_get_range(_ctx->db, guid, &range,
-					       &error) < 0) ||
-	    mailbox_migrate_journal_verify_mailbox(_ctx->db, box, guid,
-						   ctx->last_seq, &c, &proof,
-						   &error) < 0) {
-		i_error("Mailbox %s: can't verify the journal: %s",
-			mailbox_get_vname(box), error);
-		doveadm_mail_failed_error(&_ctx->ctx, MAIL_ERROR_TEMP);
-		return -1;
+	for (tries = 1;; tries++) {
+		i_zero(&range);
+		c = ctx->global;
+		if ((_ctx->db != NULL &&
+		     mailbox_migrate_journal_get_range(_ctx->db, guid, &range,
+						       &error) < 0) ||
+		    mailbox_migrate_journal_verify_mailbox(_ctx->db, box, guid,
+				ctx->last_seq, &c, &proof, &error) < 0) {
+			i_error("Mailbox %s: can't verify the journal: %s",
+				mailbox_get_vname(box), error);
+			doveadm_mail_failed_error(&_ctx->ctx, MAIL_ERROR_TEMP);
+			return -1;
+		}
+		if (c.incomplete_since == ctx->global.incomplete_since ||
+		    tries == JOURNAL_PROOF_MAX_TRIES)
+			break;
+		/* A session may have committed a change of the mailbox after
+		   the state file was opened: its entries are in the journal
+		   log, not yet in the state file. Fold them and prove again
+		   from a new sync, rather than answer a false "no". */
+		ret = mailbox_migrate_cmd_refold_state(_ctx, user);
+		if (ret < 0)
+			return -1;
+		if (ret == 0)
+			break;
+		if (journal_read_state(ctx) < 0)
+			return -1;
+		if (mailbox_sync(box, 0) < 0) {
+			i_error("Mailbox %s: %s", mailbox_get_vname(box),
+				mailbox_get_last_internal_error(box, NULL));
+			doveadm_mail_failed_mailbox(&_ctx->ctx, box);
+			return -1;
+		}
 	}
 	if (proof.modseq != 0) {
 		jp = array_append_space(&ctx->proofs);
@@ -178,32 +239,6 @@ static int journal_run_list(struct journal_cmd_context *ctx)
 		if (journal_list(ctx, guid) < 0)
 			return -1;
 	}
-	return 0;
-}
-
-static int journal_read_global(struct journal_cmd_context *ctx)
-{
-	struct mailbox_migrate_db *db = ctx->mctx.db;
-	const char *error;
-
-	i_zero(&ctx->global);
-	i_zero(&ctx->total);
-	ctx->last_seq = 0;
-	if (db == NULL)
-		return 0;
-	if (mailbox_migrate_journal_check(db, &ctx->global, &error) < 0 ||
-	    mailbox_migrate_journal_get_last_seq(db, &ctx->last_seq,
-						 &error) < 0) {
-		i_error("Can't read state file %s: %s",
-			mailbox_migrate_db_get_path(db), error);
-		doveadm_mail_failed_error(&ctx->mctx.ctx, MAIL_ERROR_TEMP);
-		return -1;
-	}
-	if (ctx->global.reason != NULL) {
-		ctx->global.reason = p_strdup(ctx->mctx.ctx.pool,
-					      ctx->global.reason);
-	}
-	journal_merge_total(ctx, &ctx->global);
 	return 0;
 }
 

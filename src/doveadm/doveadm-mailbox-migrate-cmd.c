@@ -16,6 +16,7 @@
 #include "doveadm-mail.h"
 #include "mailbox-migrate-settings.h"
 #include "mailbox-migrate-db.h"
+#include "mailbox-migrate-journal-log.h"
 #include "doveadm-mailbox-migrate-cmd.h"
 
 #include <time.h>
@@ -111,6 +112,35 @@ int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
 		return -1;
 	}
 	return 0;
+}
+
+int mailbox_migrate_cmd_refold_state(struct mailbox_migrate_cmd_context *ctx,
+				     struct mail_user *user)
+{
+	const char *path, *error;
+	int ret;
+
+	if (ctx->db != NULL) {
+		ret = mailbox_migrate_journal_log_need_fold(ctx->db, &error);
+		if (ret < 0) {
+			i_error("Can't read the journal log of user %s: %s",
+				user->username, error);
+			doveadm_mail_failed_error(&ctx->ctx, MAIL_ERROR_TEMP);
+			return -1;
+		}
+		if (ret == 0)
+			return 0;
+	} else if (mailbox_migrate_settings_get_db_path(user, &path,
+							&error) < 0 ||
+		   !mailbox_migrate_journal_log_may_have_records(path)) {
+		/* a bad path was reported at the open */
+		return 0;
+	}
+	/* opening folds it, as at the start */
+	mailbox_migrate_cmd_close_state(ctx);
+	if (mailbox_migrate_cmd_open_state(ctx, user) < 0)
+		return -1;
+	return ctx->db != NULL ? 1 : 0;
 }
 
 void mailbox_migrate_cmd_close_state(struct mailbox_migrate_cmd_context *ctx)

@@ -43,6 +43,12 @@ int mailbox_migrate_cmd_get_next_user(struct doveadm_mail_cmd_context *ctx,
    and setting the exit code. */
 int mailbox_migrate_cmd_open_state(struct mailbox_migrate_cmd_context *ctx,
 				   struct mail_user *user);
+/* Fold into the state file what the user's sessions have appended to its
+   journal log since it was opened, and reopen it (read-only) to see it.
+   Returns 1 if it was reopened so, 0 if there was nothing to fold, -1 on
+   error (logged, exit code set; ctx->db may then be NULL). */
+int mailbox_migrate_cmd_refold_state(struct mailbox_migrate_cmd_context *ctx,
+				     struct mail_user *user);
 void mailbox_migrate_cmd_close_state(struct mailbox_migrate_cmd_context *ctx);
 
 /* Calls callback for each selectable mailbox of the user matching the

@@ -1,5 +1,6 @@
 """The change journal under real IMAP, LMTP and doveadm traffic."""
 
+import json
 import os
 import socket
 import subprocess
@@ -763,3 +764,69 @@ def test_first_proof_finds_an_expunge_the_index_log_forgot(maildir_dovecot):
     rotate_index_log(d, "alice")
     reason = store_then_find_the_expunge(d, "alice")
     assert "since the journal's first commit" in reason
+
+
+def test_commit_while_the_journal_command_runs_is_no_false_no(
+        maildir_dovecot):
+    """The journal command folds the sessions' journal log when it opens
+    the state file, then syncs and proves each mailbox. A session's commit
+    in between shows in the index while its entry is still in the log:
+    the command folds again and proves the mailbox anew, rather than
+    answer "no". strace holds the command's first open of the mailbox's
+    index files for 3 s, and the APPEND commits inside that hold."""
+    d = maildir_dovecot
+    c = d.imap("alice")
+    c.create("Late")
+    c.append("Late", None, None, make_message("before"))
+    c.select("Late")
+    rows = {r["mailbox"]: r for r in d.journal("alice", "Late")}
+    assert rows["Late"]["complete"] == "yes", rows["Late"]["reason"]
+
+    box_dir = os.path.join(d.home("alice"), "Maildir", ".Late")
+    trace = os.path.join(d.root, "journal.strace")
+    cmd = ["strace", "-f", "-qq", "-o", trace,
+           "-P", os.path.join(box_dir, "dovecot.index"),
+           "-P", os.path.join(box_dir, "dovecot.index.log"),
+           "-e", "trace=open,openat",
+           "-e", "inject=open,openat:delay_enter=3000000:when=1",
+           DOVEADM, "-c", d.config, "-f", "json", "mailbox-migrate",
+           "journal", "-u", "alice", "Late"]
+    proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # strace writes a call's line up to its arguments at its entry,
+        # and ends it at its exit: the hold has begun when the line is
+        # there, and not yet ended while it lacks its result
+        deadline = time.monotonic() + 30
+        held = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.exists(trace):
+                with open(trace) as f:
+                    held = f.read()
+                if box_dir in held:
+                    break
+            time.sleep(0.01)
+        assert box_dir in held, held
+        typ, _ = c.append("Late", None, None, make_message("during"))
+        assert typ == "OK"
+        with open(trace) as f:
+            first = f.read().split("\n")[0]
+        assert box_dir in first and "DELAYED" not in first, \
+            "the APPEND did not commit inside the hold: %s" % first
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    c.logout()
+    assert proc.returncode == 0, err
+    with open(trace) as f:
+        assert "DELAYED" in f.read()
+    rows = {r["mailbox"]: r for r in json.loads(out)}
+    assert rows["Late"]["complete"] == "yes", rows["Late"]["reason"]
+    # the appended mail's entry is in the state file, and the row counts
+    # it
+    saves = [e for e in d.journal_entries("alice", "Late")
+             if e["type"] == "save"]
+    assert len(saves) == 2, saves
+    assert int(rows["Late"]["last_seq"]) == saves[-1]["seq"]
