@@ -21,16 +21,22 @@ current ones) has opened, and every mailbox a pass has read has them; the
 table then shows the plugin's own cost apart from Dovecot's modseq upkeep.
 The CPU column is the CPU time of the IMAP session's process (its
 schedstat, kernel included), what the server spends apart from the
-client's round trip; the last column what that process read (its rchar)
-per operation in each phase: a SELECT of a maildir that Dovecot rescans
-reads the maildir's whole dovecot-uidlist, on either side. Prints a
-table; not a test.
+client's round trip; the next what that process read (its rchar) per
+operation in each phase: a SELECT of a maildir that Dovecot rescans
+reads the maildir's whole dovecot-uidlist, on either side; the last its
+minor page faults per operation: the pages it touched anew, mostly
+memory glibc's malloc took from the kernel again after giving it back (a
+SELECT of a big maildir frees more than malloc's trim threshold, and
+whether the heap's top is free then depends on where each process's
+longer-lived allocations happen to lie). --malloc-keep fixes those
+thresholds. Prints a table; not a test.
 
 Usage (as root, after scripts/build.sh):
   tests/bench/bench-plugin-overhead.py [--messages 5000] [--fsync optimized]
                                        [--location maildir:~/Maildir]
                                        [--control] [--no-reader]
                                        [--condstore] [--rounds 1]
+                                       [--malloc-keep]
 
 --rounds R runs the two phases R times (the users swapping roles each
 time, Dovecot restarted): the overhead is then the geometric mean of all
@@ -49,7 +55,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from mmtest import (Dovecot, imap_enable_condstore,  # noqa: E402
-                    make_message, read_bytes)
+                    make_message, minor_faults, read_bytes)
+
+
+# Dovecot's default import_environment, and glibc's malloc thresholds
+# fixed (which also ends their growing with the largest block freed)
+MALLOC_KEEP = ("import_environment = TZ CORE_OUTOFMEM CORE_ERROR LISTEN_PID "
+               "LISTEN_FDS MALLOC_TRIM_THRESHOLD_=268435456 "
+               "MALLOC_MMAP_THRESHOLD_=33554432\n")
 
 
 def cpu_nsecs(pid):
@@ -69,6 +82,8 @@ class Side:
         self.cpu = {}
         # IMAP workload -> bytes the session's imap process read
         self.read = {}
+        # IMAP workload -> minor page faults of the session's imap process
+        self.faults = {}
         self.imap = None
         self.imap_pid = None
         self.lmtp = None
@@ -78,6 +93,7 @@ class Side:
         cpu_pid = self.imap_pid if workload.startswith("IMAP") else None
         cpu = cpu_nsecs(cpu_pid) if cpu_pid is not None else 0
         read = read_bytes(cpu_pid) if cpu_pid is not None else 0
+        faults = minor_faults(cpu_pid) if cpu_pid is not None else 0
         start = time.perf_counter()
         fn(*args)
         self.times.setdefault(workload, []).append(time.perf_counter() -
@@ -87,6 +103,8 @@ class Side:
                 cpu_nsecs(cpu_pid) - cpu
             self.read[workload] = self.read.get(workload, 0) + \
                 read_bytes(cpu_pid) - read
+            self.faults[workload] = self.faults.get(workload, 0) + \
+                minor_faults(cpu_pid) - faults
 
 
 def log_size(d, user):
@@ -144,8 +162,9 @@ def report_row(name, unit, count, parts, phases, rounds):
     totals, medians, rates_a, rates_b, cpus = [], [], [], [], []
     # microseconds of imap process CPU per operation, without and with
     cpu_us = [[], []]
-    # per phase: kilobytes the imap processes read per operation
-    reads = []
+    # per phase: kilobytes the imap processes read, and their minor page
+    # faults, per operation
+    reads, faults = [], []
     for sides in phases:
         a = [t for part in parts for t in sides["without"].times[part]]
         b = [t for part in parts for t in sides["with"].times[part]]
@@ -162,6 +181,9 @@ def report_row(name, unit, count, parts, phases, rounds):
             reads.append("%.1f/%.1f" % tuple(
                 sum(sides[side].read[part] for part in parts) / n / 1000
                 for side, n in (("without", len(a)), ("with", len(b)))))
+            faults.append("%.1f/%.1f" % tuple(
+                sum(sides[side].faults[part] for part in parts) / n
+                for side, n in (("without", len(a)), ("with", len(b)))))
     # each round has each user once on each side
     per_round = ", ".join("%+.1f%%" % (geomean(totals[2 * r:2 * r + 2]) *
                                        100) for r in range(rounds))
@@ -170,7 +192,7 @@ def report_row(name, unit, count, parts, phases, rounds):
         ", ".join("%+.1f%%" % ((c - 1) * 100) for c in cpus),
         statistics.mean(cpu_us[1]), statistics.mean(cpu_us[0]))
     return "| %s | %d %ss x%d | %.0f | %.0f | %+.1f%% | %s%s | %s | " \
-        "%s | %s |" % (name, count, unit, len(phases),
+        "%s | %s | %s |" % (name, count, unit, len(phases),
                   statistics.mean(rates_a), statistics.mean(rates_b),
                   geomean(totals) * 100,
                   per_round + " | " if rounds > 1 else "",
@@ -178,7 +200,7 @@ def report_row(name, unit, count, parts, phases, rounds):
                   "%+.1f%%" % (geomean(medians) * 100)
                   if len(parts) == 1 else "-",
                   ", ".join("%+.1f%%" % ((t - 1) * 100) for t in totals),
-                  cpu, ", ".join(reads) or "-")
+                  cpu, ", ".join(reads) or "-", ", ".join(faults) or "-")
 
 
 def main():
@@ -208,6 +230,13 @@ def main():
                     "running mail_log or push notifications have it: the "
                     "table then shows the plugin's own cost apart from "
                     "notify's")
+    ap.add_argument("--malloc-keep", action="store_true",
+                    help="fixed glibc malloc thresholds for Dovecot's "
+                    "processes (trim 256 MB, mmap 32 MB): memory they "
+                    "free stays in the process, so that the table shows "
+                    "the plugin's cost apart from the page faults of "
+                    "glibc giving memory back to the kernel and taking it "
+                    "again")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run both phases this many times")
     args = ap.parse_args()
@@ -221,7 +250,8 @@ def main():
     users = ["u1", "u2"]
     plugin_field = "userdb_mail_plugins=notify,mailbox_migrate"
     d = Dovecot(users=users, name="bench-overhead", plugin=False,
-                mail_fsync=args.fsync, mail_location=args.location)
+                mail_fsync=args.fsync, mail_location=args.location,
+                extra_config=MALLOC_KEEP if args.malloc_keep else "")
     workloads = [
         ("LMTP delivery, one connection each", "msg",
          deliver_own_connection, args.messages),
@@ -335,9 +365,10 @@ def main():
           "overhead (total time) | %soverhead (median latency) | "
           "phases (total time) | overhead (imap process CPU; "
           "per operation with and without) | imap process reads per "
-          "operation, KB without/with (phases) |" %
+          "operation, KB without/with (phases) | imap process minor page "
+          "faults per operation, without/with (phases) |" %
           ("rounds (total time) | " if args.rounds > 1 else ""))
-    print("|---|---:|---:|---:|---:|%s---:|---|---:|---|" %
+    print("|---|---:|---:|---:|---:|%s---:|---|---:|---|---|" %
           ("---|" if args.rounds > 1 else ""))
     for name, unit, count, parts in rows:
         print(report_row(name, unit, count, parts, phases, args.rounds))

@@ -439,6 +439,15 @@ def read_bytes(pid):
                         if line.startswith("rchar:")).split()[1])
 
 
+def minor_faults(pid):
+    """Minor page faults of a process so far (/proc/PID/stat minflt): pages
+    it touched for the first time, such as memory that malloc got anew
+    from the kernel."""
+    with open("/proc/%d/stat" % pid) as f:
+        # the fields after the command name, which may hold spaces
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def imap_enable_condstore(conn, mailboxes=("INBOX",)):
     """Make Dovecot keep per-message modseqs in each mailbox (it does from
     then on, for every session), as the plugin does for its user's."""
