@@ -252,7 +252,7 @@ def main():
                     help="run Dovecot's processes on this CPU only, so "
                     "that both sides' imap processes run on the same one "
                     "(each phase starts new ones, which the scheduler may "
-                    "otherwise keep on different CPUs of unequal speed)")
+                    "otherwise keep on different CPUs)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run both phases this many times")
     args = ap.parse_args()
