@@ -62,7 +62,8 @@ from mmtest import (Dovecot, imap_enable_condstore,  # noqa: E402
 
 
 # Dovecot's default import_environment, and glibc's malloc thresholds
-# fixed (which also ends their growing with the largest block freed)
+# fixed (setting them also stops glibc from raising the mmap threshold as
+# big blocks are freed)
 MALLOC_KEEP = ("import_environment = TZ CORE_OUTOFMEM CORE_ERROR LISTEN_PID "
                "LISTEN_FDS MALLOC_TRIM_THRESHOLD_=268435456 "
                "MALLOC_MMAP_THRESHOLD_=33554432\n")
